@@ -1,0 +1,49 @@
+"""What every gnnu command shares: ``--debug``, and one-line errors for expected failures.
+
+An expected failure (:class:`gnnu.errors.GnnuError`: bad input, bad config, refused overwrite)
+prints ``<prog>: error: <message>`` on stderr and exits with its code (2) — no traceback unless
+``--debug``. Ctrl-C exits 130. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from ..errors import GnnuError
+
+
+def parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """An ArgumentParser with gnnu's shared flags."""
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    return p
+
+
+def run(prog: str, body: Callable[[argparse.Namespace], int | None],
+        p: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run ``body(args)``, mapping expected failures to one-line errors."""
+    args = p.parse_args(argv)
+    try:
+        return int(body(args) or 0)
+    except GnnuError as exc:
+        if args.debug:
+            raise
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def parse_fractions(text: str, n: int = 3) -> tuple[float, ...]:
+    """``'0.8,0.1,0.1'`` → (0.8, 0.1, 0.1); must be n non-negative numbers summing to 1."""
+    try:
+        vals = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {n} comma-separated numbers, got '{text}'") from None
+    if len(vals) != n or any(v < 0 for v in vals) or abs(sum(vals) - 1) > 1e-6:
+        raise argparse.ArgumentTypeError(f"expected {n} non-negative fractions summing to 1, got '{text}'")
+    return vals

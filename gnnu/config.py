@@ -1,0 +1,174 @@
+"""Configs are data: YAML validated into typed, frozen dataclasses.
+
+:func:`from_dict` checks every key against the dataclass fields (unknown keys and wrong
+types are errors naming the file and the dotted key), fills defaults, and recurses into
+nested dataclasses, lists and dicts. Nothing is ever ``eval``-ed.
+
+Usage::
+
+    @dataclass(frozen=True)
+    class Drift:
+        velocity_cm_per_us: float = 0.16
+
+    cfg = load_yaml(path, Drift)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+#: Root of the repository's ``configs/`` directory (detectors, graphs, models, training).
+CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp, where: str):
+    """Convert ``value`` to type ``tp`` or raise ConfigError naming ``where``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+            return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        out = [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        kt, vt = args if args else (Any, Any)
+        return {_convert(k, kt, where): _convert(v, vt, f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported config type {_type_name(tp)}")
+
+
+def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
+    """Build dataclass ``cls`` from a mapping, strictly.
+
+    Unknown keys, wrong types and missing required fields raise :class:`ConfigError` whose
+    message names ``where`` (file name and dotted key).
+    """
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))} "
+                          f"(allowed: {', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], f"{where}.{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{where}: missing required key '{name}'")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:  # __post_init__ checks
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def to_dict(obj) -> Any:
+    """Plain-data (JSON/YAML-safe) form of a config dataclass (inverse of :func:`from_dict`)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    """Parse a YAML file with the safe loader; errors name the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+
+
+def load_yaml(path: str | os.PathLike, cls: type[T]) -> T:
+    """Read ``path`` and validate it into ``cls``."""
+    return from_dict(cls, read_yaml(path), where=str(path))
+
+
+def resolve_config(kind: str, name_or_path: str | os.PathLike) -> Path:
+    """Find a config by path, or by short name under ``configs/<kind>/<name>.yaml``."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.exists():
+            raise ConfigError(f"{p}: config file not found")
+        return p
+    candidate = CONFIG_ROOT / kind / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    known = sorted(q.stem for q in (CONFIG_ROOT / kind).glob("*.yaml"))
+    raise ConfigError(f"unknown {kind[:-1] if kind.endswith('s') else kind} '{name_or_path}' "
+                      f"(known: {', '.join(known) or 'none'}; or give a YAML path)")
+
+
+def to_json(obj) -> str:
+    """Canonical JSON of a config (sorted keys) for file attributes and manifests."""
+    return json.dumps(to_dict(obj), sort_keys=True)

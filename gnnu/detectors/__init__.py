@@ -1,0 +1,46 @@
+"""Detector geometries as data: ``load_detector('dune')`` reads ``configs/detectors/dune.yaml``.
+
+A new detector kind is one module (config dataclass + geometry class) and one line in
+:data:`DETECTOR_KINDS`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ..config import from_dict, read_yaml, resolve_config, to_dict
+from ..errors import ConfigError
+from .lartpc import LArTPC, LArTPCConfig
+
+#: kind → (config dataclass, geometry class)
+DETECTOR_KINDS = {
+    "lartpc": (LArTPCConfig, LArTPC),
+}
+
+
+def detector_from_dict(data: dict, where: str = "detector"):
+    """Validate a detector mapping (as in YAML or a hit file's attribute) into its geometry object."""
+    if not isinstance(data, dict) or "kind" not in data:
+        raise ConfigError(f"{where}: a detector config needs a 'kind' "
+                          f"(one of {', '.join(DETECTOR_KINDS)})")
+    if data["kind"] not in DETECTOR_KINDS:
+        raise ConfigError(f"{where}: unknown detector kind '{data['kind']}' "
+                          f"(known: {', '.join(DETECTOR_KINDS)})")
+    cfg_cls, geom_cls = DETECTOR_KINDS[data["kind"]]
+    return geom_cls(from_dict(cfg_cls, data, where))
+
+
+def load_detector(name_or_path: str | os.PathLike):
+    """Detector geometry from a short name (``dune``) or a YAML path."""
+    path = resolve_config("detectors", name_or_path)
+    return detector_from_dict(read_yaml(path), str(path))
+
+
+def detector_json(detector) -> str:
+    """The full detector config as canonical JSON (stored in hit files)."""
+    return json.dumps(to_dict(detector.config), sort_keys=True)
+
+
+__all__ = ["DETECTOR_KINDS", "LArTPC", "LArTPCConfig", "detector_from_dict", "detector_json",
+           "load_detector"]

@@ -1,0 +1,177 @@
+"""DUNE-far-detector-like liquid-argon TPC: geometry and readout as data.
+
+Coordinates (cm): ``x`` is the drift coordinate (anode wire planes at ``anode_x_cm``, electrons
+drift towards decreasing x), ``y`` is vertical, ``z`` is along the beam. Each wire plane is
+described by the angle of its wires from the vertical (y axis) in the y–z plane and its pitch;
+a hit's wire number is the index along the pitch direction across the active volume.
+
+Simplifications (documented, deliberate): one drift volume with continuous wire planes
+(no APA gaps, no wrapped induction wires, no plane-to-plane x offsets); induction planes are read
+as unipolar pulses with their own gain.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from .common import Beam, Material, Transport, Visibility
+
+
+@dataclass(frozen=True)
+class Box:
+    """Axis-aligned box, cm."""
+
+    x: tuple[float, float]
+    y: tuple[float, float]
+    z: tuple[float, float]
+
+    def __post_init__(self):
+        for name in "xyz":
+            lo, hi = getattr(self, name)
+            if not lo < hi:
+                raise ValueError(f"box {name} range must have min < max, got {(lo, hi)}")
+
+    def contains(self, pos: np.ndarray, margin: float = 0.0) -> np.ndarray:
+        """Boolean mask of points ``pos`` [N, 3] (cm) inside the box shrunk by ``margin``."""
+        pos = np.asarray(pos)
+        lo = np.array([self.x[0], self.y[0], self.z[0]]) + margin
+        hi = np.array([self.x[1], self.y[1], self.z[1]]) - margin
+        return np.all((pos >= lo) & (pos <= hi), axis=-1)
+
+    @property
+    def lo(self) -> np.ndarray:
+        return np.array([self.x[0], self.y[0], self.z[0]])
+
+    @property
+    def hi(self) -> np.ndarray:
+        return np.array([self.x[1], self.y[1], self.z[1]])
+
+
+@dataclass(frozen=True)
+class WirePlane:
+    """One readout plane. ``angle_deg``: wire direction from vertical; pitch in cm."""
+
+    name: str
+    angle_deg: float
+    pitch_cm: float
+    kind: Literal["induction", "collection"]
+    adc_per_electron: float          # hit-integral gain, ADC·tick per drifted electron
+
+
+@dataclass(frozen=True)
+class Recombination:
+    """Modified Box model (ArgoNeuT): R = ln(A + ξ)/ξ, ξ = B·(dE/dx)/(ρ·E)."""
+
+    A: float = 0.93
+    B: float = 0.212                 # (kV/cm)(g/cm²)/MeV
+
+
+@dataclass(frozen=True)
+class Radiologicals:
+    """Radiological blips: rate per kg of argon, β endpoint (MeV)."""
+
+    enabled: bool = True
+    rate_bq_per_kg: float = 1.01     # Ar-39
+    endpoint_mev: float = 0.565
+    roi_margin_cm: float = 30.0      # simulated in the event's region of interest ± margin
+
+
+@dataclass(frozen=True)
+class Electronics:
+    """Pulse shaping, noise and hit finding (times in µs, charge in electrons or ADC)."""
+
+    shaping_us: float = 1.0
+    noise_electrons: float = 800.0
+    hit_threshold_electrons: float = 3000.0
+    noise_hits: bool = True
+    noise_hit_rate_per_wire: float = 0.001   # fake hits per wire per readout window
+
+
+@dataclass(frozen=True)
+class LArTPCConfig:
+    """Full LArTPC detector description (all numbers from the YAML)."""
+
+    name: str
+    kind: Literal["lartpc"]
+    description: str
+    material: Material
+    active_volume: Box
+    fiducial_margin_cm: float
+    anode_x_cm: float
+    planes: tuple[WirePlane, ...]
+    efield_kv_per_cm: float
+    drift_velocity_cm_per_us: float
+    tick_us: float
+    readout_ticks: int
+    electron_lifetime_ms: float
+    w_ion_ev: float
+    recombination: Recombination
+    diffusion_longitudinal_cm2_per_s: float
+    diffusion_transverse_cm2_per_s: float
+    electronics: Electronics
+    radiologicals: Radiologicals
+    beam: Beam
+    visibility: Visibility
+    transport: Transport
+
+
+class LArTPC:
+    """Geometry helper over a :class:`LArTPCConfig` (vectorised, units cm / ticks)."""
+
+    kind = "lartpc"
+    time_unit = "tick"
+    charge_unit = "ADC·tick"
+
+    def __init__(self, config: LArTPCConfig):
+        self.config = config
+        self.name = config.name
+        self.material = config.material
+        self.views = tuple(p.name for p in config.planes)
+        corners_y = np.array(config.active_volume.y)
+        corners_z = np.array(config.active_volume.z)
+        yy, zz = np.meshgrid(corners_y, corners_z)
+        self._wmin = []
+        self._nwires = []
+        for p in config.planes:
+            w = self._coord(p, yy.ravel(), zz.ravel())
+            self._wmin.append(float(w.min()))
+            self._nwires.append(int(math.ceil((w.max() - w.min()) / p.pitch_cm)))
+
+    @staticmethod
+    def _coord(plane: WirePlane, y, z):
+        a = math.radians(plane.angle_deg)
+        return np.asarray(z) * math.cos(a) + np.asarray(y) * math.sin(a)
+
+    def n_wires(self, view: int) -> int:
+        """Number of wires in plane ``view``."""
+        return self._nwires[view]
+
+    def wire_coordinate(self, view: int, y, z) -> np.ndarray:
+        """Distance (cm) along plane ``view``'s pitch direction from its first wire."""
+        return self._coord(self.config.planes[view], y, z) - self._wmin[view]
+
+    def wire_index(self, view: int, y, z) -> np.ndarray:
+        """Wire number (int32) hit at (y, z) cm in plane ``view``; may fall outside [0, n)."""
+        pitch = self.config.planes[view].pitch_cm
+        return np.floor(self.wire_coordinate(view, y, z) / pitch).astype(np.int32)
+
+    @property
+    def ticks_per_cm(self) -> float:
+        """Drift ticks per cm of drift distance."""
+        return 1.0 / (self.config.drift_velocity_cm_per_us * self.config.tick_us)
+
+    def drift_distance(self, x) -> np.ndarray:
+        """Drift distance (cm) from x to the anode."""
+        return np.abs(np.asarray(x) - self.config.anode_x_cm)
+
+    def hit_positions(self, view, wire, time) -> np.ndarray:
+        """2-D hit coordinates in cm: (wire × pitch, time × tick × drift velocity) → [N, 2]."""
+        view = np.asarray(view)
+        pitch = np.array([p.pitch_cm for p in self.config.planes], dtype=np.float32)[view]
+        cm_per_tick = self.config.drift_velocity_cm_per_us * self.config.tick_us
+        return np.stack([np.asarray(wire, np.float32) * pitch,
+                         np.asarray(time, np.float32) * np.float32(cm_per_tick)], axis=1)

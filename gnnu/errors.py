@@ -1,0 +1,49 @@
+"""gnnu's own exception types.
+
+Every *expected* failure (bad input file, bad config, refused overwrite) raises a
+:class:`GnnuError`; the command-line tools print its one-line message and exit non-zero
+without a traceback. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class GnnuError(Exception):
+    """An expected failure with a one-line message meant for the user."""
+
+    exit_code = 2
+
+
+class ConfigError(GnnuError):
+    """A configuration file or value is invalid (unknown key, wrong type, missing file)."""
+
+
+class InputError(GnnuError):
+    """An input file is unreadable or holds invalid data.
+
+    The message names the file and, where it applies, the event (row index and id).
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None,
+                 event: int | None = None, event_id=None):
+        self.path = None if path is None else os.fspath(path)
+        self.event = event
+        self.event_id = event_id
+        self.reason = message
+        where = []
+        if self.path is not None:
+            where.append(self.path)
+        if event is not None:
+            where.append(f"event {event}" + (f" (id {tuple(int(v) for v in event_id)})"
+                                            if event_id is not None else ""))
+        super().__init__(": ".join(where + [message]))
+
+
+class SchemaError(InputError):
+    """A file's schema is unknown, of an unsupported version, or lacks required columns."""
+
+
+class OutputExistsError(GnnuError):
+    """Refusing to overwrite an existing output without ``--force``."""

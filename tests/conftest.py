@@ -1,0 +1,45 @@
+"""Shared fixtures: small synthetic events so io/graph tests need no simulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gnnu.detectors import load_detector
+from gnnu.events import HIT_COLUMNS, PARTICLE_COLUMNS, Event, Hits, Particles, Truth, bucket_count
+
+REPO = Path(__file__).resolve().parent.parent
+DUNE_CVN_SAMPLE = REPO.parent / "shared" / "data" / "dune-cvn-sample"
+
+
+@pytest.fixture(scope="session")
+def dune():
+    return load_detector("dune")
+
+
+def make_event(i: int, n_hits: int = 50, seed: int = 0, particles: bool = True) -> Event:
+    """A synthetic event with every hit and truth column filled (deterministic in i, seed)."""
+    rng = np.random.default_rng([seed, i])
+    cols = {}
+    for name, (dtype, _, _) in HIT_COLUMNS.items():
+        if name == "view":
+            cols[name] = rng.integers(0, 3, n_hits).astype(dtype)
+        elif name in ("wire", "particle"):
+            cols[name] = rng.integers(0, 500, n_hits).astype(dtype)
+        else:
+            cols[name] = rng.uniform(0, 100, n_hits).astype(dtype)
+    n = rng.integers(0, 5, 4)
+    truth = Truth(flavour=i % 4, interaction=int(rng.integers(4)), is_antinu=i % 2,
+                  n_proton=bucket_count(n[0]), n_charged_pion=bucket_count(n[1]),
+                  n_neutral_pion=bucket_count(n[2]), n_neutron=bucket_count(n[3]),
+                  n_proton_raw=int(n[0]), n_charged_pion_raw=int(n[1]),
+                  n_neutral_pion_raw=int(n[2]), n_neutron_raw=int(n[3]), mode=0, nu_pdg=14,
+                  nu_energy=float(rng.uniform(0.5, 10)), lep_energy=1.0, y=0.3,
+                  vtx_x=10.0, vtx_y=0.0, vtx_z=100.0)
+    parts = None
+    if particles:
+        m = int(rng.integers(1, 6))
+        parts = Particles({k: rng.uniform(-1, 1, m).astype(d) for k, (d, _) in PARTICLE_COLUMNS.items()})
+    return Event((1, 0, i), truth, Hits(cols), parts)

@@ -1,0 +1,128 @@
+"""The gnnu hit file (DESIGN §3.2): round trip, lazy random access, atomic writes, clear errors."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import make_event
+from gnnu.errors import InputError, OutputExistsError, SchemaError
+from gnnu.io import open_source
+from gnnu.io.hitfile import HitFile, HitFileWriter, write_hits
+
+
+def _events(n=20, **kw):
+    return [make_event(i, n_hits=10 + 7 * i, **kw) for i in range(n)]
+
+
+def test_round_trip_every_column(tmp_path, dune):
+    events = _events()
+    path = write_hits(tmp_path / "a.h5", events, dune, generator={"kind": "test"}, seed=7)
+    with HitFile(path) as f:
+        assert len(f) == len(events)
+        assert f.seed == 7 and f.generator == {"kind": "test"}
+        assert f.detector.name == "dune" and f.detector.views == ("U", "V", "Z")
+        for i in (0, 5, 19, -1):
+            got, want = f[i], events[i]
+            assert got.event_id == want.event_id
+            assert got.truth == want.truth
+            for k in want.hits.columns:
+                np.testing.assert_array_equal(got.hits[k], want.hits[k])
+            for k in want.particles.columns:
+                np.testing.assert_array_equal(got.particles[k], want.particles[k])
+        np.testing.assert_array_equal(f.event_ids()[:, 2], np.arange(20))
+        assert f.truth()["flavour"].tolist() == [e.truth.flavour for e in events]
+
+
+def test_opened_through_registry_and_iterated(tmp_path, dune):
+    path = write_hits(tmp_path / "a.h5", _events(5), dune)
+    with open_source(path, "gnnu") as f:
+        assert [e.event_id[2] for e in f] == [0, 1, 2, 3, 4]
+
+
+def test_large_file_flushes_in_blocks(tmp_path, dune, monkeypatch):
+    import gnnu.io.hitfile as hf
+    monkeypatch.setattr(hf, "_FLUSH_ROWS", 100)  # force many flushes
+    events = _events(30)
+    path = write_hits(tmp_path / "a.h5", events, dune)
+    with HitFile(path) as f:
+        for i in (0, 13, 29):
+            np.testing.assert_array_equal(f[i].hits["charge"], events[i].hits["charge"])
+            assert len(f[i].particles) == len(events[i].particles)
+
+
+def test_refuses_overwrite_without_force(tmp_path, dune):
+    path = write_hits(tmp_path / "a.h5", _events(2), dune)
+    with pytest.raises(OutputExistsError, match="a.h5"):
+        write_hits(path, _events(3), dune)
+    write_hits(path, _events(3), dune, overwrite=True)
+    assert len(HitFile(path)) == 3
+
+
+def test_failed_write_leaves_previous_file_and_no_temp(tmp_path, dune):
+    path = write_hits(tmp_path / "a.h5", _events(2), dune)
+    before = path.read_bytes()
+    with pytest.raises(RuntimeError):
+        with HitFileWriter(path, dune, overwrite=True) as w:
+            w.write(make_event(0))
+            raise RuntimeError("killed")
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["a.h5"]
+
+
+def test_empty_file_is_valid(tmp_path, dune):
+    path = write_hits(tmp_path / "e.h5", [], dune)
+    assert len(HitFile(path)) == 0
+
+
+def test_unknown_major_version_refused(tmp_path, dune):
+    path = write_hits(tmp_path / "a.h5", _events(2), dune)
+    with h5py.File(path, "a") as f:
+        f.attrs["schema_version"] = "2.0"
+    with pytest.raises(SchemaError, match=r"a\.h5.*version 2\.0"):
+        HitFile(path)
+
+
+def test_not_a_hit_file(tmp_path):
+    path = tmp_path / "other.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = [1]
+    with pytest.raises(SchemaError, match="not a gnnu hit file"):
+        HitFile(path)
+
+
+def test_missing_column_named(tmp_path, dune):
+    path = write_hits(tmp_path / "a.h5", _events(2), dune)
+    with h5py.File(path, "a") as f:
+        del f["hits/charge"]
+    with pytest.raises(SchemaError, match="/hits/charge"):
+        HitFile(path)
+
+
+def test_nan_charge_names_event(tmp_path, dune):
+    events = _events(4)
+    events[2].hits.columns["charge"][3] = np.nan
+    path = write_hits(tmp_path / "a.h5", events, dune)
+    with HitFile(path) as f:
+        f[1]  # other events still read
+        with pytest.raises(InputError, match=r"a\.h5: event 2 \(id \(1, 0, 2\)\): non-finite hit charge"):
+            f[2]
+        with pytest.raises(InputError, match="event 2"):
+            f.validate()
+
+
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.9])
+def test_truncated_file_is_one_clear_error(tmp_path, dune, keep):
+    path = write_hits(tmp_path / "a.h5", _events(40), dune)
+    data = path.read_bytes()
+    bad = tmp_path / "trunc.h5"
+    bad.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(InputError, match="trunc.h5"):
+        with HitFile(bad) as f:
+            f.validate()
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="nope.h5: file not found"):
+        HitFile(tmp_path / "nope.h5")

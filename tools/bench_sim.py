@@ -1,0 +1,76 @@
+"""Simulator speed: events/s per core on the mixed DUNE-like sample (DESIGN §8 target ≥ 200, goal 500).
+
+Times the whole chain (generator → transport → readout) in one process on the default mixed
+sample (νμ CC, νe CC, ντ CC, NC round-robin, LBNF-like spectrum), repeats it and quotes the
+median; also the share of each stage and, with ``--workers``, the multi-process rate.
+
+    python tools/bench_sim.py --events 200 --repeats 3 [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from _env import describe
+from gnnu.detectors import load_detector
+from gnnu.sim import generator, readout, simulate, transport
+from gnnu.sim.simulate import SimRequest, iter_events
+
+
+def _timed(stage_times, name, fn):
+    def wrapper(*a, **k):
+        t0 = time.perf_counter()
+        out = fn(*a, **k)
+        stage_times[name] += time.perf_counter() - t0
+        return out
+    return wrapper
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--detector", default="dune")
+    args = ap.parse_args()
+    det = load_detector(args.detector)
+    stage = defaultdict(float)
+    # Instrument the stages (single-process runs only).
+    simulate.generator.generate = _timed(stage, "generator", generator.generate)
+    simulate.transport.run = _timed(stage, "transport", transport.run)
+    simulate.readout.digitize = _timed(stage, "readout", readout.digitize)
+
+    rates, hits = [], []
+    for r in range(args.repeats):
+        req = SimRequest(detector=args.detector, n_events=args.events, seed=1000 + r)
+        t0 = time.perf_counter()
+        evs = list(iter_events(req, det, workers=1))
+        dt = time.perf_counter() - t0
+        rates.append(len(evs) / dt)
+        hits.extend(len(e.hits) for e in evs)
+    total = sum(stage.values())
+    print(describe())
+    print(f"\nsingle process, {args.events} events × {args.repeats} repeats (mixed flavours, beam spectrum)")
+    print(f"  events/s per core: median {statistics.median(rates):.0f} "
+          f"(runs: {', '.join(f'{r:.0f}' for r in rates)})")
+    print(f"  hits per event: median {np.median(hits):.0f}, mean {np.mean(hits):.0f}, "
+          f"90% {np.percentile(hits, 90):.0f}")
+    for name, t in stage.items():
+        print(f"  {name:10s} {100 * t / total:5.1f} % of stage time "
+              f"({1e3 * t / (args.events * args.repeats):.2f} ms/event)")
+    if args.workers > 1:
+        req = SimRequest(detector=args.detector, n_events=args.events * args.workers, seed=5000)
+        t0 = time.perf_counter()
+        n = sum(1 for _ in iter_events(req, det, workers=args.workers))
+        dt = time.perf_counter() - t0
+        print(f"\n{args.workers} workers, {n} events: {n / dt:.0f} events/s "
+              f"({n / dt / args.workers:.0f} per worker)")
+
+
+if __name__ == "__main__":
+    main()

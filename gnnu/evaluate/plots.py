@@ -1,0 +1,213 @@
+"""Report plots (PNG): efficiency and purity matrices, ROC curves, efficiency vs true energy,
+score distributions, energy resolution.
+
+Every function draws one figure from the numbers of :mod:`gnnu.evaluate.metrics` (nothing is
+recomputed differently here) and writes it atomically (temporary file, then rename). Figures are
+built on matplotlib's object API with the Agg canvas, so no display and no pyplot global state
+are involved.
+
+Simplifications: score histograms use 50 fixed bins on [0, 1] (softmax outputs); ROC curves
+with more than 5000 points are drawn through 5000 evenly spaced ones (the AUC comes from the
+full curve); the residual histogram shows [−1, 1] and reports how many events fall outside;
+NaN cells of a matrix (no events in that row or column) are left blank and marked "–".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ..events import Flavour
+from .metrics import EnergyResolution, TaskMetrics
+
+_SCORE_BINS = np.linspace(0.0, 1.0, 51)
+_RESIDUAL_RANGE = (-1.0, 1.0)
+_ROC_POINTS = 5000
+_COUNT_PARTICLE = {"n_proton": "p", "n_charged_pion": "π±", "n_neutral_pion": "π⁰",
+                   "n_neutron": "n"}
+
+
+def display_names(task: str, names: Sequence[str]) -> list[str]:
+    """Class names as shown on plots: flavour labels become "CC νμ", "NC", …, count buckets get
+    their particle ("0 p", ">2 π±"); other names are unchanged."""
+    if task in _COUNT_PARTICLE:
+        return [f"{name} {_COUNT_PARTICLE[task]}" for name in names]
+    if task != "flavour":
+        return list(names)
+    out = []
+    for name in names:
+        try:
+            out.append(Flavour.parse(name).pretty)
+        except ValueError:
+            out.append(name)
+    return out
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as PNG to ``path`` atomically; returns the path."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        fig.savefig(tmp, format="png", dpi=110)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def plot_matrix(matrix: np.ndarray, names: Sequence[str], path: str | os.PathLike,
+                title: str, counts: np.ndarray | None = None) -> Path:
+    """Annotated heat map of a ``[C, C]`` efficiency or purity matrix (rows = true class).
+
+    ``counts``: optional true-class counts ``[C]`` shown with the row labels.
+    """
+    matrix = np.asarray(matrix, np.float64)
+    n = len(names)
+    fig = _figure(1.6 + 1.05 * n, 1.2 + 0.95 * n)
+    ax = fig.add_subplot()
+    im = ax.imshow(np.ma.masked_invalid(matrix), cmap="Blues", vmin=0.0, vmax=1.0)
+    for t in range(n):
+        for p in range(n):
+            v = matrix[t, p]
+            text = "–" if not np.isfinite(v) else f"{v:.3f}"
+            ax.text(p, t, text, ha="center", va="center", fontsize=9,
+                    color="white" if np.isfinite(v) and v > 0.6 else "black")
+    rows = list(names) if counts is None else [f"{name}\n(n = {int(k)})"
+                                               for name, k in zip(names, counts)]
+    ax.set_xticks(range(n), list(names))
+    ax.set_yticks(range(n), rows)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, label="fraction")
+    return _save(fig, path)
+
+
+def plot_roc(metrics: TaskMetrics, path: str | os.PathLike, title: str) -> Path:
+    """One-vs-rest ROC curves of every class of a task on one figure, AUC in the legend."""
+    names = display_names(metrics.task, metrics.class_names)
+    fig = _figure(5.4, 4.8)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="random (AUC = 0.5)")
+    for c, (fpr, tpr) in enumerate(metrics.roc):
+        if fpr.size > _ROC_POINTS:  # thin very long curves for drawing only
+            keep = np.unique(np.linspace(0, fpr.size - 1, _ROC_POINTS).astype(np.int64))
+            fpr, tpr = fpr[keep], tpr[keep]
+        if fpr.size:
+            ax.plot(fpr, tpr, lw=1.5, label=f"{names[c]} (AUC = {metrics.auc[c]:.3f})")
+        else:
+            ax.plot([], [], lw=1.5, label=f"{names[c]} (AUC undefined)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("false-positive rate (fraction of other classes selected)")
+    ax.set_ylabel("true-positive rate (efficiency)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_efficiency_vs_energy(metrics: TaskMetrics, path: str | os.PathLike, title: str) -> Path:
+    """Efficiency of each class vs true neutrino energy (GeV) with binomial error bars.
+
+    Needs ``metrics`` computed with energies (``metrics.energy_edges`` set).
+    """
+    if metrics.energy_edges is None:
+        raise ValueError(f"task '{metrics.task}': metrics were computed without true energies")
+    names = display_names(metrics.task, metrics.class_names)
+    edges = metrics.energy_edges
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    half = 0.5 * np.diff(edges)
+    fig = _figure(6.0, 4.4)
+    ax = fig.add_subplot()
+    for c, name in enumerate(names):
+        filled = metrics.n_vs_energy[c] > 0
+        ax.errorbar(centres[filled], metrics.eff_vs_energy[c][filled],
+                    xerr=half[filled], yerr=metrics.eff_vs_energy_err[c][filled],
+                    fmt="o", ms=3, capsize=0, label=f"{name} (n = {int(metrics.n[c])})")
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("true neutrino energy (GeV)")
+    ax.set_ylabel("efficiency (fraction of true class selected)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_score_distributions(task: str, labels: np.ndarray, scores: np.ndarray,
+                             names: Sequence[str], path: str | os.PathLike, title: str) -> Path:
+    """Per class c, the distribution of the classifier output for c, one histogram per true class.
+
+    ``labels``: int ``[n]`` (−1 events are skipped); ``scores``: float ``[n, C]``. Log y axis.
+    """
+    labels = np.asarray(labels)
+    scores = np.asarray(scores, np.float64)
+    shown = display_names(task, names)
+    n = len(names)
+    cols = n if n <= 3 else math.ceil(math.sqrt(n))
+    rows = -(-n // cols)
+    fig = _figure(4.2 * cols, 3.4 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for c in range(n):
+        ax = axes[c]
+        drawn = False
+        for t in range(n):
+            counts = np.histogram(scores[labels == t, c], _SCORE_BINS)[0]
+            if counts.any():
+                ax.stairs(counts, _SCORE_BINS, label=f"true {shown[t]}")
+                drawn = True
+        if drawn:
+            ax.set_yscale("log")
+            ax.legend(fontsize=7)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel(f"classifier output for {shown[c]}")
+        ax.set_ylabel("events per 0.02")
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_energy_resolution(res: EnergyResolution, path: str | os.PathLike, title: str) -> Path:
+    """Histogram of (E_reco − E_true)/E_true with bias and resolution, and both vs true energy."""
+    fig = _figure(10.5, 4.2)
+    ax, ax2 = fig.subplots(1, 2)
+    r = res.residuals
+    inside = (r >= _RESIDUAL_RANGE[0]) & (r <= _RESIDUAL_RANGE[1])
+    ax.hist(r[inside], bins=80, range=_RESIDUAL_RANGE, histtype="step", color="C0")
+    ax.set_xlim(*_RESIDUAL_RANGE)
+    ax.set_xlabel("(E_reco − E_true) / E_true of the neutrino energy")
+    ax.set_ylabel(f"events per {np.diff(_RESIDUAL_RANGE)[0] / 80:.3f}")
+    ax.text(0.03, 0.97, f"n = {res.n} ({int((~inside).sum())} outside the axis, "
+                        f"{res.n_excluded} without valid energies)\n"
+                        f"bias (median) = {res.bias:+.3f}\n"
+                        f"resolution (68 %) = {res.resolution_68:.3f}\n"
+                        f"RMS = {res.rms:.3f}",
+            transform=ax.transAxes, va="top", fontsize=8)
+    edges = res.edges
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    filled = res.bin_n > 0
+    ax2.plot(centres[filled], res.bin_bias[filled], "o-", ms=3, label="bias (median)")
+    ax2.plot(centres[filled], res.bin_resolution_68[filled], "s-", ms=3,
+             label="resolution (68 % half-width)")
+    ax2.axhline(0.0, color="grey", lw=0.8)
+    ax2.set_xlim(edges[0], edges[-1])
+    ax2.set_xlabel("true neutrino energy (GeV)")
+    ax2.set_ylabel("relative residual")
+    ax2.legend(fontsize=8)
+    ax2.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

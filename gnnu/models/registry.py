@@ -1,0 +1,171 @@
+"""The model registry: every model is built from a YAML config by name.
+
+A model family lives in one file and registers each of its models with one line::
+
+    @register_model("edgeconv", params=EdgeConvParams)
+    def edgeconv(config: ModelConfig, in_features: int, tasks: dict[str, int],
+                 regression: tuple[str, ...]) -> nn.Module: ...
+
+The decorated object (a builder function or an ``nn.Module`` class) is called with exactly those
+four arguments; ``config.params`` is then an instance of the family's frozen params dataclass
+(``params=`` above, or the object's ``Params`` attribute; a model with neither takes no params).
+Family packages are imported on first use (:data:`FAMILIES`), so registering a model needs no
+edit here.
+
+A model config (``configs/models/<name>.yaml``) is a mapping::
+
+    name: edgeconv            # registered model name
+    params: {...}             # the family's params dataclass, validated strictly
+    pooling: [mean, max]      # global pooling (GNNs; concatenated when several)
+    heads: {...}              # gnnu.models.heads.HeadsConfig
+
+A full training config may nest it under a top-level ``model`` key; :func:`load_model_config`
+then reads that section only (the trainer validates the others).
+
+Every model's forward takes a ``torch_geometric.data.Batch`` (GNNs) or the family's own input
+(CNNs) and returns a dict: logits [B, C] per classification task, a value [B] per regression
+target (see :mod:`gnnu.models.heads` for the units).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from torch import nn
+
+from ..config import from_dict, read_yaml
+from ..errors import ConfigError
+from ..events import NUM_CLASSES
+from .heads import HeadsConfig
+
+#: Packages whose import registers model families (skipped when not installed).
+FAMILIES = ("gnnu.models.gnn", "gnnu.models.cnn")
+
+PoolingMode = Literal["mean", "max", "sum"]
+
+
+@dataclass(frozen=True)
+class _NoParams:
+    """Params of a model that takes none."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    builder: Callable[..., nn.Module]
+    params: type
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A validated model config.
+
+    ``name``: registered model name. ``params``: the model family's params dataclass instance
+    (a mapping before validation). ``heads``: :class:`~gnnu.models.heads.HeadsConfig`.
+    ``pooling``: global pooling modes, concatenated in this order (GNN families).
+    """
+
+    name: str
+    params: Any = field(default_factory=dict)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+    pooling: tuple[PoolingMode, ...] = ("mean", "max")
+
+    def __post_init__(self):
+        if not self.pooling:
+            raise ValueError("pooling: give at least one of mean, max, sum")
+        if len(set(self.pooling)) != len(self.pooling):
+            raise ValueError(f"pooling: duplicate modes in {list(self.pooling)}")
+
+
+def register_model(name: str, params: type | None = None):
+    """Decorator: register a builder function or ``nn.Module`` class under ``name``.
+
+    ``params``: the family's frozen params dataclass (default: the object's ``Params`` attribute,
+    else no params). Registering a name twice is an error.
+    """
+    def decorate(obj):
+        if name in _REGISTRY:
+            raise ValueError(f"model '{name}' is already registered")
+        cls = params if params is not None else getattr(obj, "Params", _NoParams)
+        _REGISTRY[name] = _Entry(obj, cls)
+        return obj
+    return decorate
+
+
+def _load_families() -> None:
+    for pkg in FAMILIES:
+        if importlib.util.find_spec(pkg) is not None:
+            importlib.import_module(pkg)
+
+
+def list_models() -> list[str]:
+    """Sorted names of every registered model."""
+    _load_families()
+    return sorted(_REGISTRY)
+
+
+def load_model_config(config: dict | str | os.PathLike | ModelConfig,
+                      where: str = "model") -> ModelConfig:
+    """Validate a model config given as a mapping, a YAML path, a short name or a ModelConfig.
+
+    A short name (``"edgeconv"``) reads ``configs/models/<name>.yaml`` if it exists, else it
+    means the registered model with default params. Unknown model names and unknown or
+    ill-typed keys raise :class:`ConfigError` naming them.
+    """
+    if isinstance(config, (str, os.PathLike)):
+        path = _config_path(config)
+        if path is None:
+            config = {"name": str(config)}
+        else:
+            config, where = read_yaml(path), str(path)
+    if isinstance(config, dict) and "model" in config:
+        config, where = config["model"], f"{where}.model"
+    raw = from_dict(ModelConfig, config, where)   # a ModelConfig passes through as is
+    _load_families()
+    if raw.name not in _REGISTRY:
+        raise ConfigError(f"{where}.name: unknown model '{raw.name}' "
+                          f"(known: {', '.join(sorted(_REGISTRY)) or 'none'})")
+    entry = _REGISTRY[raw.name]
+    return replace(raw, params=from_dict(entry.params, raw.params, f"{where}.params"))
+
+
+def _config_path(config: str | os.PathLike) -> Path | None:
+    from ..config import CONFIG_ROOT
+
+    p = Path(config)
+    if p.suffix in (".yaml", ".yml") or os.sep in str(config):
+        if not p.exists():
+            raise ConfigError(f"{p}: config file not found")
+        return p
+    candidate = CONFIG_ROOT / "models" / f"{config}.yaml"
+    return candidate if candidate.exists() else None
+
+
+def create_model(config: dict | str | os.PathLike | ModelConfig, in_features: int,
+                 tasks: dict[str, int] | None = None,
+                 regression: tuple[str, ...] = ("nu_energy",)) -> nn.Module:
+    """Build a model from its config (see :func:`load_model_config`).
+
+    ``in_features``: node features F per hit (GNNs) or input channels (CNNs).
+    ``tasks``: classification task → number of classes; default every label of
+    :data:`gnnu.events.NUM_CLASSES`. ``regression``: regression targets offered (default
+    ``("nu_energy",)``). The config's ``heads.on`` selects among them.
+    The model carries ``model.config`` (the ModelConfig) and ``model.loss_weights``.
+    """
+    cfg = load_model_config(config)
+    if in_features < 1:
+        raise ConfigError(f"in_features must be positive, got {in_features}")
+    tasks = dict(NUM_CLASSES) if tasks is None else dict(tasks)
+    model = _REGISTRY[cfg.name].builder(cfg, in_features, tasks, tuple(regression))
+    if not isinstance(getattr(model, "loss_weights", None), dict):
+        raise TypeError(f"builder of model '{cfg.name}' must set model.loss_weights "
+                        f"(see MultiTaskHead.from_config)")
+    model.config = cfg
+    return model

@@ -63,6 +63,7 @@ def draw_events(events: Sequence[Event], detector, path: str | os.PathLike,
                                 linewidths=0)
                 if v == len(views) - 1:
                     fig.colorbar(sc, ax=ax, label=f"charge ({getattr(detector, 'charge_unit', 'a.u.')})")
+            _zoom(ax, pos[sel])
             ax.set_xlabel(f"{name} wire coordinate (cm)")
             ax.set_ylabel("drift coordinate (cm)")
             ax.set_title(f"view {name}", fontsize=9)
@@ -75,6 +76,17 @@ def draw_events(events: Sequence[Event], detector, path: str | os.PathLike,
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _zoom(ax, pos: np.ndarray, margin_cm: float = 15.0) -> None:
+    """Frame the bulk of the event (1–99 % quantiles), so isolated noise hits and blips far
+    away do not shrink it to a dot."""
+    if len(pos) < 2:
+        return
+    lo = np.percentile(pos, 1, axis=0) - margin_cm
+    hi = np.percentile(pos, 99, axis=0) + margin_cm
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
 
 
 def one_per_flavour(events: Sequence[Event]) -> list[Event]:

@@ -74,7 +74,7 @@ class HitFileWriter:
                  seed: int | None = None, overwrite: bool = False, compression: str = "lzf"):
         self.path = prepare_output(path, overwrite)
         self.tmp = temporary_path(self.path)
-        self._f = h5py.File(self.tmp, "w")
+        self._f = h5py.File(self.tmp, "w", track_order=True)
         self._compression = compression
         self._f.attrs.update({
             "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
@@ -97,13 +97,14 @@ class HitFileWriter:
 
     def write(self, event: Event) -> None:
         """Append one event (hits, truth, and particles if the file has them)."""
-        cols = set(event.hits.columns)
+        # Column order fixed by HIT_COLUMNS (never set order), so the file layout is reproducible.
+        cols = [k for k in HIT_COLUMNS if k in event.hits.columns]
         if self._hit_columns is None:
             self._hit_columns = cols
             self._with_particles = event.particles is not None
-        elif cols != self._hit_columns:
-            raise ValueError(f"event {event.event_id}: hit columns {sorted(cols)} differ from the "
-                             f"file's {sorted(self._hit_columns)}")
+        elif cols != self._hit_columns or len(cols) != len(event.hits.columns):
+            raise ValueError(f"event {event.event_id}: hit columns {sorted(event.hits.columns)} differ "
+                             f"from the file's {self._hit_columns}")
         n = len(event.hits)
         for name in cols:
             self._push("hits", name, np.asarray(event.hits[name], HIT_COLUMNS[name][0]))
@@ -142,7 +143,8 @@ class HitFileWriter:
                     shape = (0,) + data.shape[1:]
                     self._f.create_dataset(key, shape=shape, maxshape=(None,) + data.shape[1:],
                                            dtype=data.dtype, chunks=(min(_CHUNK, max(len(data), 1024)),)
-                                           + data.shape[1:], compression=self._compression)
+                                           + data.shape[1:], compression=self._compression,
+                                           track_times=False)
                 ds = self._f[key]
                 start = ds.shape[0]
                 ds.resize(start + len(data), axis=0)

@@ -68,6 +68,7 @@ class Recombination:
 
     A: float = 0.93
     B: float = 0.212                 # (kV/cm)(g/cm²)/MeV
+    point_dedx_mev_per_cm: float = 4.0   # dE/dx of point deposits (dx = 0): stopping e±, blips
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,13 @@ class Radiologicals:
 class Electronics:
     """Pulse shaping, noise and hit finding (times in µs, charge in electrons or ADC)."""
 
-    shaping_us: float = 1.0
-    noise_electrons: float = 800.0
-    hit_threshold_electrons: float = 3000.0
+    shaping_us: float = 1.0                  # rms of the shaped pulse
+    noise_electrons: float = 800.0           # equivalent noise charge on a hit integral
+    hit_threshold_electrons: float = 7000.0  # on the hit integral
     noise_hits: bool = True
     noise_hit_rate_per_wire: float = 0.001   # fake hits per wire per readout window
+    pulse_merge_widths: float = 2.0          # charge closer in time than this many pulse rms merges
+    long_pulse_ticks: float = 16.0           # long pulse trains are split into hits this long
 
 
 @dataclass(frozen=True)

@@ -77,14 +77,28 @@ def run(primaries: ParticleBatch, detector, rng: np.random.Generator
     table = _TableBuilder()
     primaries.process = np.full(len(primaries), Process.PRIMARY, np.int8)
     pending = table.register(primaries)
+    em_waiting: list[ParticleBatch] = []
     deposits: list[Deposits] = []
     for _ in range(MAX_GENERATIONS):
-        if not len(pending):
-            break
         apdg = np.abs(pending.pdg)
+        em = np.isin(apdg, EM_PDGS)
+        if em.any():
+            # e±/γ wait until no other particle is left, so each event makes one cascade call
+            # (its fixed cost dominates small showers); cascades make no secondaries today, but
+            # any they make go round the loop like everyone else's.
+            em_waiting.append(pending.select(em))
+            pending = pending.select(~em)
+            apdg = apdg[~em]
+        if not len(pending):
+            if not em_waiting:
+                break
+            pending, em_waiting = ParticleBatch.concat(em_waiting), []
+            stages = ((EM_PDGS, showers.cascade),)
+            apdg = np.abs(pending.pdg)
+        else:
+            stages = ((TRACK_PDGS, tracks.propagate), (DECAY_PDGS, decays.decay))
         new: list[ParticleBatch] = []
-        for pdgs, stage in ((TRACK_PDGS, tracks.propagate), (EM_PDGS, showers.cascade),
-                            (DECAY_PDGS, decays.decay)):
+        for pdgs, stage in stages:
             sel = np.isin(apdg, pdgs)
             if not sel.any():
                 continue

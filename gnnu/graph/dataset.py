@@ -1,0 +1,137 @@
+"""The built graph dataset as a PyTorch Geometric ``Dataset`` with fast random access.
+
+``GraphDataset(root, split='train')`` indexes the graphs of one split (``'train'``, ``'val'``,
+``'test'`` or ``'all'``) of a dataset written by ``gnnu-build`` (:mod:`gnnu.graph.store`). Only
+the small per-graph tables are read at construction; a graph is read on access as its own slice
+of the node and edge arrays (a few HDF5 chunks). Shard files are opened lazily in each process
+(re-opened after a fork, dropped when pickled), so PyG's ``DataLoader`` works with
+``num_workers > 0``.
+
+Each item is a ``torch_geometric.data.Data`` with
+
+- ``x`` [n, F] float32: node features, standardised with the manifest's training-split
+  statistics ((x − mean) / std) on the columns marked ``normalize`` when ``normalize=True``;
+- ``pos`` [n, D] float32 cm; ``view_id`` [n] int64 (the hit's view; ``Data.view`` is a PyG
+  method); ``edge_index`` [2, E] int64 (local, row 0 source, row 1 target);
+- every field of :class:`gnnu.events.Truth` except the vertex as a tensor of shape [1]
+  (integers int64, energies float32): ``flavour``, ``interaction``, ``is_antinu``, ``n_proton``
+  …, ``nu_energy``, ``lep_energy`` (GeV) and ``y`` — note: ``data.y`` is the inelasticity, as in
+  the data model, not a generic target;
+- ``vertex`` [1, 3] float32 cm and ``event_id`` [1, 3] int64 (run, subrun, event), so a batch
+  stacks them to [B, 3].
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch_geometric.data import Data, Dataset
+
+from ..errors import ConfigError
+from ..events import Truth
+from .store import SPLITS, read_manifest
+
+_VERTEX = ("vtx_x", "vtx_y", "vtx_z")
+
+
+class GraphDataset(Dataset):
+    """Graphs of one split of a gnnu graph dataset (see module docstring).
+
+    ``root``: dataset directory. ``split``: ``'train'``, ``'val'``, ``'test'`` or ``'all'``.
+    ``normalize``: standardise ``x`` with the manifest statistics. ``transform``: as in PyG.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str = "train", normalize: bool = True,
+                 transform=None):
+        if split not in SPLITS + ("all",):
+            raise ConfigError(f"unknown split '{split}' (known: {', '.join(SPLITS + ('all',))})")
+        self.path = Path(root)
+        self.split = split
+        self.manifest = read_manifest(self.path)
+        self.normalize = normalize
+        feats = self.manifest["features"]
+        self.feature_names = [f["name"] for f in feats]
+        use = np.array([f["normalize"] for f in feats], bool)
+        std = np.array([f["std"] for f in feats], np.float64)
+        self._mean = np.where(use, [f["mean"] for f in feats], 0.0).astype(np.float32)
+        self._std = np.where(use & (std > 0), std, 1.0).astype(np.float32)
+        self._files_list = [self.path / s["file"] for s in self.manifest["shards"]]
+        self._node_offset, self._edge_offset = [], []
+        where, labels = [], {k: [] for k in list(Truth.columns()) + ["event_id"]}
+        code = None if split == "all" else SPLITS.index(split)
+        for si, path in enumerate(self._files_list):
+            with h5py.File(path, "r") as f:
+                g = f["graphs"]
+                self._node_offset.append(g["node_offset"][...])
+                self._edge_offset.append(g["edge_offset"][...])
+                sel = (np.arange(len(g["split"])) if code is None
+                       else np.flatnonzero(g["split"][...] == code))
+                where.append(np.stack([np.full(len(sel), si), sel], 1))
+                for k in labels:
+                    labels[k].append(g[k][...][sel])
+        self._where = np.concatenate(where).astype(np.int64) if where else np.zeros((0, 2), np.int64)
+        self._labels = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in labels.items()}
+        self._files: dict[int, h5py.File] = {}
+        self._pid = os.getpid()
+        super().__init__(None, transform)
+
+    # -- PyG Dataset interface ------------------------------------------------------------------
+    def len(self) -> int:
+        return len(self._where)
+
+    def get(self, idx: int) -> Data:
+        si, g = (int(v) for v in self._where[idx])
+        f = self._file(si)
+        a, b = int(self._node_offset[si][g]), int(self._node_offset[si][g + 1])
+        ea, eb = int(self._edge_offset[si][g]), int(self._edge_offset[si][g + 1])
+        x = f["nodes/x"][a:b]
+        if self.normalize:
+            x = (x - self._mean) / self._std
+        data = Data(x=torch.from_numpy(np.ascontiguousarray(x, np.float32)),
+                    pos=torch.from_numpy(f["nodes/pos"][a:b]),
+                    edge_index=torch.from_numpy(f["edges/index"][:, ea:eb].astype(np.int64)),
+                    view_id=torch.from_numpy(f["nodes/view"][a:b].astype(np.int64)))
+        for k, v in self._labels.items():
+            if k in _VERTEX or k == "event_id":
+                continue
+            value = v[idx]
+            data[k] = torch.tensor([value], dtype=torch.float32 if v.dtype.kind == "f" else torch.long)
+        data.vertex = torch.tensor([[self._labels[k][idx] for k in _VERTEX]], dtype=torch.float32)
+        data.event_id = torch.from_numpy(self._labels["event_id"][idx].reshape(1, 3).astype(np.int64))
+        return data
+
+    # -- extras ---------------------------------------------------------------------------------
+    def labels(self, name: str | None = None):
+        """Per-graph truth of the whole split without reading graphs: a dict of [n] arrays (every
+        :class:`gnnu.events.Truth` field, plus ``event_id`` [n, 3]), or one array by ``name``."""
+        if name is None:
+            return {k: v.copy() for k, v in self._labels.items()}
+        if name not in self._labels:
+            raise KeyError(f"unknown label '{name}' (known: {', '.join(self._labels)})")
+        return self._labels[name].copy()
+
+    @property
+    def num_node_features(self) -> int:
+        return len(self.feature_names)
+
+    def _file(self, si: int) -> h5py.File:
+        if self._pid != os.getpid():          # forked into a DataLoader worker: own handles
+            self._files, self._pid = {}, os.getpid()
+        if si not in self._files:
+            self._files[si] = h5py.File(self._files_list[si], "r")
+        return self._files[si]
+
+    def close(self) -> None:
+        """Close the shard files this process opened."""
+        for f in self._files.values():
+            f.close()
+        self._files = {}
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_files"] = {}
+        return state

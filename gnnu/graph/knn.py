@@ -1,0 +1,330 @@
+"""k nearest neighbours behind one function, :func:`knn`, with three interchangeable backends.
+
+``knn(pos, k, batch)`` returns the directed edges j → i from each point's k nearest neighbours j
+(PyG ``source_to_target`` flow: row 0 = neighbour/source, row 1 = centre/target), never across
+the graphs of a batch. Backends:
+
+- ``torch_cluster``: ``torch_cluster.knn`` (optional extra, a source build); fast on CPU and CUDA.
+- ``scipy``: one ``scipy.spatial.cKDTree`` per graph (CPU); numpy in, numpy out.
+- ``torch``: batched brute force in pure torch on the input's device (CPU or GPU); graphs are
+  padded into blocks of at most ``block_size`` pairwise distances, so memory stays bounded.
+
+``backend='auto'`` uses torch-cluster when importable, else scipy for numpy arrays and CPU
+tensors, else the torch brute force. The result has the input's kind (numpy array or tensor,
+same device).
+
+The result is the same for every backend (up to floating-point rounding of distances, which
+matters only for near-ties): edges are grouped by centre in ascending order, and each centre's
+neighbours come in ascending (distance, index) order — ties at equal distance go to the lower
+index, including at the k-th place. A graph with fewer than k other points connects each point
+to all of them. ``include_self`` says whether a point is its own neighbour (counted among the k,
+as in PyG's ``loop=True`` and DGCNN; ParticleNet and GravNet exclude it).
+
+Simplifications: the torch-cluster backend takes its neighbour choice at exact ties from
+torch-cluster (its distances are float32); only the scipy and torch backends apply the
+lower-index rule at the k-th place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Backends accepted by :func:`knn`.
+BACKENDS = ("auto", "scipy", "torch", "torch_cluster")
+
+
+def has_torch_cluster() -> bool:
+    """Whether the optional torch-cluster package can be imported."""
+    try:
+        import torch_cluster  # noqa: F401
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+def knn(pos, k: int, batch=None, include_self: bool = False, backend: str = "auto",
+        block_size: int = 1 << 24):
+    """Directed kNN edges of the points ``pos``, per graph of ``batch``.
+
+    ``pos``: [N, D] coordinates (numpy array or torch tensor; any unit, Euclidean distance).
+    ``k``: neighbours per point (≥ 1). ``batch``: [N] graph index of each point, sorted
+    non-decreasing (``None``: one graph). ``include_self``: a point counts as its own nearest
+    neighbour. ``backend``: one of :data:`BACKENDS`. ``block_size``: torch backend only, the
+    largest number of pairwise distances held at once.
+
+    Returns ``edge_index`` [2, E] int64 (row 0 = neighbour j, row 1 = centre i), numpy for numpy
+    input, a tensor on ``pos``'s device for tensor input.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown kNN backend '{backend}' (known: {', '.join(BACKENDS)})")
+    if int(k) < 1:
+        raise ValueError(f"k must be ≥ 1, got {k}")
+    is_tensor = not isinstance(pos, np.ndarray)
+    if backend == "auto":
+        if has_torch_cluster():
+            backend = "torch_cluster"
+        elif is_tensor and pos.device.type != "cpu":
+            backend = "torch"
+        else:
+            backend = "scipy"
+    if backend == "scipy":
+        p = pos.detach().cpu().numpy() if is_tensor else pos
+        b = None if batch is None else (batch.detach().cpu().numpy() if is_tensor else batch)
+        edges = _knn_scipy(np.asarray(p), int(k), b, include_self)
+        if is_tensor:
+            import torch
+            return torch.from_numpy(edges).to(pos.device)
+        return edges
+    import torch
+    p = pos if is_tensor else torch.from_numpy(np.ascontiguousarray(pos))
+    b = None if batch is None else (batch if isinstance(batch, torch.Tensor)
+                                    else torch.from_numpy(np.asarray(batch)).to(p.device))
+    if backend == "torch":
+        edges = _knn_torch(p, int(k), b, include_self, int(block_size))
+    else:
+        edges = _knn_torch_cluster(p, int(k), b, include_self)
+    return edges if is_tensor else edges.cpu().numpy()
+
+
+# -- helpers shared by the backends ---------------------------------------------------------
+def graph_pointers(batch: np.ndarray | None, n: int) -> np.ndarray:
+    """[G + 1] start offsets of the runs of equal values in a sorted ``batch`` (G = number of runs)."""
+    if batch is None or n == 0:
+        return np.array([0, n] if n else [0], dtype=np.int64)
+    batch = np.asarray(batch)
+    if batch.shape != (n,):
+        raise ValueError(f"batch must have shape [{n}], got {list(batch.shape)}")
+    step = np.diff(batch)
+    if np.any(step < 0):
+        raise ValueError("batch must be sorted (non-decreasing)")
+    return np.concatenate([[0], np.flatnonzero(step) + 1, [n]]).astype(np.int64)
+
+
+def _order_rows(d: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort each row of candidate (distance, index) pairs by distance, then index."""
+    tied = np.flatnonzero(np.any(d[:, 1:] == d[:, :-1], axis=1)) if d.shape[1] > 1 else []
+    if len(tied):
+        order = np.lexsort((idx[tied], d[tied]), axis=1)
+        d[tied] = np.take_along_axis(d[tied], order, 1)
+        idx[tied] = np.take_along_axis(idx[tied], order, 1)
+    return d, idx
+
+
+def _sq_dist(a, b):
+    """Squared Euclidean distances of broadcastable [..., D] arrays or tensors, one coordinate at
+    a time (the same operations in every backend, and no [..., D] temporary of pairwise size)."""
+    d = (a[..., 0] - b[..., 0]) ** 2
+    for c in range(1, a.shape[-1]):
+        d = d + (a[..., c] - b[..., c]) ** 2
+    return d
+
+
+# -- scipy ------------------------------------------------------------------------------------
+def _knn_scipy(pos: np.ndarray, k: int, batch, include_self: bool) -> np.ndarray:
+    from scipy.spatial import cKDTree
+
+    if pos.ndim != 2:
+        raise ValueError(f"pos must have shape [N, D], got {list(pos.shape)}")
+    pos = np.asarray(pos, dtype=np.float64)
+    n_total = len(pos)
+    ptr = graph_pointers(batch, n_total)
+    sizes = np.diff(ptr)
+    extra = 0 if include_self else 1
+    q = k + extra + 1               # one candidate beyond the k (+ self) shows ties at the k-th place
+    count = np.minimum(k, np.maximum(sizes - extra, 0))       # neighbours per point, per graph
+    first = np.zeros(n_total + 1, np.int64)                   # edge offset of each centre
+    first[1:] = np.cumsum(np.repeat(count, sizes))
+    src = np.empty(first[-1], np.int64)
+    dst = np.repeat(np.arange(n_total), np.repeat(count, sizes))
+    trees: dict[int, cKDTree] = {}
+    dists, idxs, rows = [], [], []
+    for g in np.flatnonzero(sizes >= q):                      # graphs with more than k others
+        s, e = int(ptr[g]), int(ptr[g + 1])
+        trees[g] = cKDTree(pos[s:e])
+        d, i = trees[g].query(pos[s:e], k=q)
+        dists.append(d)
+        idxs.append(i + s)
+        rows.append(np.arange(s, e))
+    if rows:
+        d, idx, rows = np.concatenate(dists), np.concatenate(idxs), np.concatenate(rows)
+        d, idx = _order_rows(d, idx)
+        if not include_self:
+            d, idx = _drop_self(d, idx, rows)
+        boundary = np.flatnonzero(d[:, k - 1] == d[:, k])
+        idx = idx[:, :k]
+        if len(boundary):
+            g_of = np.searchsorted(ptr, rows[boundary], side="right") - 1
+            for r, g in zip(boundary, g_of):
+                s = int(ptr[g])
+                idx[r] = s + _resolve_ties(trees[g], pos[s:int(ptr[g + 1])], int(rows[r]) - s,
+                                           d[r, k - 1], k, include_self)
+        src[first[rows][:, None] + np.arange(k)] = idx
+    for g in np.flatnonzero((sizes < q) & (count > 0)):       # small graphs: all other points
+        s, e = int(ptr[g]), int(ptr[g + 1])
+        p = pos[s:e]
+        d2 = _sq_dist(p[:, None, :], p[None, :, :])
+        cand = np.broadcast_to(np.arange(e - s), d2.shape)
+        order = np.lexsort((cand, d2), axis=1)
+        if not include_self:
+            order = order[order != np.arange(e - s)[:, None]].reshape(e - s, -1)
+        src[first[s]:first[e]] = (order[:, :count[g]] + s).reshape(-1)
+    return np.stack([src, dst])
+
+
+def _drop_self(d: np.ndarray, idx: np.ndarray, rows: np.ndarray):
+    """Remove each row's own index from its candidates (or the last one if absent)."""
+    if np.array_equal(idx[:, 0], rows):  # the usual case: self comes first (distance 0)
+        return d[:, 1:], idx[:, 1:]
+    is_self = idx == rows[:, None]
+    missing = ~is_self.any(axis=1)
+    is_self[missing, -1] = True          # self lies beyond the candidates: drop the farthest
+    keep = ~is_self
+    m = idx.shape[1] - 1
+    return d[keep].reshape(-1, m), idx[keep].reshape(-1, m)
+
+
+def _resolve_ties(tree, pts: np.ndarray, i: int, radius: float, need: int,
+                  include_self: bool) -> np.ndarray:
+    """Exact (distance, index) choice of point i's neighbours when its k-th distance is tied
+    beyond the k: every point within that distance, sorted. Local indices [need]."""
+    cand = np.asarray(tree.query_ball_point(pts[i], radius * (1 + 1e-9) + 1e-300), dtype=np.int64)
+    if not include_self:
+        cand = cand[cand != i]
+    d2 = _sq_dist(pts[cand], pts[i])
+    return cand[np.lexsort((cand, d2))[:need]]
+
+
+# -- torch brute force ------------------------------------------------------------------------
+def _knn_torch(pos, k: int, batch, include_self: bool, block_size: int):
+    import torch
+
+    if pos.dim() != 2:
+        raise ValueError(f"pos must have shape [N, D], got {list(pos.shape)}")
+    n_total = pos.shape[0]
+    ptr = graph_pointers(None if batch is None else batch.detach().cpu().numpy(), n_total)
+    sizes = np.diff(ptr)
+    src, dst = [], []
+    g, n_graphs = 0, len(sizes)
+    while g < n_graphs:
+        n = int(sizes[g])
+        if n * n > block_size:
+            s_, d_ = _knn_torch_rows(pos, int(ptr[g]), n, k, include_self, block_size)
+            src.append(s_)
+            dst.append(d_)
+            g += 1
+            continue
+        # as many consecutive graphs as fit in one padded [B, m, m] block
+        h = g + 1
+        m = n
+        while h < n_graphs and (h + 1 - g) * max(m, int(sizes[h])) ** 2 <= block_size:
+            m = max(m, int(sizes[h]))
+            h += 1
+        s_, d_ = _knn_torch_padded(pos, ptr[g:h + 1], m, k, include_self)
+        src.append(s_)
+        dst.append(d_)
+        g = h
+    if not src:
+        return torch.zeros((2, 0), dtype=torch.long, device=pos.device)
+    return torch.stack([torch.cat(src), torch.cat(dst)])
+
+
+def _select(d, k_eff: int):
+    """Per row of ``d`` [..., m]: the ``k_eff`` smallest entries, ties to the lower column.
+
+    Returns (values, columns) [..., k_eff] in ascending (value, column) order; +inf marks
+    excluded entries, which sort last.
+    """
+    import torch
+
+    vals, cols = d.topk(k_eff, dim=-1, largest=False, sorted=True)
+    kth = vals[..., -1:]
+    # rows where topk left out an entry equal to the k-th value: redo them by column order
+    tied = ((d == kth).sum(-1) > (vals == kth).sum(-1)) & torch.isfinite(kth[..., 0])
+    if bool(tied.any()):
+        dt, kt = d[tied], kth[tied]
+        below = (dt < kt).sum(-1, keepdim=True)
+        eq = dt == kt
+        take = (dt < kt) | (eq & (torch.cumsum(eq.to(torch.int64), -1) <= k_eff - below))
+        cols_t = torch.nonzero(take)[:, 1].view(-1, k_eff)
+        vals[tied] = torch.gather(dt, 1, cols_t)
+        cols[tied] = cols_t
+    # within the selection: order by (value, column)
+    cols, order = cols.sort(dim=-1)
+    vals = torch.gather(vals, -1, order)
+    vals, order = vals.sort(dim=-1, stable=True)
+    cols = torch.gather(cols, -1, order)
+    return vals, cols
+
+
+def _knn_torch_padded(pos, ptr: np.ndarray, m: int, k: int, include_self: bool):
+    """kNN for the consecutive graphs ptr[0]..ptr[-1] padded to [B, m, D]."""
+    import torch
+
+    dev = pos.device
+    starts = torch.as_tensor(ptr[:-1], device=dev)
+    sizes = torch.as_tensor(np.diff(ptr), device=dev)
+    b = len(sizes)
+    slot = torch.arange(m, device=dev)
+    valid = slot[None, :] < sizes[:, None]                       # [B, m]
+    gidx = (starts[:, None] + slot[None, :]).clamp(max=pos.shape[0] - 1)
+    x = pos[gidx]                                                # [B, m, D]
+    d = _sq_dist(x[:, :, None, :], x[:, None, :, :])            # [B, m, m]
+    inf = torch.tensor(float("inf"), dtype=d.dtype, device=dev)
+    d = torch.where(valid[:, None, :], d, inf)
+    if not include_self:
+        d = torch.where(torch.eye(m, dtype=torch.bool, device=dev)[None], inf, d)
+    k_eff = min(k, m)
+    vals, cols = _select(d, k_eff)
+    keep = torch.isfinite(vals) & valid[:, :, None]
+    centre = gidx[:, :, None].expand(b, m, k_eff)
+    neighbour = starts[:, None, None] + cols
+    return neighbour[keep], centre[keep]
+
+
+def _knn_torch_rows(pos, start: int, n: int, k: int, include_self: bool, block_size: int):
+    """kNN inside one large graph, in blocks of rows against all its points."""
+    import torch
+
+    pts = pos[start:start + n]
+    rows_per_block = max(1, block_size // max(n, 1))
+    k_eff = min(k, n if include_self else n - 1)
+    src, dst = [], []
+    if k_eff <= 0:
+        empty = torch.zeros(0, dtype=torch.long, device=pos.device)
+        return empty, empty
+    for r0 in range(0, n, rows_per_block):
+        r1 = min(n, r0 + rows_per_block)
+        d = _sq_dist(pts[r0:r1, None, :], pts[None, :, :])
+        rows = torch.arange(r0, r1, device=pos.device)
+        if not include_self:
+            d[torch.arange(r1 - r0, device=pos.device), rows] = float("inf")
+        _, cols = _select(d, k_eff)
+        src.append((cols + start).reshape(-1))
+        dst.append((rows + start).repeat_interleave(k_eff))
+    return torch.cat(src), torch.cat(dst)
+
+
+# -- torch-cluster ----------------------------------------------------------------------------
+def _knn_torch_cluster(pos, k: int, batch, include_self: bool):
+    import torch
+    import torch_cluster
+
+    n = pos.shape[0]
+    extra = 0 if include_self else 1
+    # torch_cluster.knn(x, y, k): row 0 = index into y (centre), row 1 = index into x
+    e = torch_cluster.knn(pos, pos, k + extra, batch, batch)
+    centre, neighbour = e[0], e[1]
+    d = ((pos[centre] - pos[neighbour]) ** 2).sum(-1)
+    if not include_self:
+        keep = centre != neighbour
+        centre, neighbour, d = centre[keep], neighbour[keep], d[keep]
+    # order by (centre, distance, neighbour) and keep at most k per centre
+    order = torch.argsort(neighbour, stable=True)
+    order = order[torch.argsort(d[order], stable=True)]
+    order = order[torch.argsort(centre[order], stable=True)]
+    centre, neighbour = centre[order], neighbour[order]
+    counts = torch.bincount(centre, minlength=n)
+    first = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(centre), device=pos.device) - first[centre]
+    keep = rank < k
+    return torch.stack([neighbour[keep], centre[keep]])

@@ -3,6 +3,20 @@
 LAr numbers come from configs/detectors/dune.yaml (PDG): X0 = 14.0 cm, R_M = 9.043 cm,
 E_c = 32.84 MeV. Every test is seeded; shower samples are shared between tests (module fixtures)
 to keep the file fast.
+
+References for the shower shape:
+- PDG: S. Navas et al. (Particle Data Group), Phys. Rev. D 110, 030001 (2024) and 2025 update,
+  review "Passage of particles through matter", Sec. 34.5: t_max = ln y − 0.5 for electrons
+  (Eq. 34.36) from EGS4 fits "in elements ranging from carbon to uranium, at energies from 1 GeV
+  to 100 GeV", excluding the first ~2 X0 where the gamma function "fails badly"; "only 10 % of
+  the energy lies outside the cylinder with radius R_M", from measurements in Cu, Pb
+  (Nelson et al., Phys. Rev. 149, 201 (1966)) and Pb, Cu, Al (Bathow et al., Nucl. Phys. B20,
+  592 (1970)).
+- GFLASH: G. Grindhammer and S. Peters, hep-ex/0001020, App. A.1 (homogeneous media, fitted to
+  GEANT simulations, explicit Z dependence), coefficients as coded in Geant4's
+  GVFlashHomoShowerTuning.hh / GFlashHomoShowerParameterisation.cc. It uses its own critical
+  energy E_c = 2.66 (X0 Z/A)^1.1 MeV (X0 in g/cm²; 29.1 MeV for argon) and R_M = 21 MeV·X0/E_c
+  (10.1 cm). It is the literature value used here for argon (Z = 18) specifically.
 """
 
 from __future__ import annotations
@@ -83,10 +97,64 @@ def electron_summary(detector, energy_gev: float, n: int, seed: int, chunk: int 
 
 @pytest.fixture(scope="module")
 def electron_showers(dune):
-    """Summaries of electron showers at 1, 2 and 5 GeV (500, 600, 300 showers): enough that the
-    fitted t_max scatters by ≲ 0.08 X0 between seeds."""
+    """Summaries of electron showers at 1, 2, 5 and 20 GeV (500, 600, 300, 150 showers): enough
+    that the fitted t_max scatters by ≲ 0.05 X0 between seeds."""
     return {e: electron_summary(dune, e, n, seed=100 + i)
-            for i, (e, n) in enumerate(((1.0, 500), (2.0, 600), (5.0, 300)))}
+            for i, (e, n) in enumerate(((1.0, 500), (2.0, 600), (5.0, 300), (20.0, 150)))}
+
+
+def fit_t_max(summary, t_min: float = 0.0) -> tuple[float, float, float]:
+    """Gamma-function fit (PDG Eq. 34.35, unweighted least squares) of a mean longitudinal
+    profile over depths ≥ ``t_min`` (X0); returns (t_max = (a−1)/b in X0, b, fitted total MeV)."""
+    centres = 0.5 * (PROFILE_EDGES[1:] + PROFILE_EDGES[:-1])
+    width = PROFILE_EDGES[1] - PROFILE_EDGES[0]
+    use = centres >= t_min
+    (total, a, b), _ = curve_fit(gamma_profile, centres[use], summary["profile"][use] / width,
+                                 p0=[summary["profile"].sum(), 3.0, 0.5])
+    return (a - 1.0) / b, b, total
+
+
+def gflash_critical_energy_mev(material) -> float:
+    """GFLASH's critical energy 2.66 (X0 Z/A)^1.1 MeV, X0 in g/cm² (29.1 MeV for argon)."""
+    x0_g_cm2 = material.radiation_length_cm * material.density_g_cm3
+    return 2.66 * (x0_g_cm2 * material.Z / material.A) ** 1.1
+
+
+def gflash_t_max(material, energy_gev: float) -> float:
+    """GFLASH mean-profile shower maximum T_hom = ln y − 0.858 (X0), y = E/E_c(GFLASH)."""
+    return math.log(energy_gev * 1e3 / gflash_critical_energy_mev(material)) - 0.858
+
+
+def gflash_containment(material, energy_gev: float, radius_cm) -> np.ndarray:
+    """GFLASH fraction of an electron shower's energy within ``radius_cm`` (cm, any shape) of its
+    axis, integrated over depth with the mean gamma profile (T_hom, α_hom = 0.21 + (0.492 +
+    2.38/Z) ln y). Radial profile per depth τ = t/T: p·2rR_C²/(r²+R_C²)² + (1−p)·2rR_T²/(r²+R_T²)²
+    with R_C = 0.0251 + 0.00319 ln E + (0.1162 − 0.000381 Z)τ,
+    R_T = (0.659 − 0.00309 Z)(e^{−2.59(τ−0.645)} + e^{(0.3585 + 0.0412 ln E)(τ−0.645)}),
+    p = (2.632 − 0.00094 Z) exp(u − e^u), u = (0.401 + 0.00187 Z − τ)/(1.313 − 0.0686 ln E),
+    r in units of R_M(GFLASH) = 21 MeV·X0/E_c, E in GeV."""
+    z, ec = material.Z, gflash_critical_energy_mev(material)
+    log_y, log_e = math.log(energy_gev * 1e3 / ec), math.log(energy_gev)
+    t_hom = log_y - 0.858
+    alpha = 0.21 + (0.492 + 2.38 / z) * log_y
+    t = np.linspace(0.01, 40.0, 4000)                                  # depth, X0
+    weight = t ** (alpha - 1.0) * np.exp(-(alpha - 1.0) / t_hom * t)
+    tau = t / t_hom
+    r_core = 0.0251 + 0.00319 * log_e + (0.1162 - 0.000381 * z) * tau
+    r_tail = (0.659 - 0.00309 * z) * (np.exp(-2.59 * (tau - 0.645))
+                                      + np.exp((0.3585 + 0.0412 * log_e) * (tau - 0.645)))
+    u = (0.401 + 0.00187 * z - tau) / (1.313 - 0.0686 * log_e)
+    p_core = (2.632 - 0.00094 * z) * np.exp(u - np.exp(u))
+    r = np.asarray(radius_cm, float)[..., None] / (21.0 * material.radiation_length_cm / ec)
+    inside = p_core * r * r / (r * r + r_core ** 2) + (1 - p_core) * r * r / (r * r + r_tail ** 2)
+    return (inside * weight).sum(axis=-1) / weight.sum()
+
+
+# NIST XCOM (Berger et al., NIST Standard Reference Database 8) for argon, Z = 18: total
+# attenuation without coherent scattering (the model has no Rayleigh scattering; it adds 0.4 % at
+# 1 MeV, < 0.1 % above 3 MeV), cm²/g, summed from XCOM's partial cross-sections (b/atom).
+XCOM_ARGON_CM2_G = {1.0: 0.05739, 2.0: 0.04068, 5.0: 0.02801, 10.0: 0.02451, 20.0: 0.02453,
+                    50.0: 0.02763, 100.0: 0.03069, 1000.0: 0.03751}
 
 
 def test_photon_mean_conversion_distance(dune):
@@ -120,52 +188,113 @@ def test_soft_photons_fly_then_deposit_at_one_point(dune):
     assert np.allclose(out.end_pos, dep.pos[np.argsort(dep.track)])    # end = absorption point
 
 
-def test_longitudinal_maximum(electron_showers):
-    """t_max of electron showers (gamma-function fit of the mean profile, t_max = (a−1)/b) vs the
-    PDG formula t_max = ln(E/E_c) − 0.5 (X0), E_c = 32.84 MeV.
+def test_photon_attenuation_matches_nist_xcom(dune):
+    """Photon attenuation coefficients (pair + Compton + photoabsorption tables) agree with NIST
+    XCOM for argon within 2.5 % from 1 MeV to 1 GeV: the range that sets how far shower photons
+    fly (12–29 cm in LAr at 1–20 MeV) and hence the lateral halo."""
+    mat = dune.config.material
+    tab = showers.em_tables(mat, float(dune.config.transport.em_cutoff_mev))
+    k = np.array(sorted(XCOM_ARGON_CM2_G))
+    mu_over_rho = np.sum(tab.attenuation(k), axis=0) / mat.density_g_cm3
+    assert mu_over_rho == pytest.approx([XCOM_ARGON_CM2_G[e] for e in k], rel=0.025)
 
-    Stated tolerance (not 5 %): ±0.45 X0 on each energy and 1.0 ± 0.2 on the slope
-    dt_max/d ln E. The PDG's C_e = −0.5 summarises EGS4 fits made mostly at large E/E_c; at
-    E/E_c = 30–150 this cascade model peaks 0.15–0.3 X0 earlier (−10 % at 1 GeV, −4 % at 5 GeV),
-    insensitive to the cut-off, the sub-step and multiple scattering. (The profile is not exactly
-    a gamma function: weighting the fit by the bins' errors moves t_max by another −0.3 X0.)
-    """
-    x0, ec = 14.0, 32.84
+
+def test_screening_functions_are_continuous():
+    """The Butcher–Messel screening functions of brems and pair production join at δ = 1
+    within 1 %: Φ1(1) = 18.250 and Φ2(1) = 18.193 from the δ ≤ 1 polynomials vs 18.322 from
+    21.12 − 4.184 ln(1.952) (EGS4 forms; coefficients also in Geant4's Bethe–Heitler models).
+    A wrong Φ1 polynomial (it had −4.209δ + 0.952δ², Φ1(1) = 17.61) breaks this by 4 %."""
+    below = np.array(showers._phi12(np.array([1.0]))).ravel()
+    above = np.array(showers._phi12(np.array([1.0 + 1e-9]))).ravel()
+    assert below == pytest.approx([18.250, 18.193], abs=1e-3)
+    assert below == pytest.approx(above, rel=0.01)
+
+
+def test_longitudinal_maximum_pdg(electron_showers, dune):
+    """t_max of 20 GeV electron showers vs the PDG t_max = ln(E/E_c) − 0.5 (X0) = 5.91 X0,
+    within 5 %. Fitted as the PDG did (gamma function, Eq. 34.35, t_max = (a−1)/b, depths below
+    2 X0 excluded). The PDG fits span 1–100 GeV over C–U with one additive constant C_e = −0.5;
+    20 GeV (y = E/E_c ≈ 600) is mid-range, where a constant offset of a few tenths of X0 (the
+    spread between EGS4 and GEANT-based parametrisations, see the next test) is a small
+    fraction of t_max."""
+    mat = dune.config.material
+    t_max, b, total = fit_t_max(electron_showers[20.0], t_min=2.0)
+    reference = math.log(20.0e3 / mat.critical_energy_mev) - 0.5
+    assert reference == pytest.approx(5.91, abs=0.01)
+    assert t_max == pytest.approx(reference, rel=0.05)
+    assert total == pytest.approx(20.0e3, rel=0.05)
+
+
+def test_longitudinal_maximum_at_low_energy(electron_showers, dune):
+    """Electron showers of 1, 2, 5 GeV in argon (y = E/E_c = 30–150, the low end of the PDG fit
+    range). The LAr-specific literature value is GFLASH's T_hom = ln(E/29.1 MeV) − 0.858 =
+    2.68, 3.37, 4.29 X0; the model (full-depth gamma fit of the mean profile) agrees within 5 %.
+    The PDG rule ln(E/32.84 MeV) − 0.5 = 2.92, 3.61, 4.53 X0 lies 0.24 X0 deeper than GFLASH
+    at every energy (their constants differ, not their slopes); the model is 0.24–0.27 X0 below
+    the PDG rule here (−9 % at 1 GeV, −5 % at 5 GeV), insensitive to the cut-off, the sub-step
+    and multiple scattering. Both references have dt_max/d ln E = 1; the fitted scale
+    b is 0.5–0.7 (PDG Fig. 34.21: ≈ 0.6 for Al, 0.5 for Fe; GFLASH for Z = 18: 0.53–0.57)."""
+    mat = dune.config.material
     t_max = {}
-    centres = 0.5 * (PROFILE_EDGES[1:] + PROFILE_EDGES[:-1])
-    for e_gev, summary in electron_showers.items():
-        width = PROFILE_EDGES[1] - PROFILE_EDGES[0]
-        (total, a, b), _ = curve_fit(gamma_profile, centres, summary["profile"] / width,
-                                     p0=[e_gev * 1e3, 3.0, 0.5])
-        t_max[e_gev] = (a - 1.0) / b
-        reference = math.log(e_gev * 1e3 / ec) - 0.5
-        assert t_max[e_gev] == pytest.approx(reference, abs=0.45), (e_gev, t_max[e_gev], reference)
-        assert 0.4 < b < 0.75                                         # PDG: b ≈ 0.5–0.6
+    for e_gev in (1.0, 2.0, 5.0):
+        t_max[e_gev], b, total = fit_t_max(electron_showers[e_gev])
+        assert t_max[e_gev] == pytest.approx(gflash_t_max(mat, e_gev), rel=0.05), e_gev
+        pdg = math.log(e_gev * 1e3 / mat.critical_energy_mev) - 0.5
+        assert pdg - 0.4 < t_max[e_gev] < pdg, e_gev
+        assert 0.5 < b < 0.7
         assert total == pytest.approx(e_gev * 1e3, rel=0.05)
+    assert gflash_t_max(mat, 1.0) == pytest.approx(2.68, abs=0.01)
     slope = (t_max[5.0] - t_max[1.0]) / math.log(5.0)
-    assert slope == pytest.approx(1.0, abs=0.2)
+    assert slope == pytest.approx(1.0, abs=0.15)
 
 
-def test_lateral_containment(electron_showers, dune):
-    """90 % lateral containment vs the Molière radius R_M = 9.043 cm (PDG: 'on the average only
-    about 10 % of the energy lies outside the cylinder with radius R_M'), energy-weighted radial
-    distance from the shower axis, integrated over depth, 2 GeV electrons.
+def r90_cm(hist) -> float:
+    """Radius (cm) containing 90 % of a radial energy histogram on RADIUS_EDGES."""
+    cum = np.cumsum(hist)
+    return RADIUS_EDGES[1:][np.searchsorted(cum, 0.9 * cum[-1])]
 
-    Molière's theory describes the multiple scattering of the shower's e±: the 90 % radius of the
-    e± ionisation (step deposits) is within 10 % of R_M. All deposits together reach ≈ 1.3 R_M
-    (stated tolerance: between 1.0 and 1.45 R_M): in argon the 1–20 MeV photons that MS-deflected
-    electrons radiate fly 12–29 cm (1.4–3.2 R_M) before they Compton-scatter or convert, a halo
-    that the PDG rule of thumb (from dense absorbers) does not cover.
-    """
+
+def contained_fraction(hist, radius_cm: float) -> float:
+    """Fraction of a radial energy histogram on RADIUS_EDGES within ``radius_cm`` (cm; linear
+    interpolation inside a bin)."""
+    within_edge = np.concatenate([[0.0], np.cumsum(hist)])[:-1]      # at each finite edge
+    return float(np.interp(radius_cm, RADIUS_EDGES[:-1], within_edge) / hist.sum())
+
+
+def test_lateral_containment_pdg(electron_showers, dune):
+    """PDG: "On the average, only 10 % of the energy lies outside the cylinder with radius R_M"
+    (R_M = 9.043 cm): the energy of 2 GeV electron showers within R_M of the shower axis (the
+    initial direction through the start point; all deposits, energy-weighted, all depths) is
+    0.90 within 5 %. The model has 0.86 inside (14 % outside). Because the cumulative radial
+    profile is flat around R_M, the 90 % radius is much further out: ≈ 1.27 R_M = 11.5 cm (see
+    the next test). The e± ionisation alone (step deposits) reaches 90 % at ≈ 0.93 R_M, as
+    Molière's multiple-scattering scale suggests."""
     summary = electron_showers[2.0]
     rm = dune.config.material.moliere_radius_cm
+    assert contained_fraction(summary["radial_all"], rm) == pytest.approx(0.90, rel=0.05)
+    assert r90_cm(summary["radial_steps"]) == pytest.approx(rm, rel=0.10)
 
-    def r90(hist):
-        cum = np.cumsum(hist)
-        return RADIUS_EDGES[1:][np.searchsorted(cum, 0.9 * cum[-1])]
 
-    assert r90(summary["radial_steps"]) == pytest.approx(rm, rel=0.10)
-    assert 1.0 * rm < r90(summary["radial_all"]) < 1.45 * rm
+def test_lateral_containment_in_argon(electron_showers, dune):
+    """The 90 % lateral containment radius of 2 GeV electron showers in argon is larger than
+    R_M: the model gives ≈ 1.27 R_M. The PDG rule comes from Pb, Cu and Al; in argon the photons
+    that carry the energy sideways fly further in units of R_M (attenuation minimum ≈ 0.024
+    cm²/g at 10–20 MeV, NIST XCOM: λ ≈ 29 cm ≈ 3.3 R_M, against 0.042 cm²/g at 3–4 MeV,
+    λ ≈ 2.1 cm ≈ 1.3 R_M in lead). The
+    LAr-specific GFLASH parametrisation (Z = 18) is broader still: 90 % at ≈ 18 cm ≈ 2.0 R_M and
+    0.79 of the energy within R_M; the model lies between the dense-absorber rule and GFLASH
+    (its default 1 MeV cut-off, with soft photons absorbed at their first interaction point,
+    narrows the halo: r90 ≈ 1.45 R_M with a 0.1 MeV cut-off)."""
+    summary = electron_showers[2.0]
+    mat = dune.config.material
+    rm = mat.moliere_radius_cm
+    radii = np.arange(1.0, 60.0, 0.1)
+    gflash = gflash_containment(mat, 2.0, radii)
+    gflash_r90 = radii[np.searchsorted(gflash, 0.9)]
+    assert gflash_r90 == pytest.approx(18.3, abs=0.3)
+    model_inside = contained_fraction(summary["radial_all"], rm)
+    assert gflash_containment(mat, 2.0, rm) < model_inside < 0.90
+    assert rm < r90_cm(summary["radial_all"]) < gflash_r90
 
 
 def test_trunk_dedx_electron_one_mip_photon_two(electron_showers, dune):

@@ -56,7 +56,7 @@ Physics (units: MeV, cm, ns) and the simplifications made:
 - Bremsstrahlung: Bethe–Heitler spectrum with the same Butcher–Messel screening functions as pair
   production, normalised so that its high-energy limit is the PDG complete-screening spectrum
   dN/dy ≈ (1/X0)(4/3 − 4/3 y + y²)/y per cm (radiative loss E/X0) with X0 from the config; at low
-  energy screening is incomplete and the loss falls (to ≈ 0.78 E/X0 at 30 MeV, 0.65 at 10 MeV in
+  energy screening is incomplete and the loss falls (to ≈ 0.81 E/X0 at 30 MeV, 0.69 at 10 MeV in
   argon). y is the photon's fraction of the electron's *kinetic* energy (≈ total energy above a
   few MeV); no LPM or dielectric suppression, no electron–electron distinction beyond X0.
   Photons are proposed above the fraction y_min = T_c/T₀ fixed at the electron's birth energy
@@ -119,10 +119,13 @@ MAX_GENERATIONS = 500
 # --------------------------------------------------------------------------------------------
 
 def _phi12(delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Butcher–Messel screening functions Φ1(δ), Φ2(δ) (dimensionless)."""
+    """Butcher–Messel screening functions Φ1(δ), Φ2(δ) (dimensionless): for δ ≤ 1
+    Φ1 = 20.867 − 3.242δ + 0.625δ², Φ2 = 20.209 − 1.930δ − 0.086δ², above both
+    21.12 − 4.184 ln(δ + 0.952) (EGS4; Geant4's Bethe–Heitler models use 3Φ1 − Φ2 and
+    (3Φ1 + Φ2)/2 of these)."""
     d = np.asarray(delta, np.float64)
     far = 21.12 - 4.184 * np.log(np.maximum(d, 1.0) + 0.952)
-    phi1 = np.where(d <= 1.0, 20.867 - 4.209 * d + 0.952 * d * d, far)
+    phi1 = np.where(d <= 1.0, 20.867 - 3.242 * d + 0.625 * d * d, far)
     phi2 = np.where(d <= 1.0, 20.209 - 1.930 * d - 0.086 * d * d, far)
     return phi1, phi2
 

@@ -112,7 +112,7 @@ def test_params_are_validated_into_the_family_dataclass():
 
 def test_heads_on_selects_heads_and_tasks_argument():
     cfg = {"name": "edgeconv", "params": {"widths": [8]},
-           "heads": {"on": ["flavour", "nu_energy"], "loss_weights": {"flavour": 2.0}}}
+           "heads": {"enabled": ["flavour", "nu_energy"], "loss_weights": {"flavour": 2.0}}}
     model = create_model(cfg, in_features=3)
     assert set(model.head.heads) == {"flavour"} and set(model.head.regressors) == {"nu_energy"}
     assert model.loss_weights == {"flavour": 2.0, "nu_energy": 1.0}
@@ -124,8 +124,8 @@ def test_heads_on_selects_heads_and_tasks_argument():
 
 
 def test_heads_errors_are_named():
-    with pytest.raises(ConfigError, match="heads.on: head.*n_neutron not available"):
-        create_model({"name": "edgeconv", "heads": {"on": ["n_neutron"]}}, in_features=3,
+    with pytest.raises(ConfigError, match="heads.enabled: head.*n_neutron not available"):
+        create_model({"name": "edgeconv", "heads": {"enabled": ["n_neutron"]}}, in_features=3,
                      tasks={"flavour": 4})
     with pytest.raises(ConfigError, match="loss_weights: unknown head.*flavor"):
         create_model({"name": "edgeconv", "heads": {"loss_weights": {"flavor": 1.0}}}, in_features=3)
@@ -174,4 +174,4 @@ def test_energy_target_round_trip():
 
 def test_heads_config_defaults():
     h = HeadsConfig()
-    assert h.on is None and h.energy_target == "log" and h.hidden == (256,)
+    assert h.enabled is None and h.energy_target == "log" and h.hidden == (256,)

@@ -43,7 +43,7 @@ class HeadsConfig:
 
     ``hidden``: widths of the shared trunk (empty = heads read the pooled features directly).
     ``dropout``: dropout probability after each trunk layer.
-    ``on``: the heads to build, by name (classification tasks and regression targets);
+    ``enabled``: the heads to build, by name (classification tasks and regression targets);
     ``None`` builds every head the caller offers (all labels of the dataset).
     ``loss_weights``: loss weight per head name; heads not listed weigh 1.0. The model only
     carries them (``model.loss_weights``); the trainer applies them.
@@ -53,7 +53,7 @@ class HeadsConfig:
 
     hidden: tuple[int, ...] = (256,)
     dropout: float = 0.1
-    on: tuple[str, ...] | None = None
+    enabled: tuple[str, ...] | None = None
     loss_weights: dict[str, float] = field(default_factory=dict)
     energy_target: Literal["log", "linear"] = "log"
 
@@ -62,8 +62,8 @@ class HeadsConfig:
             raise ValueError(f"hidden: widths must be positive, got {list(self.hidden)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout: must lie in [0, 1), got {self.dropout}")
-        if self.on is not None and len(set(self.on)) != len(self.on):
-            raise ValueError(f"on: duplicate head names in {list(self.on)}")
+        if self.enabled is not None and len(set(self.enabled)) != len(self.enabled):
+            raise ValueError(f"enabled: duplicate head names in {list(self.enabled)}")
         bad = {k: v for k, v in self.loss_weights.items() if not (v >= 0 and math.isfinite(v))}
         if bad:
             raise ValueError(f"loss_weights: weights must be finite and ≥ 0, got {bad}")
@@ -75,7 +75,7 @@ def select_heads(cfg: HeadsConfig, tasks: dict[str, int],
 
     ``tasks``: classification task → number of classes the data provides; ``regression``: the
     regression targets it provides. Returns (tasks built, regression targets built, loss weight per
-    built head). A name in ``cfg.on`` the caller does not offer, or a loss weight for a name that is
+    built head). A name in ``cfg.enabled`` the caller does not offer, or a loss weight for a name that is
     neither offered nor a known label, is a :class:`ConfigError` naming it.
     """
     for name, n in tasks.items():
@@ -89,21 +89,21 @@ def select_heads(cfg: HeadsConfig, tasks: dict[str, int],
     if clash:
         raise ConfigError(f"head(s) {', '.join(sorted(clash))} both classification and regression")
     offered = list(tasks) + list(regression)
-    if cfg.on is not None:
-        missing = [h for h in cfg.on if h not in offered]
+    if cfg.enabled is not None:
+        missing = [h for h in cfg.enabled if h not in offered]
         if missing:
-            raise ConfigError(f"heads.on: head(s) {', '.join(missing)} not available "
+            raise ConfigError(f"heads.enabled: head(s) {', '.join(missing)} not available "
                               f"(available: {', '.join(offered) or 'none'})")
     known = set(offered) | set(CLASS_LABELS) | set(REGRESSION_TARGETS)
     unknown_w = sorted(set(cfg.loss_weights) - known)
     if unknown_w:
         raise ConfigError(f"heads.loss_weights: unknown head(s) {', '.join(unknown_w)} "
                           f"(known: {', '.join(offered)})")
-    on = set(offered) if cfg.on is None else set(cfg.on)
-    built_tasks = {k: v for k, v in tasks.items() if k in on}
-    built_reg = tuple(r for r in regression if r in on)
+    enabled = set(offered) if cfg.enabled is None else set(cfg.enabled)
+    built_tasks = {k: v for k, v in tasks.items() if k in enabled}
+    built_reg = tuple(r for r in regression if r in enabled)
     if not built_tasks and not built_reg:
-        raise ConfigError("heads.on: no head switched on")
+        raise ConfigError("heads.enabled: no head switched on")
     weights = {h: float(cfg.loss_weights.get(h, 1.0)) for h in [*built_tasks, *built_reg]}
     return built_tasks, built_reg, weights
 

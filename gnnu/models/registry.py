@@ -156,7 +156,7 @@ def create_model(config: dict | str | os.PathLike | ModelConfig, in_features: in
     ``in_features``: node features F per hit (GNNs) or input channels (CNNs).
     ``tasks``: classification task → number of classes; default every label of
     :data:`gnnu.events.NUM_CLASSES`. ``regression``: regression targets offered (default
-    ``("nu_energy",)``). The config's ``heads.on`` selects among them.
+    ``("nu_energy",)``). The config's ``heads.enabled`` selects among them.
     The model carries ``model.config`` (the ModelConfig) and ``model.loss_weights``.
     """
     cfg = load_model_config(config)

@@ -1,0 +1,210 @@
+"""Data for training: the graph dataset's splits as Lightning data loaders, resumable mid-epoch.
+
+:class:`GraphDataModule` serves the ``train`` and ``val`` splits of a
+:class:`gnnu.graph.dataset.GraphDataset` through PyG's ``DataLoader`` (pinned memory on GPU).
+Batch order comes from :class:`EpochSampler` only: a permutation drawn from its own generator
+seeded with (seed, epoch), so it depends on nothing else (no global RNG, no worker count).
+A run resumed from a checkpoint taken after global step s (one optimiser step per batch)
+continues with epoch s // n and skips its first s % n batches, n = batches per epoch: exactly the
+batches an uninterrupted run would see next (so the loader needs no state of its own). Under DDP each rank takes every world-size-th
+index of the permutation (the training split padded by repeating its first indices so every rank
+has the same number of batches, as ``DistributedSampler`` does; validation is not padded).
+
+Also here: the dataset's identity (:func:`manifest_hash`), the classification tasks it offers
+(:func:`dataset_tasks`) and class weights from the training split (:func:`class_weights`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Callable, Iterator
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+from torch_geometric.loader import DataLoader
+
+from ..errors import ConfigError, InputError
+from ..events import CLASS_LABELS, NUM_CLASSES, Flavour
+from ..graph.dataset import GraphDataset
+from ..graph.store import MANIFEST
+
+
+def manifest_hash(root: str | Path) -> str:
+    """``'sha256:<hex>'`` of the dataset's ``manifest.json`` bytes: the identity of a built dataset."""
+    path = Path(root) / MANIFEST
+    try:
+        return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise InputError(f"cannot read the dataset manifest ({exc.strerror})", path) from None
+
+
+def dataset_tasks(manifest: dict, overrides: dict[str, int] | None = None) -> dict[str, int]:
+    """Classification task → number of classes for a dataset.
+
+    Every label of :data:`gnnu.events.CLASS_LABELS` with :data:`gnnu.events.NUM_CLASSES` classes,
+    except ``flavour``, which has no cosmic class unless the dataset's per-class counts contain
+    cosmics; ``overrides`` (the config's ``num_classes``) win.
+    """
+    tasks = dict(NUM_CLASSES)
+    per_class = manifest.get("counts", {}).get("per_class", {})
+    has_cosmic = any(Flavour.COSMIC.label in counts for counts in per_class.values())
+    if not has_cosmic:
+        tasks["flavour"] = int(Flavour.COSMIC)
+    tasks.update(overrides or {})
+    return {t: tasks[t] for t in CLASS_LABELS}
+
+
+def check_labels(dataset: GraphDataset, tasks: dict[str, int]) -> None:
+    """ConfigError if a label of ``dataset`` lies outside its task's classes (−1 = undefined is fine)."""
+    for task, n in tasks.items():
+        labels = dataset.labels(task)
+        bad = (labels < -1) | (labels >= n)
+        if bad.any():
+            raise ConfigError(f"task '{task}': the {dataset.split} split has label {int(labels[bad][0])} "
+                              f"but the model has {n} classes (set num_classes.{task})")
+
+
+def class_weights(spec, dataset: GraphDataset, tasks: dict[str, int],
+                  primary_task: str) -> dict[str, torch.Tensor]:
+    """Cross-entropy class weights per task from the config's ``class_weights``.
+
+    ``'none'`` → {}; ``'balanced'`` → for every task w_c = N / (C_present · n_c) over the
+    training split's labelled events (classes absent from the split get weight 1); a list → the
+    primary task; a mapping → those tasks. ConfigError when a list's length is not the task's
+    class count. Weights are float32 tensors [C].
+    """
+    if spec == "none":
+        return {}
+    if spec == "balanced":
+        out = {}
+        for task, n in tasks.items():
+            labels = dataset.labels(task)
+            counts = np.bincount(labels[labels >= 0], minlength=n)[:n].astype(np.float64)
+            present = counts > 0
+            w = np.ones(n)
+            if present.any():
+                w[present] = counts.sum() / (present.sum() * counts[present])
+            out[task] = torch.tensor(w, dtype=torch.float32)
+        return out
+    given = {primary_task: spec} if isinstance(spec, list) else dict(spec)
+    out = {}
+    for task, w in given.items():
+        if task not in tasks:
+            raise ConfigError(f"class_weights: task '{task}' is not trained")
+        if len(w) != tasks[task]:
+            raise ConfigError(f"class_weights.{task}: {len(w)} weights for {tasks[task]} classes")
+        out[task] = torch.tensor(w, dtype=torch.float32)
+    return out
+
+
+class EpochSampler(Sampler[int]):
+    """Indices ``0 … n−1`` for one rank: a (seed, epoch) permutation, or in order.
+
+    ``shuffle``: permute each epoch. ``rank`` / ``world_size``: DDP shard (position i of the
+    permuted order goes to rank i mod world_size). ``pad``: repeat leading indices so every rank
+    gets ceil(n / world_size). ``step``: optional callable returning the trainer's global step
+    when an iteration starts; the sampler then derives the epoch and the batches of it already
+    done, (epoch, done) = divmod(step, batches per epoch), and leaves out those ``done ·
+    batch_size`` indices — at an epoch start done = 0, after a mid-epoch resume it is exactly the
+    part already trained. This is evaluated lazily because Lightning may build the loader before
+    it restores the checkpoint.
+    """
+
+    def __init__(self, n: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 pad: bool = True, batch_size: int = 1, step: Callable[[], int] | None = None):
+        self.n, self.shuffle, self.seed = n, shuffle, seed
+        self.rank, self.world_size, self.pad = rank, world_size, pad
+        self.batch_size, self.step = batch_size, step
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch of the next permutation (used when no ``step`` source is given)."""
+        self.epoch = epoch
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil(len(self) / self.batch_size)
+
+    def _indices(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        if self.world_size > 1 and self.pad and self.n:
+            total = math.ceil(self.n / self.world_size) * self.world_size
+            order += (order * math.ceil(total / self.n))[: total - self.n]
+        return order[self.rank::self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        skip = 0
+        if self.step is not None:
+            self.epoch, done = divmod(int(self.step()), self.batches_per_epoch)
+            skip = done * self.batch_size
+        return iter(self._indices()[skip:])
+
+    def __len__(self) -> int:
+        if self.world_size > 1 and self.pad:
+            return math.ceil(self.n / self.world_size)
+        return len(range(self.rank, self.n, self.world_size))
+
+
+class GraphDataModule(pl.LightningDataModule):
+    """Train and validation loaders over a graph dataset (see module docstring).
+
+    ``root``: dataset directory; ``batch_size`` events per batch and device; ``num_workers``;
+    ``seed``: shuffling seed; ``max_events`` / ``max_val_events``: first events of the split
+    used (None: all); ``pin_memory``: page-locked batches for GPU transfer.
+    """
+
+    def __init__(self, root: str | Path, batch_size: int, num_workers: int = 0, seed: int = 0,
+                 max_events: int | None = None, max_val_events: int | None = None,
+                 pin_memory: bool = False):
+        super().__init__()
+        self.root = Path(root)
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.pin_memory = pin_memory
+        self.train_set = GraphDataset(self.root, "train")
+        self.val_set = GraphDataset(self.root, "val")
+        self.n_train = min(len(self.train_set), max_events or len(self.train_set))
+        self.n_val = min(len(self.val_set), max_val_events or len(self.val_set))
+        for name, n in (("training", self.n_train), ("validation", self.n_val)):
+            if n == 0:
+                raise InputError(f"the {name} split is empty", self.root)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.train_set.feature_names)
+
+    def _rank(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _loader(self, dataset, sampler: EpochSampler, batch_size: int) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
+                          num_workers=self.num_workers, pin_memory=self.pin_memory,
+                          persistent_workers=self.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.seed))
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world = self._rank()
+        trainer = self.trainer
+        sampler = EpochSampler(self.n_train, shuffle=True, seed=self.seed, rank=rank, world_size=world,
+                               batch_size=self.batch_size,
+                               step=(lambda: trainer.global_step) if trainer is not None else None)
+        return self._loader(self.train_set, sampler, self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        rank, world = self._rank()
+        sampler = EpochSampler(self.n_val, shuffle=False, rank=rank, world_size=world, pad=False)
+        return self._loader(self.val_set, sampler, self.batch_size)
+
+    def example_batch(self, n: int = 8):
+        """The first ``n`` training events as one batch (for FLOP counting)."""
+        loader = DataLoader(self.train_set, batch_size=min(n, self.n_train),
+                            sampler=list(range(min(n, self.n_train))))
+        return next(iter(loader))

@@ -1,0 +1,170 @@
+"""Inference with a trained checkpoint over one dataset split: the library behind ``gnnu-eval``.
+
+:func:`evaluate_checkpoint` rebuilds the model from the config stored in the checkpoint
+(:mod:`gnnu.train.checkpoint`; loaded with ``weights_only=True`` onto the CPU, so a checkpoint
+from a GPU machine works on a CPU-only one), refuses a dataset whose node features differ from
+the checkpoint's, predicts every event of the split exactly once (sequential order, no sampler,
+no padding) and writes the report of :func:`gnnu.evaluate.report.write_report`
+(``metrics.json``, ``predictions.h5``, PNG plots), which reconciles the event count and ids with
+the dataset.
+
+Measured on the way (``metrics.json``: ``throughput_events_per_s``, ``peak_memory_bytes``,
+``timing``):
+
+- throughput = events / model time, where the model time of a batch runs from the host→device
+  copy to the scores back on the host (CUDA synchronised); reading and collating the graphs is
+  timed separately (``timing.data_s``) and not included. The first ``warmup`` batches are run
+  once before the timed pass and not counted (they are predicted again in the timed pass).
+- peak memory: on a GPU ``torch.cuda.max_memory_allocated`` during the timed pass (statistics
+  reset before it); on the CPU the growth of the process's peak resident set size
+  (``resource.getrusage(...).ru_maxrss``) from before the warm-up to the end of the timed pass —
+  0 if inference stays below an earlier peak of the process (loading), so a lower bound.
+
+The precision is the one the model was trained with (``bf16-mixed`` → bfloat16 autocast,
+``16-mixed`` → float16 autocast on GPU; float32 otherwise and for ``16-mixed`` on the CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch_geometric.loader import DataLoader
+
+from ..errors import ConfigError, InputError
+from ..evaluate.report import Predictions, write_report
+from ..graph.dataset import GraphDataset
+from ..models import create_model
+from ..models.heads import decode_target
+from .checkpoint import checkpoint_meta, load_checkpoint, model_state
+from .config import train_config_from_dict
+from .data import manifest_hash
+from .module import task_class_names
+from .run import device_name, resolve_accelerator
+
+
+def _peak_rss_bytes() -> int:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)   # Linux reports KiB
+
+
+def _autocast(precision: str, device: torch.device):
+    if precision == "bf16-mixed":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "16-mixed" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def load_model(checkpoint: str | Path) -> tuple[torch.nn.Module, dict, object]:
+    """(model on the CPU in eval mode, the checkpoint's ``gnnu`` block, its TrainConfig)."""
+    ckpt = load_checkpoint(checkpoint)
+    meta = checkpoint_meta(ckpt, checkpoint)
+    cfg = train_config_from_dict(meta["config"], where=f"{checkpoint}: config")
+    model = create_model(cfg.model, in_features=int(meta["in_features"]), tasks=dict(meta["tasks"]),
+                         regression=tuple(meta["regression"]))
+    try:
+        model.load_state_dict(model_state(ckpt))
+    except RuntimeError as exc:
+        raise InputError(f"weights do not fit the stored model config ({str(exc).splitlines()[0]})",
+                         checkpoint) from None
+    return model.eval(), meta, cfg
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, out: str | Path,
+                        device: str = "auto", batch_size: int | None = None, num_workers: int = 0,
+                        warmup: int = 2, force: bool = False) -> dict:
+    """Predict ``split`` of dataset ``data`` with ``checkpoint`` and write the report to ``out``.
+
+    ``device``: ``auto``, ``cpu`` or ``cuda``; ``batch_size``: events per batch (default: the
+    training batch size); ``warmup``: untimed batches first; ``force``: overwrite an existing
+    report. Returns the metrics.json content.
+    """
+    if warmup < 0:
+        raise ConfigError(f"--warmup must be ≥ 0, got {warmup}")
+    accelerator = resolve_accelerator(device)
+    model, meta, cfg = load_model(checkpoint)
+    dataset = GraphDataset(data, split)
+    if list(dataset.feature_names) != list(meta["feature_names"]):
+        raise InputError(f"dataset features {dataset.feature_names} differ from the checkpoint's "
+                         f"{meta['feature_names']} (rebuild the dataset with the training graph "
+                         "config)", data)
+    if len(dataset) == 0:
+        raise InputError(f"the {split} split is empty", data)
+    dev = torch.device("cuda" if accelerator == "gpu" else "cpu")
+    model.to(dev)
+    built = dict(model.loss_weights)
+    tasks = {t: int(n) for t, n in meta["tasks"].items() if t in built}
+    regression = [r for r in meta["regression"] if r in built]
+    energy_target = model.config.heads.energy_target
+    batch_size = batch_size or cfg.batch_size
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be ≥ 1, got {batch_size}")
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=dev.type == "cuda")
+
+    def predict(batch):
+        batch = batch.to(dev, non_blocking=True)
+        with _autocast(cfg.precision, dev):
+            out = model(batch)
+        scores = {t: torch.softmax(out[t].float(), dim=1).cpu() for t in tasks}
+        energies = {r: decode_target(r, out[r].float(), energy_target).cpu() for r in regression}
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return scores, energies
+
+    rss0 = _peak_rss_bytes()
+    with torch.inference_mode():
+        for i, batch in enumerate(loader):
+            if i >= warmup:
+                break
+            predict(batch)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+            torch.cuda.reset_peak_memory_stats(dev)
+        ids, labels, scores, e_true, e_pred = [], {t: [] for t in tasks}, {t: [] for t in tasks}, [], []
+        model_s = data_s = 0.0
+        t_wall = t_prev = time.perf_counter()
+        for batch in loader:
+            t0 = time.perf_counter()
+            data_s += t0 - t_prev
+            s, e = predict(batch)
+            t_prev = time.perf_counter()
+            model_s += t_prev - t0
+            ids.append(batch.event_id.view(-1, 3).numpy())
+            for t in tasks:
+                labels[t].append(batch[t].view(-1).numpy())
+                scores[t].append(s[t].numpy())
+            e_true.append(batch.nu_energy.view(-1).double().numpy())
+            if "nu_energy" in e:
+                e_pred.append(e["nu_energy"].double().numpy())
+        wall = time.perf_counter() - t_wall
+    peak = (torch.cuda.max_memory_allocated(dev) if dev.type == "cuda"
+            else max(0, _peak_rss_bytes() - rss0))
+
+    n = len(dataset)
+    predictions = Predictions(
+        event_ids=np.concatenate(ids),
+        labels={t: np.concatenate(v).astype(np.int32) for t, v in labels.items()},
+        scores={t: np.concatenate(v) for t, v in scores.items()},
+        energy_true=np.concatenate(e_true),
+        energy_pred=np.concatenate(e_pred) if e_pred else None,
+        class_names={t: task_class_names(t, c) for t, c in tasks.items()},
+        meta={"checkpoint": str(checkpoint), "model": cfg.model.name})
+    primary = cfg.primary_task if cfg.primary_task in tasks else next(iter(tasks))
+    timing = {"batch_size": batch_size, "warmup_batches": warmup, "model_s": model_s,
+              "data_s": data_s, "wall_s": wall, "precision": cfg.precision,
+              "end_to_end_events_per_s": n / wall if wall > 0 else None,
+              "num_workers": num_workers}
+    return write_report(
+        out, predictions, split=split, manifest_hash=manifest_hash(data), expected_n_events=n,
+        expected_ids=dataset.labels("event_id"), device=device_name(accelerator),
+        throughput_events_per_s=n / model_s if model_s > 0 else None, peak_memory_bytes=int(peak),
+        primary_task=primary, timing=timing, overwrite=force,
+        dataset={"path": str(data), "checkpoint": str(checkpoint), "model": cfg.model.name,
+                 "trained_on": meta["manifest_hash"]})

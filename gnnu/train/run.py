@@ -1,0 +1,401 @@
+"""A training run: the library behind ``gnnu-train`` (DESIGN §7, §10).
+
+:func:`train` validates everything first (config, device, dataset, run directory, monitors,
+init-from checkpoint), then trains with Lightning and writes ``RUN_DIR/``:
+
+- ``config.yaml``: the resolved training config (model config expanded; reloadable as a config);
+- ``best.ckpt`` (best validation ``checkpoint.monitor``) and ``last.ckpt`` (see
+  :mod:`gnnu.train.callbacks`); both load with ``torch.load(weights_only=True)``
+  (:mod:`gnnu.train.checkpoint`);
+- ``tensorboard/``: TensorBoard event files (``tensorboard --logdir RUN_DIR``);
+- ``run.json``: gnnu and library versions, dataset path and manifest hash, model name,
+  parameter count (total, trainable), FLOPs per event (:func:`gnnu.models.cost.flops_per_event`
+  on the first training events), device, precision, world size, status, epochs and steps done,
+  best checkpoint score, the per-epoch history, training wall time (this invocation and the sum
+  over resumes), fine-tuning details (loaded / re-initialised tensors, frozen prefixes).
+
+Devices: ``device='auto'`` trains on the GPU(s) when CUDA is available, else on the CPU;
+``devices`` / ``num_nodes`` in the config choose DDP across GPUs and machines. Lightning starts
+the per-GPU processes itself (``gnnu-train … --set devices=4``); on a cluster start one process per
+GPU and let Lightning read the environment, e.g. ``torchrun --nnodes 2 --nproc-per-node 4
+$(which gnnu-train) --config C --data D --out R --set num_nodes=2 --set devices=4`` or, under
+SLURM, ``srun --ntasks-per-node 4 gnnu-train … --set num_nodes=2 --set devices=4`` (Lightning
+detects SLURM and torchrun). Only global rank 0 writes ``config.yaml``, ``run.json`` and
+checkpoints. ``batch_size`` is per process. Multi-GPU runs are not covered by the tests.
+
+Resume (``resume=True``): continues from ``RUN_DIR/last.ckpt`` with the run's saved
+``config.yaml`` (a ``--config`` given again must resolve to the same config; of its values only
+:data:`RESUME_MAY_CHANGE` may be overridden; the dataset must
+have the same manifest hash; ``--epochs`` may extend a run whose schedule is ``none`` — a cosine or
+one-cycle schedule is fixed to the run's length at its start). A resumed single-device,
+``deterministic`` run ends with the same weights and metrics as an uninterrupted one:
+data order from :class:`gnnu.train.data.EpochSampler`, RNG state from the checkpoint. A run
+directory without ``last.ckpt`` (killed before its first checkpoint) starts from scratch.
+
+Fine-tuning (``init_from``): weights whose names and shapes match are copied from the checkpoint
+(a head whose class count differs keeps its new initialisation), the config's ``freeze`` stops
+training the selected parameters. The checkpoint's feature names must equal the dataset's.
+
+Simplifications: a run directory that is not empty is refused unless ``resume`` or ``force``
+(``force`` deletes the artefacts listed above, nothing else); under DDP, resume is exact only
+up to the ranks' dropout RNG (all ranks continue from rank 0's state); a run directory moved
+elsewhere resumes, but Lightning's ``ModelCheckpoint`` then forgets the best score so far (the
+next validation replaces ``best.ckpt``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from .. import __version__
+from ..config import read_yaml, to_dict
+from ..errors import ConfigError, GnnuError, InputError, OutputExistsError
+from ..graph.store import read_manifest
+from ..models import count_parameters, create_model, flops_per_event
+from .checkpoint import checkpoint_meta, freeze, load_checkpoint, load_matching, model_state
+from .config import TrainConfig, load_train_config
+from .data import GraphDataModule, check_labels, class_weights, dataset_tasks, manifest_hash
+
+CONFIG_FILE = "config.yaml"
+RUN_FILE = "run.json"
+BEST = "best.ckpt"
+LAST = "last.ckpt"
+TB_DIR = "tensorboard"
+#: Config keys a resumed run may change (``--set``/flags); the others fix the training path.
+RESUME_MAY_CHANGE = ("data", "epochs", "max_steps", "num_workers", "log_every_n_steps")
+#: What a run writes (and what ``force`` removes).
+ARTEFACTS = (CONFIG_FILE, RUN_FILE, BEST, LAST, TB_DIR)
+
+
+class TrainingInterrupted(GnnuError):
+    """The run received SIGTERM; ``last.ckpt`` was saved and ``--resume`` continues it."""
+
+    exit_code = 143
+
+
+@dataclass
+class TrainOptions:
+    """What ``gnnu-train`` was asked for (DESIGN §10).
+
+    ``config``: training or model config (YAML path); ``data``: dataset directory (overrides the
+    config's); ``out``: run directory; ``epochs`` / ``max_events``: override the config;
+    ``device``: ``auto``, ``cpu`` or ``cuda``; ``init_from``: checkpoint to fine-tune from;
+    ``resume`` / ``force``: see module docstring; ``overrides``: ``key=value`` strings;
+    ``callbacks``: extra Lightning callbacks; ``progress``: show Lightning's progress bar.
+    """
+
+    config: str | None
+    out: str
+    data: str | None = None
+    epochs: int | None = None
+    max_events: int | None = None
+    device: str = "auto"
+    init_from: str | None = None
+    resume: bool = False
+    force: bool = False
+    overrides: tuple[str, ...] = ()
+    callbacks: tuple = ()
+    progress: bool = False
+
+
+@dataclass
+class _Plan:
+    cfg: TrainConfig
+    out: Path
+    accelerator: str
+    resume_from: Path | None
+    previous: dict = field(default_factory=dict)
+
+
+def resolve_accelerator(device: str) -> str:
+    """``auto`` → ``gpu`` when CUDA is available else ``cpu``; ``cuda`` → ``gpu`` (ConfigError
+    without CUDA); ``cpu`` → ``cpu``."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"--device must be auto, cpu or cuda, got '{device}'")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available")
+    return "gpu" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
+
+
+def device_name(accelerator: str) -> str:
+    """Human-readable device: the GPU's name, or ``cpu``."""
+    return torch.cuda.get_device_name(0) if accelerator == "gpu" else "cpu"
+
+
+def _global_rank() -> int:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """JSON with NaN/inf written as null."""
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+    _write_atomic(path, json.dumps(clean(data), indent=2, allow_nan=False) + "\n")
+
+
+def _config_without_data(cfg: TrainConfig) -> dict:
+    d = to_dict(cfg)
+    d.pop("data")
+    return d
+
+
+def _plan(opts: TrainOptions) -> _Plan:
+    """Resolve the config and the run directory; refuse what cannot work, before any work."""
+    out = Path(opts.out)
+    saved = out / CONFIG_FILE
+    flags = dict(overrides=tuple(opts.overrides), data=opts.data, epochs=opts.epochs,
+                 max_events=opts.max_events)
+    resuming = opts.resume and saved.exists()
+    if opts.resume and opts.force:
+        raise ConfigError("--resume and --force exclude each other")
+    if resuming:
+        before = load_train_config(base=read_yaml(saved), require_data=False)
+        cfg = load_train_config(base=read_yaml(saved), **flags)
+        a, b = to_dict(before), to_dict(cfg)
+        changed = sorted(k for k in a if a[k] != b[k] and k not in RESUME_MAY_CHANGE)
+        if changed:
+            raise ConfigError(f"--resume: {', '.join(changed)} cannot change during a run "
+                              f"(only {', '.join(RESUME_MAY_CHANGE)} may)")
+        if ((before.epochs, before.max_steps) != (cfg.epochs, cfg.max_steps)
+                and cfg.schedule.name != "none"):
+            raise ConfigError(f"--resume: changing epochs/max_steps would break the {cfg.schedule.name} "
+                              "learning-rate schedule fixed at the start of the run (extend runs "
+                              "trained with 'schedule: {name: none}', or fine-tune with --init-from)")
+        if opts.config is not None:
+            given = load_train_config(opts.config, **{**flags, "data": opts.data or cfg.data})
+            a, b = _config_without_data(given), _config_without_data(cfg)
+            diff = sorted(k for k in a if a[k] != b[k])
+            if diff:
+                raise ConfigError(f"--resume: {opts.config} differs from {saved} in "
+                                  f"{', '.join(diff)} (resume with the run's own config)")
+    elif opts.config is None:
+        raise ConfigError("--config CFG.yaml is required (a training or a model config)")
+    else:
+        cfg = load_train_config(opts.config, **flags)
+    accelerator = resolve_accelerator(opts.device)
+    if cfg.precision == "16-mixed" and accelerator == "cpu":
+        raise ConfigError("precision 16-mixed needs a GPU (use bf16-mixed or 32 on the CPU)")
+    read_manifest(cfg.data)                        # InputError now if the dataset is unusable
+
+    previous: dict = {}
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out}: exists and is not a directory")
+    contents = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    resume_from = None
+    if resuming:
+        if (out / RUN_FILE).exists():
+            previous = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+            old, new = previous.get("dataset", {}).get("manifest_hash"), manifest_hash(cfg.data)
+            if old and old != new:
+                raise InputError(f"the run was trained on dataset {old}, this one is {new}", cfg.data)
+        resume_from = out / LAST if (out / LAST).exists() else None
+    elif contents and _global_rank() == 0:
+        if opts.resume:
+            raise OutputExistsError(f"{out}: not a gnnu-train run directory (no {CONFIG_FILE}); "
+                                    "nothing to resume")
+        if not opts.force:
+            raise OutputExistsError(f"{out}: run directory is not empty (use --resume to continue "
+                                    "the run or --force to replace it)")
+    return _Plan(cfg, out, accelerator, resume_from, previous)
+
+
+def _clear(out: Path) -> None:
+    for name in ARTEFACTS:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
+
+
+def _logged_keys(module) -> set[str]:
+    keys = {"val/loss", "val/accuracy", "val/macro_f1", "train/epoch_loss"}
+    for h in module.heads:
+        keys |= {f"val/loss_{h}", f"train/epoch_loss_{h}"}
+    for t in module.class_tasks:
+        keys |= {f"val/{t}_accuracy", f"val/{t}_macro_f1"}
+    for r in module.reg_targets:
+        if r.endswith("_energy"):
+            keys |= {f"val/{r}_resolution", f"val/{r}_bias"}
+    return keys
+
+
+def _check_monitors(cfg: TrainConfig, module) -> None:
+    keys = _logged_keys(module)
+    for where, monitor in (("checkpoint.monitor", cfg.checkpoint.monitor),
+                           ("early_stopping.monitor", cfg.early_stopping.monitor)):
+        if where.startswith("early") and not cfg.early_stopping.enabled:
+            continue
+        if monitor not in keys:
+            raise ConfigError(f"{where}: '{monitor}' is not logged (logged: {', '.join(sorted(keys))})")
+
+
+def _init_from(model, path: str, feature_names: list[str]) -> dict:
+    ckpt = load_checkpoint(path)
+    if "gnnu" in ckpt:
+        theirs = checkpoint_meta(ckpt, path)["feature_names"]
+        if list(theirs) != list(feature_names):
+            raise InputError(f"checkpoint features {theirs} differ from the dataset's {feature_names}", path)
+    info = load_matching(model, model_state(ckpt))
+    if not info["loaded"]:
+        raise InputError("no tensor of the checkpoint matches the model (another architecture?)", path)
+    return {"checkpoint": str(path), **info}
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")  # EpochSampler resumes
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+
+
+def train(opts: TrainOptions) -> dict:
+    """Run (or resume) a training; returns the content of ``run.json`` (module docstring)."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from .callbacks import History, LastCheckpoint
+    from .module import TrainModule
+
+    t_start = time.perf_counter()
+    plan = _plan(opts)
+    cfg, out = plan.cfg, plan.out
+    _quiet_lightning()
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    dm = GraphDataModule(cfg.data, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                         seed=cfg.seed, max_events=cfg.max_events, max_val_events=cfg.max_val_events,
+                         pin_memory=plan.accelerator == "gpu")
+    tasks = dataset_tasks(dm.train_set.manifest, cfg.num_classes)
+    check_labels(dm.train_set, tasks)
+    check_labels(dm.val_set, tasks)
+    model = create_model(cfg.model, in_features=len(dm.feature_names), tasks=tasks,
+                         regression=cfg.regression)
+    init = (_init_from(model, opts.init_from, dm.feature_names)
+            if opts.init_from and plan.resume_from is None else None)
+    frozen = freeze(model, cfg.freeze)
+    mhash = manifest_hash(cfg.data)
+    meta = {"version": __version__, "config": to_dict(cfg), "feature_names": dm.feature_names,
+            "manifest_hash": mhash, "data": str(cfg.data), "tasks": tasks,
+            "regression": list(cfg.regression), "in_features": len(dm.feature_names)}
+    module = TrainModule(model, cfg, meta, class_weights(cfg.class_weights, dm.train_set, tasks,
+                                                         cfg.primary_task), frozen)
+    _check_monitors(cfg, module)
+    flops = flops_per_event(model, dm.example_batch())
+
+    record = {
+        "gnnu_version": __version__,
+        "versions": {"torch": torch.__version__, "lightning": pl.__version__},
+        "status": "running",
+        "config": CONFIG_FILE,
+        "dataset": {"path": str(cfg.data), "manifest_hash": mhash, "n_train": dm.n_train,
+                    "n_val": dm.n_val, "feature_names": dm.feature_names},
+        "model": {"name": cfg.model.name, "parameters": count_parameters(model),
+                  "trainable_parameters": count_parameters(model, trainable_only=True),
+                  "flops_per_event": flops, "tasks": {t: tasks[t] for t in module.class_tasks},
+                  "regression": list(module.reg_targets)},
+        "device": device_name(plan.accelerator),
+        "accelerator": plan.accelerator,
+        "precision": cfg.precision,
+        "resumed_from": str(plan.resume_from) if plan.resume_from else None,
+        "init_from": (plan.previous.get("init_from") if plan.resume_from else
+                      None if init is None else {"checkpoint": init["checkpoint"],
+                                                 "loaded": len(init["loaded"]),
+                                                 "reinitialised": init["reinitialised"],
+                                                 "missing": init["missing"],
+                                                 "unused": init["unused"]}),
+        "frozen": frozen,
+        "training_wall_time_total_s": float(plan.previous.get("training_wall_time_total_s", 0.0)),
+    }
+    if _global_rank() == 0:
+        if opts.force:
+            _clear(out)
+        out.mkdir(parents=True, exist_ok=True)
+        _write_atomic(out / CONFIG_FILE, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        _write_json(out / RUN_FILE, record)
+
+    history = History()
+    callbacks = [
+        history,
+        LearningRateMonitor(logging_interval="step"),
+        ModelCheckpoint(dirpath=out, filename=Path(BEST).stem, monitor=cfg.checkpoint.monitor,
+                        mode=cfg.checkpoint.mode, save_top_k=1, enable_version_counter=False,
+                        auto_insert_metric_name=False),
+        LastCheckpoint(out / LAST, cfg.checkpoint.every_n_steps),
+        *opts.callbacks,
+    ]
+    if cfg.early_stopping.enabled:
+        es = cfg.early_stopping
+        callbacks.insert(1, EarlyStopping(monitor=es.monitor, mode=es.mode, patience=es.patience,
+                                          min_delta=es.min_delta, check_finite=True))
+    trainer = pl.Trainer(
+        accelerator=plan.accelerator, devices=cfg.devices if plan.accelerator == "gpu" else 1,
+        num_nodes=cfg.num_nodes, precision=cfg.precision, max_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1, gradient_clip_val=cfg.gradient_clip,
+        deterministic="warn" if cfg.deterministic else False, benchmark=False,
+        logger=TensorBoardLogger(save_dir=str(out), name=TB_DIR, version=""),
+        callbacks=callbacks, enable_progress_bar=opts.progress, enable_model_summary=False,
+        num_sanity_val_steps=0, log_every_n_steps=cfg.log_every_n_steps,
+        use_distributed_sampler=False, default_root_dir=str(out))
+
+    status = "complete"
+    t_fit = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=dm,
+                    ckpt_path=str(plan.resume_from) if plan.resume_from else None, weights_only=True)
+    except SIGTERMException:
+        status = "interrupted"
+    wall = time.perf_counter() - t_fit
+    if not trainer.is_global_zero:
+        return {}
+
+    best_cb = next(c for c in callbacks if isinstance(c, ModelCheckpoint))
+    stopped = next((c.stopped_epoch for c in callbacks if isinstance(c, EarlyStopping)), 0)
+    if status == "complete" and stopped:
+        status = "stopped early"
+    record.update({
+        "status": status,
+        "world_size": trainer.world_size,
+        "epochs_completed": int(trainer.current_epoch),
+        "global_step": int(trainer.global_step),
+        "best": {"checkpoint": BEST, "monitor": cfg.checkpoint.monitor,
+                 "score": None if best_cb.best_model_score is None else float(best_cb.best_model_score)},
+        "history": history.records,
+        "training_wall_time_s": wall,
+        "training_wall_time_total_s": record["training_wall_time_total_s"] + wall,
+        "setup_time_s": t_fit - t_start,
+    })
+    _write_json(out / RUN_FILE, record)
+    if status == "interrupted":
+        raise TrainingInterrupted(f"interrupted by SIGTERM after step {trainer.global_step}; "
+                                  f"{out / LAST} saved — continue with --resume")
+    return record

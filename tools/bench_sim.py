@@ -18,7 +18,7 @@ import numpy as np
 
 from _env import describe
 from gnnu.detectors import load_detector
-from gnnu.sim import generator, readout, simulate, transport
+from gnnu.sim import generator, simulate, transport
 from gnnu.sim.simulate import SimRequest, iter_events
 
 
@@ -43,7 +43,7 @@ def main():
     # Instrument the stages (single-process runs only).
     simulate.generator.generate = _timed(stage, "generator", generator.generate)
     simulate.transport.run = _timed(stage, "transport", transport.run)
-    simulate.readout.digitize = _timed(stage, "readout", readout.digitize)
+    simulate.READOUTS[det.kind] = _timed(stage, "readout", simulate.READOUTS[det.kind])
 
     rates, hits = [], []
     for r in range(args.repeats):

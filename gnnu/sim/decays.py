@@ -252,8 +252,8 @@ def _decay_tau(p4: np.ndarray, sign: np.ndarray, rng: np.random.Generator
         rows = np.flatnonzero(mode == k)
         codes, rest = _tau_mode(int(k), len(rows), rng)
         lab = boost(rest, p4[rows][:, None, :], M_TAU)
+        conj = np.array([1 if abs(c) in _SELF_CONJUGATE else -1 for c in codes])
         codes = np.array(codes)
-        conj = np.where(np.isin(np.abs(codes), _SELF_CONJUGATE), 1, -1)
         # A τ+ (sign −1) flips every code that is not its own antiparticle.
         c = np.where(sign[rows][:, None] < 0, codes[None, :] * conj[None, :], codes[None, :])
         pdg.append(c.reshape(-1))
@@ -270,7 +270,7 @@ def decay(batch: ParticleBatch, detector, rng: np.random.Generator) -> StageOutp
     :attr:`Process.DECAY`, ordered by parent. ``detector`` is not needed (kept for the stage API).
     """
     apdg = np.abs(batch.pdg)
-    unknown = ~np.isin(apdg, (111, 15))
+    unknown = (apdg != 111) & (apdg != 15)
     if unknown.any():
         raise ValueError(f"decays.decay cannot decay pdg {sorted(set(batch.pdg[unknown].tolist()))}")
     m = np.where(apdg == 15, M_TAU, M_PI0)

@@ -138,11 +138,13 @@ class _Lookup:
         self.x0 = x[:, 0].copy()
         self.inv_dx = 1.0 / (x[:, 1] - x[:, 0])
         self.y = y.ravel().copy()
+        self.dy = np.append(np.diff(self.y), 0.0)   # y[i + 1] − y[i] (unused across species)
         self.low_slope = y[:, 1] - y[:, 0]          # per grid cell
         self.top = self.n - 1 - 1e-9
 
-    def __call__(self, species: np.ndarray, log_x: np.ndarray) -> np.ndarray:
-        """ln y at ``log_x`` (= ln x) for each element's ``species`` (int array, same shape)."""
+    def cell(self, species: np.ndarray, log_x: np.ndarray):
+        """Where ``log_x`` (= ln x) falls for each element's ``species`` (int array or scalar):
+        (flat grid index, weight within the cell, distance below the grid in cells (≤ 0))."""
         f = (log_x - self.x0[species]) * self.inv_dx[species]
         below = np.minimum(f, 0.0)
         np.maximum(f, 0.0, out=f)
@@ -150,8 +152,16 @@ class _Lookup:
         i = f.astype(np.intp)
         w = f - i
         i += species * self.n
-        y0 = self.y[i]
-        return y0 + w * (self.y[i + 1] - y0) + below * self.low_slope[species]
+        return i, w, below
+
+    def interpolate(self, y: np.ndarray, dy: np.ndarray, low_slope: np.ndarray, species, cell):
+        """Ordinates ``y`` (flat, with increments ``dy``) at ``cell`` (see :meth:`cell`)."""
+        i, w, below = cell
+        return y[i] + w * dy[i] + below * low_slope[species]
+
+    def __call__(self, species: np.ndarray, log_x: np.ndarray) -> np.ndarray:
+        """ln y at ``log_x`` (= ln x) for each element's ``species`` (int array, same shape)."""
+        return self.interpolate(self.y, self.dy, self.low_slope, species, self.cell(species, log_x))
 
 
 @dataclass(frozen=True, eq=False)
@@ -188,6 +198,14 @@ class MaterialTables:
         """Column ``name`` (``dedx``, ``range_cm``, ``proper_cm`` or ``depth``) at kinetic energies
         ``t_mev`` (MeV) of species indices ``species`` (int, same shape)."""
         return np.exp(self._forward[name](species, np.log(np.maximum(t_mev, 1e-300))))
+
+    def at_many(self, names: tuple[str, ...], species: np.ndarray, t_mev: np.ndarray
+                ) -> list[np.ndarray]:
+        """:meth:`at` for several columns at once (they share the energy grid)."""
+        first = self._forward[names[0]]
+        cell = first.cell(species, np.log(np.maximum(t_mev, 1e-300)))
+        return [np.exp(first.interpolate(lk.y, lk.dy, lk.low_slope, species, cell))
+                for lk in (self._forward[k] for k in names)]
 
     def energy_from(self, name: str, species: np.ndarray, value: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`at` for the increasing columns ``range_cm``, ``proper_cm`` and

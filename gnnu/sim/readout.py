@@ -58,11 +58,12 @@ Simplifications (deliberate, documented):
 - Charge arriving more than one readout window before or after the window is discarded before
   hit finding.
 
-Speed: one float64 key ((plane, wire) group × span + tick) sorted with ``np.argsort`` (numpy's
-SIMD quicksort; ≈10× faster than ``np.lexsort`` on three keys here), then segment reductions
-over hits (``np.add.reduceat``, and one sparse hit × deposit product for the seven weighted sums,
-≈5× faster than seven reduceats); no Python loop over deposits, hits or wires (only over the
-three planes).
+Speed: the (plane, deposit) entries are ordered by (wire group, tick) with one ``np.argsort`` of
+the deposits' ticks and one stable radix sort of the entries' 16-bit group numbers (≈15 % faster
+than one argsort of a combined float64 key over all entries), then segment reductions over hits (one
+sparse hit × deposit product for the seven weighted sums, ≈5× faster than seven reduceats); the
+hits come out sorted, so the few noise hits are merged in by binary search instead of re-sorting
+everything. No Python loop over deposits, hits or wires (only over the three planes).
 """
 
 from __future__ import annotations
@@ -145,8 +146,12 @@ def ar39_blips(deposits: Deposits, detector, rng: np.random.Generator) -> Deposi
 
 
 # -- hit building -------------------------------------------------------------------------------
+#: The hit columns a LArTPC readout fills (the segmented detectors' ``plane`` is not one).
+_COLUMNS = ("view", "wire", "time", "charge", "width", "x", "y", "z", "particle", "energy")
+
+
 def _empty_hits() -> dict[str, np.ndarray]:
-    return {k: np.zeros(0, dt) for k, (dt, _, _) in HIT_COLUMNS.items()}
+    return {k: np.zeros(0, HIT_COLUMNS[k][0]) for k in _COLUMNS}
 
 
 def _charge_hits(dep: Deposits, detector, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -180,15 +185,16 @@ def _charge_hits(dep: Deposits, detector, rng: np.random.Generator) -> dict[str,
     inside = ((group >= 0) & (group < n_wires[:, None])
               & ((electrons > 0) & (tick > -cfg.readout_ticks) & (tick < 2 * cfg.readout_ticks)))
     group += group_offset[:, None]
-    entry = np.flatnonzero(inside)
-    if len(entry) == 0:
-        return _empty_hits()
 
-    # sort by (group, tick) with one float64 key
-    span = 4.0 * cfg.readout_ticks
-    dep_of = entry % n
-    g = group.ravel()[entry]
-    order = np.argsort(g * span + (tick[dep_of] + cfg.readout_ticks))
+    # entries sorted by (group, tick): the deposits by tick once, then each plane's entries in
+    # that order, then a stable sort by group (a radix sort while groups fit 16 bits)
+    by_tick = np.argsort(tick)
+    entries = [by_tick[inside[v, by_tick]] for v in range(n_planes)]
+    dep_of = np.concatenate(entries)
+    if len(dep_of) == 0:
+        return _empty_hits()
+    g = np.concatenate([group[v, e] for v, e in enumerate(entries)])
+    order = np.argsort(g.astype(np.uint16) if n_wires.sum() <= 1 << 16 else g, kind="stable")
     dep_of = dep_of[order]
     g = g[order]
     t = tick[dep_of]
@@ -201,7 +207,8 @@ def _charge_hits(dep: Deposits, detector, rng: np.random.Generator) -> dict[str,
     new_pulse[0] = True
     np.greater(np.diff(t), merge_gap[dep_of[1:]], out=new_pulse[1:])
     new_pulse[1:] |= g[1:] != g[:-1]
-    pulse_t0 = t[new_pulse][np.cumsum(new_pulse) - 1]
+    pulse_start = np.flatnonzero(new_pulse)
+    pulse_t0 = np.repeat(t[pulse_start], np.diff(pulse_start, append=len(t)))
     chunk = np.floor((t - pulse_t0) * (1.0 / el.long_pulse_ticks))
     new_hit = new_pulse
     new_hit[1:] |= chunk[1:] != chunk[:-1]
@@ -214,31 +221,31 @@ def _charge_hits(dep: Deposits, detector, rng: np.random.Generator) -> dict[str,
                          electrons * dep.pos[:, 2], dep.de], axis=1)
     incidence = csr_array((np.ones(len(dep_of)), dep_of, np.append(starts, len(dep_of))),
                           shape=(len(starts), n))
-    sums = (incidence @ weighted).T
-    qsum = sums[0]
-    t_mean = sums[1] / qsum
-    var = sums[2] / qsum - t_mean * t_mean + shaping_ticks ** 2
-    gh = g[starts]
-    view = np.searchsorted(group_offset, gh, side="right") - 1
+    sums = incidence @ weighted                          # [hits, 7]
     particle = _dominant_track(dep.track[dep_of], electrons[dep_of], starts)
 
     # electronic noise on the integral, threshold, readout window
-    qh = qsum + rng.standard_normal(len(qsum)) * el.noise_electrons
-    t_mean = t_mean.astype(np.float32)                 # the window cut acts on the stored value
+    qh = sums[:, 0] + rng.standard_normal(len(sums)) * el.noise_electrons
+    t_mean = (sums[:, 1] / sums[:, 0]).astype(np.float32)  # the window cut acts on the stored value
     good = (qh >= el.hit_threshold_electrons) & (t_mean >= 0) & (t_mean < cfg.readout_ticks)
+    sums, qh, t_mean, particle = sums[good], qh[good], t_mean[good], particle[good]
+    gh = g[starts[good]]
+    qsum = sums[:, 0]
+    t_mean64 = sums[:, 1] / qsum
+    var = sums[:, 2] / qsum - t_mean64 * t_mean64 + shaping_ticks ** 2
+    view = np.searchsorted(group_offset, gh, side="right") - 1
     gain = np.array([p.adc_per_electron for p in cfg.planes])
-    view = view[good]
     return {
         "view": view.astype(np.int8),
-        "wire": (gh[good] - group_offset[view]).astype(np.int32),
-        "time": t_mean[good],
-        "charge": (qh[good] * gain[view]).astype(np.float32),
-        "width": np.sqrt(np.maximum(var[good], shaping_ticks ** 2)).astype(np.float32),
-        "x": (sums[3][good] / qsum[good]).astype(np.float32),
-        "y": (sums[4][good] / qsum[good]).astype(np.float32),
-        "z": (sums[5][good] / qsum[good]).astype(np.float32),
-        "particle": particle[good].astype(np.int32),
-        "energy": sums[6][good].astype(np.float32),
+        "wire": (gh - group_offset[view]).astype(np.int32),
+        "time": t_mean,
+        "charge": (qh * gain[view]).astype(np.float32),
+        "width": np.sqrt(np.maximum(var, shaping_ticks ** 2)).astype(np.float32),
+        "x": (sums[:, 3] / qsum).astype(np.float32),
+        "y": (sums[:, 4] / qsum).astype(np.float32),
+        "z": (sums[:, 5] / qsum).astype(np.float32),
+        "particle": particle.astype(np.int32),
+        "energy": sums[:, 6].astype(np.float32),
     }
 
 
@@ -309,12 +316,27 @@ def digitize(deposits: Deposits, detector, rng: np.random.Generator) -> Hits:
     dep = deposits
     if cfg.radiologicals.enabled and len(deposits):
         dep = Deposits.concat([deposits, ar39_blips(deposits, detector, rng)])
-    cols = _charge_hits(dep, detector, rng)
+    cols = _charge_hits(dep, detector, rng)          # already sorted by (view, wire, time)
     if cfg.electronics.noise_hits:
-        noise = _noise_hits(detector, rng)
-        cols = {k: np.concatenate([cols[k], noise[k]]) for k in cols}
-        span = 4.0 * cfg.readout_ticks        # hit times lie in [0, readout_ticks)
-        key = (cols["view"].astype(np.float64) * (1 << 20) + cols["wire"]) * span + cols["time"]
-        order = np.argsort(key)
-        cols = {k: v[order] for k, v in cols.items()}
+        cols = _merge_sorted(cols, _noise_hits(detector, rng), cfg.readout_ticks)
     return Hits(cols)
+
+
+def _merge_sorted(hits: dict[str, np.ndarray], extra: dict[str, np.ndarray], readout_ticks: int
+                  ) -> dict[str, np.ndarray]:
+    """``hits`` (sorted by (view, wire, time)) with the few ``extra`` hits inserted in order."""
+    span = 4.0 * readout_ticks        # hit times lie in [0, readout_ticks)
+
+    def key(c):
+        return (c["view"].astype(np.float64) * (1 << 20) + c["wire"]) * span + c["time"]
+
+    n, k = len(hits["wire"]), len(extra["wire"])
+    extra_key = key(extra)
+    by_key = np.argsort(extra_key)
+    at = np.searchsorted(key(hits), extra_key[by_key]) + np.arange(k)   # rows of the extra hits
+    order = np.empty(n + k, np.intp)
+    from_hits = np.ones(n + k, bool)
+    from_hits[at] = False
+    order[from_hits] = np.arange(n)
+    order[at] = n + by_key
+    return {c: np.concatenate([v, extra[c]])[order] for c, v in hits.items()}

@@ -60,9 +60,12 @@ class ParticleBatch:
 
     @classmethod
     def concat(cls, batches: list["ParticleBatch"]) -> "ParticleBatch":
+        """All particles of ``batches`` in order (a single non-empty batch is returned as is)."""
         batches = [b for b in batches if len(b)]
         if not batches:
             return cls.empty()
+        if len(batches) == 1:
+            return batches[0]
         return cls(*(np.concatenate([getattr(b, k) for b in batches])
                      for k in ("pdg", "pos", "mom", "time", "track_id", "parent", "process")))
 
@@ -91,9 +94,14 @@ class Deposits:
 
     @classmethod
     def concat(cls, parts: list["Deposits"]) -> "Deposits":
+        """All deposits of ``parts`` in order (a single non-empty part is not copied)."""
         parts = [p for p in parts if len(p)]
         if not parts:
             return cls()
+        if len(parts) == 1:
+            p = parts[0]
+            return cls(p.pos.astype(np.float64, copy=False), p.de, p.dx, p.time,
+                       p.track.astype(np.int32, copy=False))
         return cls(np.concatenate([p.pos for p in parts]).astype(np.float64, copy=False),
                    np.concatenate([p.de for p in parts]),
                    np.concatenate([p.dx for p in parts]),

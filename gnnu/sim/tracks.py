@@ -109,8 +109,14 @@ KAPPA_GAUSS = 10.0
 #: steps (a numerical choice: tracks that leave are not stepped to their full range).
 PLAN_FACTOR, PLAN_STEPS = 1.1, 10
 
-_TRACK_CODES = np.array([13, 211, 321, 2212])        # |pdg| handled as charged tracks …
-_TRACK_SPECIES = np.array([mat.SPECIES_OF_PDG[c] for c in _TRACK_CODES])   # … their table species
+_TRACK_CODES = (13, 211, 321, 2212)                  # |pdg| handled as charged tracks
+#: Table species of each |pdg| (index; larger codes map onto the last, _UNKNOWN, entry):
+#: _NEUTRON for neutrons, _UNKNOWN for codes not transported.
+_NEUTRON, _UNKNOWN = -1, -2
+_SPECIES_OF = np.full(max(_TRACK_CODES + (2112,)) + 2, _UNKNOWN, np.intp)
+_SPECIES_OF[list(_TRACK_CODES)] = [mat.SPECIES_OF_PDG[c] for c in _TRACK_CODES]
+_SPECIES_OF[2112] = _NEUTRON
+_PROTON_SPECIES = mat.SPECIES_OF_PDG[2212]
 _STOP, _DECAY, _INTERACT = 0, 1, 2
 _MICHEL_X = np.linspace(0.0, 1.0, 2001)
 _MICHEL_CDF = 2.0 * _MICHEL_X ** 3 - _MICHEL_X ** 4   # ∫ 2x²(3 − 2x) dx
@@ -128,24 +134,22 @@ class _Context:
         self.rng = rng
         self.xi_per_cm = 0.5 * mat.K_BETHE * config.material.z_over_a * config.material.density_g_cm3
         self.deposits: list[Deposits] = []
-        self.secondaries: list[dict] = []
+        self.secondaries: list[tuple] = []       # (pdg, pos, mom_mev, time, parent, process)
 
     def emit(self, pdg, pos, mom_mev, time, parent, process: Process):
-        """Record new particles (momenta in MeV/c; converted to GeV/c at the end)."""
+        """Record new particles: ``pdg`` (code or [n]), ``pos`` [n, 3], momenta ``mom_mev`` [n, 3]
+        in MeV/c (converted to GeV/c at the end), ``time`` [n], ``parent`` [n]."""
         n = len(mom_mev)
         if n:
-            self.secondaries.append({
-                "pdg": np.broadcast_to(np.asarray(pdg, np.int32), (n,)),
-                "pos": np.broadcast_to(pos, (n, 3)), "mom": mom_mev * 1e-3,
-                "time": np.broadcast_to(time, (n,)), "parent": np.broadcast_to(parent, (n,)),
-                "process": np.full(n, int(process), np.int8)})
+            pdg = np.full(n, pdg, np.int32) if np.ndim(pdg) == 0 else pdg
+            self.secondaries.append((pdg, pos, mom_mev, time, parent,
+                                     np.full(n, int(process), np.int8)))
 
     def secondary_batch(self) -> ParticleBatch:
         if not self.secondaries:
             return ParticleBatch.empty()
-        cat = {k: np.concatenate([s[k] for s in self.secondaries]) for k in self.secondaries[0]}
-        return ParticleBatch(cat["pdg"], cat["pos"], cat["mom"], cat["time"], None,
-                             cat["parent"], cat["process"])
+        pdg, pos, mom, time, parent, process = (np.concatenate(c) for c in zip(*self.secondaries))
+        return ParticleBatch(pdg, pos, mom * 1e-3, time, None, parent, process)
 
 
 def propagate(batch: ParticleBatch, detector, rng: np.random.Generator) -> StageOutput:
@@ -159,20 +163,19 @@ def propagate(batch: ParticleBatch, detector, rng: np.random.Generator) -> Stage
     and its simplifications are described in the module docstring.
     """
     ctx = _Context(detector.config, rng)
-    end_pos = batch.pos.copy()
-    apdg = np.abs(batch.pdg)
-    neutron = apdg == 2112
-    unknown = ~neutron & (_TRACK_CODES[np.searchsorted(_TRACK_CODES, apdg).clip(max=3)] != apdg)
-    if unknown.any():
-        codes = sorted({int(c) for c in batch.pdg[unknown]})
+    sp = _SPECIES_OF[np.minimum(np.abs(batch.pdg), len(_SPECIES_OF) - 1)]
+    if (sp == _UNKNOWN).any():
+        codes = sorted({int(c) for c in batch.pdg[sp == _UNKNOWN]})
         raise ValueError(f"tracks.propagate cannot transport pdg {codes}")
+    neutron = sp == _NEUTRON
     if neutron.all():
         end_pos = _neutrons(ctx, batch)
     elif not neutron.any():
-        end_pos = _charged(ctx, batch)
+        end_pos = _charged(ctx, batch, sp)
     else:
+        end_pos = np.empty((len(batch), 3))
         end_pos[neutron] = _neutrons(ctx, batch.select(neutron))
-        end_pos[~neutron] = _charged(ctx, batch.select(~neutron))
+        end_pos[~neutron] = _charged(ctx, batch.select(~neutron), sp[~neutron])
     return StageOutput(Deposits.concat(ctx.deposits), ctx.secondary_batch(), end_pos)
 
 
@@ -182,31 +185,37 @@ def _norm(v: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", v, v))
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    """Unit vectors of ``v`` [n, 3]; zero vectors become +z."""
-    n = _norm(v)
+def _unit(v: np.ndarray, norm: np.ndarray | None = None) -> np.ndarray:
+    """Unit vectors of ``v`` [n, 3] (of lengths ``norm`` [n] if known); zero vectors become +z."""
+    n = _norm(v) if norm is None else norm
     out = v / np.where(n > 0, n, 1.0)[:, None]
-    out[n == 0] = (0.0, 0.0, 1.0)
+    zero = n == 0
+    if zero.any():
+        out[zero] = (0.0, 0.0, 1.0)
     return out
 
 
-def _frame(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unit vectors u, v completing unit vectors ``d`` [n, 3] to right-handed orthonormal frames
-    (branch-free construction of Duff et al., J. Comput. Graph. Tech. 6 (2017) 1)."""
-    x, y, z = d[:, 0], d[:, 1], d[:, 2]
+def _frame_components(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Components (uₓ, u_y, u_z, vₓ, v_y, v_z) [n] each of unit vectors u, v completing unit
+    vectors d = (``x``, ``y``, ``z``) to right-handed orthonormal frames (branch-free
+    construction of Duff et al., J. Comput. Graph. Tech. 6 (2017) 1)."""
     sign = np.where(z >= 0, 1.0, -1.0)
     a = -1.0 / (sign + z)
     b = x * y * a
-    u = np.stack([1.0 + sign * x * x * a, sign * b, -sign * x], axis=1)
-    v = np.stack([b, sign + y * y * a, -y], axis=1)
-    return u, v
+    return 1.0 + sign * x * x * a, sign * b, -sign * x, b, sign + y * y * a, -y
+
+
+def _frame(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors u, v [n, 3] completing unit vectors ``d`` [n, 3] to orthonormal frames."""
+    uv = np.array(_frame_components(d[:, 0], d[:, 1], d[:, 2])).T
+    return uv[:, :3], uv[:, 3:]
 
 
 def _rotate(d: np.ndarray, cos: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Unit vectors at polar angle arccos(``cos``) around ``d`` [n, 3], uniform azimuth."""
     u, v = _frame(d)
     phi = rng.random(len(d)) * (2.0 * math.pi)
-    sin = np.sqrt(np.clip(1.0 - cos * cos, 0.0, None))
+    sin = np.sqrt(np.maximum(1.0 - cos * cos, 0.0))
     return (cos[:, None] * d + (sin * np.cos(phi))[:, None] * u
             + (sin * np.sin(phi))[:, None] * v)
 
@@ -224,14 +233,14 @@ def _vmf_cos(kappa: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     u = rng.random(len(kappa))
     k = np.maximum(kappa, 1e-6)
     cos = 1.0 + np.log(u + (1.0 - u) * np.exp(-2.0 * k)) / k
-    return np.clip(np.where(kappa < 1e-6, 2.0 * u - 1.0, cos), -1.0, 1.0)
+    return np.minimum(np.maximum(np.where(kappa < 1e-6, 2.0 * u - 1.0, cos), -1.0), 1.0)
 
 
 def _exit_distance(pos: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Distance (cm) from points ``pos`` [n, 3] inside the box along unit ``d`` to its boundary."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(d > 0, (hi - pos) / d, np.where(d < 0, (lo - pos) / d, np.inf))
-    return np.clip(t.min(axis=1), 0.0, None)
+    t = np.divide(np.where(d > 0, hi - pos, lo - pos), d, out=np.full(d.shape, np.inf),
+                  where=d != 0)
+    return np.maximum(t.min(axis=1), 0.0)
 
 
 def _boost(energy: np.ndarray, q: np.ndarray, beta: np.ndarray, gamma: np.ndarray) -> np.ndarray:
@@ -262,22 +271,22 @@ def _two_body(mass, m1, m2, beta, gamma, rng):
 def _mass_of(pdg: np.ndarray) -> np.ndarray:
     """Masses (MeV) of the hadrons that interactions emit (p, n, π±, π0)."""
     a = np.abs(pdg)
-    return np.select([a == 2212, a == 2112, a == 211], [M_P, M_N, M_PI], M_PI0)
+    return np.where(a == 2212, M_P, np.where(a == 2112, M_N, np.where(a == 211, M_PI, M_PI0)))
 
 
 # --------------------------------------------------------------------------- charged tracks
 
-def _charged(ctx: _Context, b: ParticleBatch) -> np.ndarray:
-    """Transport the charged particles of ``b``; returns their end positions [m, 3]."""
+def _charged(ctx: _Context, b: ParticleBatch, sp: np.ndarray) -> np.ndarray:
+    """Transport the charged particles of ``b`` (table species ``sp`` [m]); returns their end
+    positions [m, 3]."""
     tab, tr, rng = ctx.tab, ctx.tr, ctx.rng
     m = len(b)
-    apdg = np.abs(b.pdg)
-    sp = _TRACK_SPECIES[np.searchsorted(_TRACK_CODES, apdg)]
     mass = tab.mass_mev[sp]
-    p = _norm(b.mom) * 1e3
+    p_gev = _norm(b.mom)
+    p = p_gev * 1e3
     t0 = np.sqrt(p * p + mass * mass) - mass
-    d0 = _unit(b.mom)
-    r0 = tab.at("range_cm", sp, t0)
+    d0 = _unit(b.mom, p_gev)
+    r0, proper_all, depth_all = tab.at_many(("range_cm", "proper_cm", "depth"), sp, t0)
     above = t0 > tr.track_cutoff_mev
     length = r0 - np.where(above, tab.at_cutoff("range_cm")[sp], 0.0)
 
@@ -288,8 +297,7 @@ def _charged(ctx: _Context, b: ParticleBatch) -> np.ndarray:
     unstable = np.flatnonzero(np.isfinite(ctau))
     if len(unstable):
         us = sp[unstable]
-        proper0 = tab.at("proper_cm", us, t0[unstable])
-        residual = proper0 - ctau[unstable] * draws[0, unstable]
+        residual = proper_all[unstable] - ctau[unstable] * draws[0, unstable]
         cut = np.where(above[unstable], tab.at_cutoff("proper_cm")[us], 0.0)
         hit = residual > cut
         if hit.any():
@@ -301,7 +309,7 @@ def _charged(ctx: _Context, b: ParticleBatch) -> np.ndarray:
     hadronic = np.flatnonzero(tab.interacts[sp])
     if len(hadronic):
         hs = sp[hadronic]
-        residual = tab.at("depth", hs, t0[hadronic]) - draws[1, hadronic]
+        residual = depth_all[hadronic] - draws[1, hadronic]
         cut = np.where(above[hadronic], tab.at_cutoff("depth")[hs], 0.0)
         hit = residual > cut
         if hit.any():
@@ -316,7 +324,7 @@ def _charged(ctx: _Context, b: ParticleBatch) -> np.ndarray:
     pos, d, time = b.pos.copy(), d0.copy(), b.time.copy()
     t_end = t0.copy()                     # kinetic energy where the particle is now (MeV)
     done_s = np.zeros(m)
-    inside = np.all((pos >= ctx.lo) & (pos <= ctx.hi), axis=1)
+    inside = ((pos >= ctx.lo) & (pos <= ctx.hi)).all(axis=1)
     exited = ~inside
     todo = inside & (length > 0)
     while todo.any():
@@ -331,7 +339,7 @@ def _charged(ctx: _Context, b: ParticleBatch) -> np.ndarray:
         todo[idx] = ~exited[idx] & ~final
 
     alive = ~exited
-    decaying = alive & ((fate == _DECAY) | ((fate == _STOP) & (apdg != 2212)))
+    decaying = alive & ((fate == _DECAY) | ((fate == _STOP) & (sp != _PROTON_SPECIES)))
     if decaying.any():
         i = np.flatnonzero(decaying)
         _decay(ctx, b.pdg[i], sp[i], pos[i], d[i], np.where(fate[i] == _STOP, 0.0, t_end[i]),
@@ -357,25 +365,29 @@ def _walk(ctx: _Context, sp, r0, s0, s1, e0, pos, d0, t0, stopping, track_id):
     h = ctx.tr.step_cm
     m = len(sp)
     nst = np.maximum(np.ceil((s1 - s0) / h - 1e-9), 1).astype(np.intp)
-    first = np.cumsum(nst) - nst
-    n = int(nst[-1] + first[-1])
+    last = nst.cumsum() - 1
+    first = last + 1 - nst
+    n = int(last[-1] + 1)
 
     def spread(x):
         """Per-track values [..., m] → per-step values [..., n] (broadcastable if m = 1)."""
-        return x if m == 1 else np.repeat(x, nst, axis=-1)
+        return x if m == 1 else x.repeat(nst, axis=-1)
 
-    trk = np.repeat(np.arange(m), nst)
+    trk = np.arange(m).repeat(nst)
     k = np.arange(n) - spread(first)
     s_lo = spread(s0) + k * h
     s_hi = np.minimum(s_lo + h, spread(s1))
-    last = first + nst - 1
-    spk = int(sp[0]) if (sp == sp[0]).all() else spread(sp)   # a scalar saves gathers
+    uniform = (sp == sp[0]).all()
+    spk = int(sp[0]) if uniform else spread(sp)   # a scalar saves gathers
     massk = tab.mass_mev[spk]
-    t_lo = tab.energy_from("range_cm", spk, spread(r0) - s_lo)
+    # Kinetic energies at the step starts [n] and at s1 [m], in one table query.
+    t_q = tab.energy_from("range_cm", spk if uniform else np.concatenate([spk, sp]),
+                          np.concatenate([spread(r0) - s_lo, r0 - s1]))
+    t_lo = t_q[:n]
     t_lo[first] = e0
     t_hi = np.empty(n)
     t_hi[:-1] = t_lo[1:]
-    t_hi[last] = np.where(stopping, 0.0, tab.energy_from("range_cm", sp, r0 - s1))
+    t_hi[last] = np.where(stopping, 0.0, t_q[n:])
     gamma = 1.0 + 0.5 * (t_lo + t_hi) / massk
     bg2 = gamma * gamma - 1.0
     beta2 = bg2 / (gamma * gamma)
@@ -393,30 +405,29 @@ def _walk(ctx: _Context, sp, r0, s0, s1, e0, pos, d0, t0, stopping, track_id):
     noise = rng.standard_normal((3, n))           # two scattering kicks, one energy-loss variate
     kick = noise[:2] * theta
     core_noise = noise[2]
-    alpha = np.cumsum(kick, axis=1) - kick
+    alpha = kick.cumsum(axis=1) - kick
     alpha -= spread(alpha[:, first])
-    u, v = _frame(d0)
-
-    def directions(al, per_step):
-        a2 = al[0] * al[0] + al[1] * al[1]
-        cos, sinc = _cos_sinc(a2)
-        if not per_step:
-            return cos * d0.T + sinc * (al[0] * u.T + al[1] * v.T)
-        return cos * spread(d0.T) + sinc * (al[0] * spread(u.T) + al[1] * spread(v.T))
-
-    dirs = directions(alpha, True)
-    end_dir = directions(alpha[:, last] + kick[:, last], None)
+    # Directions of every step [3, n] and at the end of each track [3, m], computed together:
+    # d = cos|α|·d0 + sinc|α|·(α₁u + α₂v) with the frame (d0, u, v) [9, ·] of each column's track.
+    al = np.concatenate([alpha, alpha[:, last] + kick[:, last]], axis=1)
+    cos, sinc = _cos_sinc(al[0] * al[0] + al[1] * al[1])
+    frame = np.array([*d0.T, *_frame_components(*d0.T)])
+    if m > 1:
+        frame = frame[:, np.concatenate([trk, np.arange(m)])]
+    all_dirs = cos * frame[0:3] + sinc * (al[0] * frame[3:6] + al[1] * frame[6:9])
+    dirs, end_dir = all_dirs[:, :n], all_dirs[:, n:]
     seg = dirs * ell
-    p_lo = np.cumsum(seg, axis=1) - seg
+    p_lo = seg.cumsum(axis=1) - seg
     p_lo += spread(pos.T - p_lo[:, first])
     p_hi = p_lo + seg
 
     # Leaving the volume: cut the first step that ends outside at the boundary, drop the rest.
     lo, hi = ctx.lo[:, None], ctx.hi[:, None]
     out = ((p_hi < lo) | (p_hi > hi)).any(axis=0)
-    k_exit = np.minimum.reduceat(np.where(out, k, n), first)
-    exited = k_exit < nst
-    if exited.any():
+    exited = np.zeros(m, bool)
+    if out.any():
+        k_exit = np.minimum.reduceat(np.where(out, k, n), first)
+        exited = k_exit < nst
         e = first[exited] + k_exit[exited]
         ell[e] = np.minimum(_exit_distance(p_lo[:, e].T, dirs[:, e].T, ctx.lo, ctx.hi), ell[e])
         p_hi[:, e] = p_lo[:, e] + dirs[:, e] * ell[e]
@@ -429,16 +440,15 @@ def _walk(ctx: _Context, sp, r0, s0, s1, e0, pos, d0, t0, stopping, track_id):
             massk = massk[keep]
         dirs, p_lo, p_hi = dirs[:, keep], p_lo[:, keep], p_hi[:, keep]
         nst = np.where(exited, k_exit + 1, nst)
-        first = np.cumsum(nst) - nst
+        first = nst.cumsum() - nst
         last = first + nst - 1
     stop = stopping & ~exited
 
     dt = ell / (np.sqrt(beta2) * C_CM_PER_NS)
-    t_step = np.cumsum(dt) - dt
+    t_step = dt.cumsum() - dt
     t_step += spread(t0 - t_step[first])
 
-    de, (j, e_delta) = _energy_loss(ctx, t_lo - t_hi, ell, gamma, bg2, beta2, massk, nst, first,
-                                    core_noise)
+    de, (j, e_delta) = _energy_loss(ctx, t_lo - t_hi, ell, gamma, bg2, beta2, massk, core_noise)
     # A stopping particle deposits exactly its kinetic energy (deposits + δ-ray energies).
     if stop.any():
         cont = np.add.reduceat(de, first)
@@ -475,14 +485,13 @@ def _cos_sinc(a2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cos, sinc
 
 
-def _energy_loss(ctx: _Context, mean, ell, gamma, bg2, beta2, mass, nst, first, normal):
+def _energy_loss(ctx: _Context, mean, ell, gamma, bg2, beta2, mass, normal):
     """Fluctuating ionisation per step and explicit δ-rays (see the module docstring).
 
     ``mean`` [n]: the Bethe–Bloch mean loss of each step (MeV); ``ell`` step lengths (cm);
-    ``gamma``, ``bg2`` (β²γ²), ``beta2``, ``mass`` (MeV): the particle at each step; ``nst``,
-    ``first`` [m]: number of steps and first step of each track; ``normal`` [n]: standard normal
-    variates for the Gaussian part. Returns (deposited energy [n]
-    MeV, (step index [k], δ-ray kinetic energy [k] MeV)).
+    ``gamma``, ``bg2`` (β²γ²), ``beta2``, ``mass`` (MeV): the particle at each step; ``normal``
+    [n]: standard normal variates for the Gaussian part. Returns (deposited energy [n] MeV,
+    (step index [k], δ-ray kinetic energy [k] MeV)).
     """
     rng, tr = ctx.rng, ctx.tr
     tcut = tr.delta_ray_threshold_mev
@@ -502,14 +511,10 @@ def _energy_loss(ctx: _Context, mean, ell, gamma, bg2, beta2, mass, nst, first, 
     de = mean - mean_soft - mean_hard + core_sd * normal
     np.maximum(de, 0.0, out=de)
 
-    # Collisions above T1: Poisson(nc) per Landau-regime step, drawn as a Poisson(nc · steps)
-    # number per track spread uniformly over its steps (the same process), thinned to Landau steps.
-    per_track = rng.poisson(nc * nst)
-    if len(nst) == 1:
-        owner = (rng.random(per_track[0]) * nst[0]).astype(np.intp)
-    else:
-        track = np.repeat(np.arange(len(nst)), per_track)
-        owner = first[track] + (rng.random(len(track)) * nst[track]).astype(np.intp)
+    # Collisions above T1: Poisson(nc) per Landau-regime step, drawn as one Poisson(nc · n)
+    # number spread uniformly over all n steps (the same process), thinned to Landau steps.
+    n = len(mean)
+    owner = (rng.random(rng.poisson(nc * n)) * n).astype(np.intp)
     if not landau.all():
         owner = owner[landau[owner]]
     energy = 1.0 / (inv_tmax[owner] + rng.random(len(owner)) * span[owner])
@@ -682,7 +687,7 @@ def _neutrons(ctx: _Context, b: ParticleBatch) -> np.ndarray:
     d = _unit(b.mom)
     p = _norm(b.mom) * 1e3
     t_n = np.sqrt(p * p + M_N * M_N) - M_N
-    inside = np.all((b.pos >= ctx.lo) & (b.pos <= ctx.hi), axis=1)
+    inside = ((b.pos >= ctx.lo) & (b.pos <= ctx.hi)).all(axis=1)
     reach = np.where(inside, _exit_distance(b.pos, d, ctx.lo, ctx.hi), 0.0)
     dist = rng.exponential(tr.neutron_recoil_mean_free_path_cm, n)
     recoil = (rng.random(n) < tr.neutron_recoil_probability) & (dist < reach) & (t_n > 0)

@@ -8,7 +8,8 @@
   transported (they leave no ionisation in this model).
 
 Stages return new particles (hadronic products, decay products, Michel electrons); the driver
-registers each in the particle table (row = ``track_id``) and loops until nothing is left.
+registers each in the particle table (row = ``track_id``) and loops until nothing is left. A stage
+must not modify its input batch in place: the particle table shares its arrays.
 Deposits outside the active volume are dropped (particles leave the detector where they would).
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from ..events import PARTICLE_COLUMNS, Particles, Process
 from . import decays, showers, tracks
-from .pdg import mass
+from .pdg import MASS_GEV, mass
 from .records import Deposits, ParticleBatch
 
 TRACK_PDGS = (13, 211, 2212, 321, 2112)
@@ -27,45 +28,65 @@ DECAY_PDGS = (111, 15)
 #: A safety net against runaway secondary production (a bug, not physics).
 MAX_GENERATIONS = 50
 
+#: Route of each |pdg| (index; codes beyond the table are not transported): 0 none, else a stage.
+_NONE, _TRACK, _EM, _DECAY = 0, 1, 2, 3
+_ROUTE = np.zeros(max(TRACK_PDGS + EM_PDGS + DECAY_PDGS) + 2, np.int8)
+_ROUTE[list(TRACK_PDGS)], _ROUTE[list(EM_PDGS)], _ROUTE[list(DECAY_PDGS)] = _TRACK, _EM, _DECAY
+
+
+#: Mass (GeV) of each |pdg| in :data:`gnnu.sim.pdg.MASS_GEV` (index), NaN for other codes.
+_MASS = np.full(max(MASS_GEV) + 2, np.nan)
+_MASS[list(MASS_GEV)] = list(MASS_GEV.values())
+
+
+def _mass(pdg: np.ndarray) -> np.ndarray:
+    """Masses (GeV) of ``pdg`` [n]; :func:`gnnu.sim.pdg.mass` (which names the code) for codes it
+    does not know."""
+    m = _MASS[np.minimum(np.abs(pdg), len(_MASS) - 1)]
+    return mass(pdg) if np.isnan(m).any() else m
+
+
+def _route(pdg: np.ndarray) -> np.ndarray:
+    """Stage code (``_NONE``, ``_TRACK``, ``_EM``, ``_DECAY``) of each particle of ``pdg`` [n]."""
+    return _ROUTE[np.minimum(np.abs(pdg), len(_ROUTE) - 1)]
+
 
 class _TableBuilder:
     """Accumulates particle-table rows; a row's index is the particle's ``track_id``."""
 
     def __init__(self):
-        self.parts: list[dict[str, np.ndarray]] = []
+        self.parts: list[tuple[np.ndarray, ...]] = []     # (pdg, parent, process, pos, mom, E)
         self.n = 0
-        self.end: dict[int, np.ndarray] = {}
+        self.ends: list[tuple[np.ndarray, np.ndarray]] = []   # (track_id [k], end_pos [k, 3])
 
     def register(self, batch: ParticleBatch) -> ParticleBatch:
         n = len(batch)
         batch.track_id = np.arange(self.n, self.n + n, dtype=np.int32)
-        m = mass(batch.pdg)
+        m = _mass(batch.pdg)
         energy = np.sqrt(np.einsum("ij,ij->i", batch.mom, batch.mom) + m * m)
-        self.parts.append({
-            "pdg": batch.pdg, "parent": batch.parent, "process": batch.process,
-            "start_x": batch.pos[:, 0], "start_y": batch.pos[:, 1], "start_z": batch.pos[:, 2],
-            "px": batch.mom[:, 0], "py": batch.mom[:, 1], "pz": batch.mom[:, 2], "energy": energy,
-        })
+        self.parts.append((batch.pdg, batch.parent, batch.process, batch.pos, batch.mom, energy))
         self.n += n
         return batch
 
     def set_end(self, track_id: np.ndarray, end_pos: np.ndarray):
-        for t, p in zip(track_id, end_pos):
-            self.end[int(t)] = p
+        self.ends.append((track_id, end_pos))
 
     def build(self) -> Particles:
-        cols = {}
-        for name, (dtype, _) in PARTICLE_COLUMNS.items():
-            if name.startswith("end_"):
-                continue
-            cols[name] = (np.concatenate([p[name] for p in self.parts]).astype(dtype)
-                          if self.parts else np.zeros(0, dtype))
-        end = np.stack([cols["start_x"], cols["start_y"], cols["start_z"]], axis=1).astype(np.float64)
-        for t, p in self.end.items():
-            end[t] = p
+        """The particle table; particles without an end point end where they started."""
+        if not self.parts:
+            return Particles()
+        pdg, parent, process, pos, mom, energy = (np.concatenate(c) for c in zip(*self.parts))
+        end = pos.copy()
+        if self.ends:
+            ids, end_pos = (np.concatenate(c) for c in zip(*self.ends))
+            end[ids] = end_pos
+        pos, end, mom = (a.astype(np.float32) for a in (pos, end, mom))
+        cols = {"pdg": pdg, "parent": parent, "process": process, "energy": energy}
         for i, axis in enumerate("xyz"):
-            cols[f"end_{axis}"] = end[:, i].astype(np.float32)
-        return Particles({k: cols[k] for k in PARTICLE_COLUMNS})
+            cols[f"start_{axis}"], cols[f"end_{axis}"], cols[f"p{axis}"] = (
+                pos[:, i], end[:, i], mom[:, i])
+        return Particles({k: cols[k].astype(dtype, copy=False)
+                          for k, (dtype, _) in PARTICLE_COLUMNS.items()})
 
 
 def run(primaries: ParticleBatch, detector, rng: np.random.Generator
@@ -80,29 +101,28 @@ def run(primaries: ParticleBatch, detector, rng: np.random.Generator
     em_waiting: list[ParticleBatch] = []
     deposits: list[Deposits] = []
     for _ in range(MAX_GENERATIONS):
-        apdg = np.abs(pending.pdg)
-        em = np.isin(apdg, EM_PDGS)
+        route = _route(pending.pdg)
+        em = route == _EM
         if em.any():
             # e±/γ wait until no other particle is left, so each event makes one cascade call
             # (its fixed cost dominates small showers); cascades make no secondaries today, but
             # any they make go round the loop like everyone else's.
             em_waiting.append(pending.select(em))
-            pending = pending.select(~em)
-            apdg = apdg[~em]
+            pending, route = pending.select(~em), route[~em]
         if not len(pending):
             if not em_waiting:
                 break
             pending, em_waiting = ParticleBatch.concat(em_waiting), []
-            stages = ((EM_PDGS, showers.cascade),)
-            apdg = np.abs(pending.pdg)
+            stages = ((_EM, showers.cascade),)
+            route = _route(pending.pdg)
         else:
-            stages = ((TRACK_PDGS, tracks.propagate), (DECAY_PDGS, decays.decay))
+            stages = ((_TRACK, tracks.propagate), (_DECAY, decays.decay))
         new: list[ParticleBatch] = []
-        for pdgs, stage in stages:
-            sel = np.isin(apdg, pdgs)
+        for code, stage in stages:
+            sel = route == code
             if not sel.any():
                 continue
-            batch = pending.select(sel)
+            batch = pending if sel.all() else pending.select(sel)
             out = stage(batch, detector, rng)
             deposits.append(out.deposits)
             table.set_end(batch.track_id, out.end_pos)
@@ -112,5 +132,8 @@ def run(primaries: ParticleBatch, detector, rng: np.random.Generator
     else:
         raise RuntimeError(f"transport did not converge after {MAX_GENERATIONS} generations")
     dep = Deposits.concat(deposits)
-    inside = detector.config.active_volume.contains(dep.pos)
-    return dep.select(inside), table.build()
+    box = detector.config.active_volume
+    x, y, z = dep.pos.T                  # per-column tests: much faster than an axis-1 reduction
+    inside = ((x >= box.x[0]) & (x <= box.x[1]) & (y >= box.y[0]) & (y <= box.y[1])
+              & (z >= box.z[0]) & (z <= box.z[1]))
+    return (dep if inside.all() else dep.select(inside)), table.build()

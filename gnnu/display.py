@@ -1,5 +1,8 @@
-"""Event displays: every view of an event side by side, hits drawn in (wire, time) cm space.
+"""Event displays: every view of an event side by side, hits drawn in the view's cm space.
 
+LArTPC: wire coordinate horizontally, drift coordinate (time × drift velocity) vertically.
+Segmented scintillator (detectors with ``needs_plane``): z of the plane horizontally, the cell's
+transverse coordinate vertically, each hit a square marker (plane on x, cell on y).
 Colour is the hit charge on a log scale; ``truth=True`` colours hits by the truth particle
 that made them instead (noise and radiological blips grey). Written with matplotlib's Agg
 backend, so it works without a screen.
@@ -25,6 +28,8 @@ def _title(ev: Event) -> str:
         parts.append(Interaction(t.interaction).name)
     if np.isfinite(t.nu_energy):
         parts.append(f"E = {t.nu_energy:.2f} GeV")
+    elif t.flavour == Flavour.COSMIC and np.isfinite(t.lep_energy):
+        parts.append(f"E_μ = {t.lep_energy:.2f} GeV")
     parts.append(f"{len(ev.hits)} hits")
     return f"event {ev.event_id}: " + ", ".join(parts)
 
@@ -34,7 +39,8 @@ def draw_events(events: Sequence[Event], detector, path: str | os.PathLike,
     """Draw ``events`` (one row each, one column per view) to the PNG ``path``; returns it.
 
     Axes: wire coordinate (cm) horizontally, drift coordinate (time × drift velocity, cm)
-    vertically, so distances look as they are in the detector.
+    vertically — or, for a segmented detector, plane z (cm) horizontally and cell coordinate (cm)
+    vertically — so distances look as they are in the detector.
     """
     import matplotlib
 
@@ -43,29 +49,41 @@ def draw_events(events: Sequence[Event], detector, path: str | os.PathLike,
     from matplotlib.colors import LogNorm
 
     views = detector.views
+    segmented = getattr(detector, "needs_plane", False)
+    marker, size = ("s", 6) if segmented else ("o", 2)
     n = max(len(events), 1)
     fig, axes = plt.subplots(n, len(views), figsize=(4.2 * len(views), 3.6 * n), squeeze=False)
     for row, ev in enumerate(events):
         h = ev.hits
-        pos = detector.hit_positions(h["view"], h["wire"], h["time"]) if len(h) else np.zeros((0, 2))
+        if not len(h):
+            pos = np.zeros((0, 2))
+        elif segmented:
+            pos = detector.hit_positions(h["view"], h["wire"], h["time"], plane=h["plane"])
+        else:
+            pos = detector.hit_positions(h["view"], h["wire"], h["time"])
         for v, name in enumerate(views):
             ax = axes[row, v]
             sel = h["view"] == v
             if truth and "particle" in h:
                 pid = h["particle"][sel]
                 colours = np.where(pid < 0, -1, pid % 10)
-                ax.scatter(pos[sel, 0], pos[sel, 1], c=colours, s=2, cmap="tab10", vmin=-1, vmax=9,
-                           linewidths=0)
+                ax.scatter(pos[sel, 0], pos[sel, 1], c=colours, s=size, marker=marker,
+                           cmap="tab10", vmin=-1, vmax=9, linewidths=0)
             elif sel.any():
                 q = np.clip(h["charge"][sel], 1e-3, None)
-                sc = ax.scatter(pos[sel, 0], pos[sel, 1], c=q, s=2, cmap="viridis",
+                sc = ax.scatter(pos[sel, 0], pos[sel, 1], c=q, s=size, marker=marker,
+                                cmap="viridis",
                                 norm=LogNorm(vmin=max(q.min(), 1e-3), vmax=max(q.max(), 1e-2)),
                                 linewidths=0)
                 if v == len(views) - 1:
                     fig.colorbar(sc, ax=ax, label=f"charge ({getattr(detector, 'charge_unit', 'a.u.')})")
             _zoom(ax, pos[sel])
-            ax.set_xlabel(f"{name} wire coordinate (cm)")
-            ax.set_ylabel("drift coordinate (cm)")
+            if segmented:
+                xlabel, ylabel = detector.axis_labels(v)
+            else:
+                xlabel, ylabel = f"{name} wire coordinate (cm)", "drift coordinate (cm)"
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
             ax.set_title(f"view {name}", fontsize=9)
         axes[row, 0].annotate(_title(ev), (0, 1.12), xycoords="axes fraction", fontsize=10,
                               fontweight="bold")

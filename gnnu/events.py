@@ -126,13 +126,15 @@ class Truth:
         return {k: int(getattr(self, k)) for k in CLASS_LABELS}
 
 
-#: Hit columns: name → (dtype, unit, required). Truth columns are optional.
+#: Hit columns: name → (dtype, unit, required). Truth columns are optional, and so is ``plane``
+#: (segmented detectors only: there ``wire`` is the cell number within the plane).
 HIT_COLUMNS: dict[str, tuple[np.dtype, str, bool]] = {
     "view": (np.dtype(np.int8), "plane/view id", True),
     "wire": (np.dtype(np.int32), "wire or cell number", True),
     "time": (np.dtype(np.float32), "tick (LArTPC) or ns", True),
     "charge": (np.dtype(np.float32), "ADC·tick (LArTPC) or PE", True),
     "width": (np.dtype(np.float32), "rms in time units", True),
+    "plane": (np.dtype(np.int32), "plane number, segmented detectors", False),
     "x": (np.dtype(np.float32), "cm (truth)", False),
     "y": (np.dtype(np.float32), "cm (truth)", False),
     "z": (np.dtype(np.float32), "cm (truth)", False),

@@ -12,10 +12,12 @@ import os
 from ..config import from_dict, read_yaml, resolve_config, to_dict
 from ..errors import ConfigError
 from .lartpc import LArTPC, LArTPCConfig
+from .scintillator import Scintillator, ScintillatorConfig
 
 #: kind → (config dataclass, geometry class)
 DETECTOR_KINDS = {
     "lartpc": (LArTPCConfig, LArTPC),
+    "scintillator": (ScintillatorConfig, Scintillator),
 }
 
 
@@ -42,5 +44,5 @@ def detector_json(detector) -> str:
     return json.dumps(to_dict(detector.config), sort_keys=True)
 
 
-__all__ = ["DETECTOR_KINDS", "LArTPC", "LArTPCConfig", "detector_from_dict", "detector_json",
-           "load_detector"]
+__all__ = ["DETECTOR_KINDS", "LArTPC", "LArTPCConfig", "Scintillator", "ScintillatorConfig",
+           "detector_from_dict", "detector_json", "load_detector"]

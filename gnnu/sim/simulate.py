@@ -7,6 +7,11 @@ event = index).
 
 Flavours are assigned round-robin over the requested list (balanced classes) unless
 ``mix="random"`` draws them uniformly per event (from the event's own RNG).
+
+``Flavour.COSMIC`` events come from :mod:`gnnu.sim.cosmics` (detectors with a ``cosmics``
+section only; the energy option does not apply to them), neutrino events from
+:mod:`gnnu.sim.generator`, plus overlaid cosmic muons where the detector's
+``cosmics.overlay_mean`` > 0. The readout is chosen by ``detector.kind`` (:data:`READOUTS`).
 """
 
 from __future__ import annotations
@@ -19,11 +24,15 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, GnnuError
 from ..events import Event, Flavour
-from . import generator, readout, transport
+from . import cosmics, generator, readout, scint_readout, transport
+from .records import ParticleBatch
 
 NEUTRINO_FLAVOURS = (Flavour.NUMU_CC, Flavour.NUE_CC, Flavour.NUTAU_CC, Flavour.NC)
+
+#: detector kind → readout (deposits, detector, rng) → Hits.
+READOUTS = {"lartpc": readout.digitize, "scintillator": scint_readout.digitize}
 
 
 @dataclass(frozen=True)
@@ -96,10 +105,23 @@ def simulate_event(detector, index: int, flavour: Flavour, seed: int,
     """
     rng = np.random.default_rng([seed, index])
     energy_gev = (energy or EnergyOption()).draw(rng)
-    truth, primaries = generator.generate(flavour, detector, rng, energy_gev=energy_gev)
+    if flavour == Flavour.COSMIC:
+        truth, primaries = cosmics.generate(detector, rng)
+    else:
+        truth, primaries = generator.generate(flavour, detector, rng, energy_gev=energy_gev)
+        if getattr(detector.config, "cosmics", None) is not None:
+            primaries = ParticleBatch.concat([primaries, cosmics.overlay(detector, rng)])
     deposits, particles = transport.run(primaries, detector, rng)
-    hits = readout.digitize(deposits, detector, rng)
+    hits = READOUTS[detector.kind](deposits, detector, rng)
     return Event((int(seed), 0, int(index)), truth, hits, particles)
+
+
+def check_request(request: SimRequest, detector) -> None:
+    """Raise :class:`GnnuError` (one line) if ``detector`` cannot make the requested flavours."""
+    if Flavour.COSMIC in request.flavours and getattr(detector.config, "cosmics", None) is None:
+        raise GnnuError(f"detector '{detector.name}' ({detector.kind}) cannot simulate cosmic-ray "
+                        f"events: flavour 'cosmic' needs a detector with a 'cosmics' section "
+                        f"(e.g. --detector nova)")
 
 
 # -- parallel execution --------------------------------------------------------------------
@@ -126,8 +148,10 @@ def iter_events(request: SimRequest, detector, workers: int = 1, block: int = 16
                 progress: Callable[[int], None] | None = None) -> Iterator[Event]:
     """Yield the requested events in index order, made by ``workers`` processes.
 
-    ``progress(n)`` is called after each block with the number of events it held.
+    ``progress(n)`` is called after each block with the number of events it held. Raises
+    :class:`GnnuError` before simulating anything if the detector cannot make a requested flavour.
     """
+    check_request(request, detector)
     blocks = [(request, s, min(s + block, request.n_events))
               for s in range(0, request.n_events, block)]
     if workers <= 1:

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .detectors import positions
 from .events import Event, Flavour, Interaction
 
 
@@ -55,12 +56,7 @@ def draw_events(events: Sequence[Event], detector, path: str | os.PathLike,
     fig, axes = plt.subplots(n, len(views), figsize=(4.2 * len(views), 3.6 * n), squeeze=False)
     for row, ev in enumerate(events):
         h = ev.hits
-        if not len(h):
-            pos = np.zeros((0, 2))
-        elif segmented:
-            pos = detector.hit_positions(h["view"], h["wire"], h["time"], plane=h["plane"])
-        else:
-            pos = detector.hit_positions(h["view"], h["wire"], h["time"])
+        pos = positions(detector, h) if len(h) else np.zeros((0, 2))
         for v, name in enumerate(views):
             ax = axes[row, v]
             sel = h["view"] == v

@@ -23,13 +23,13 @@ def build_parser():
     p.add_argument("--workers", type=int, default=1, help="worker processes (output does not depend on it)")
     p.add_argument("--out", help="output hit file (.h5)")
     p.add_argument("--flavours", default="numu_cc,nue_cc,nutau_cc,nc",
-                   help="comma-separated classes: numu_cc, nue_cc, nutau_cc, nc")
+                   help="comma-separated classes: numu_cc, nue_cc, nutau_cc, nc, cosmic (nova only)")
     p.add_argument("--mix", choices=("balanced", "random"), default="balanced",
                    help="balanced: flavours round-robin (equal classes); random: drawn per event")
     p.add_argument("--energy", default="beam",
                    help="neutrino energy: 'beam' (detector spectrum), 'MIN:MAX' flat or a fixed value, GeV")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
-    p.add_argument("--display", metavar="PNG", help="draw one event per flavour (three views) to this PNG")
+    p.add_argument("--display", metavar="PNG", help="draw one event per flavour (every view side by side) to this PNG")
     p.add_argument("--inspect", metavar="FILE", help="validate an existing hit file and print a summary")
     return p
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
+
 from ..config import from_dict, read_yaml, resolve_config, to_dict
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from .lartpc import LArTPC, LArTPCConfig
 from .scintillator import Scintillator, ScintillatorConfig
 
@@ -39,10 +41,22 @@ def load_detector(name_or_path: str | os.PathLike):
     return detector_from_dict(read_yaml(path), str(path))
 
 
+def positions(detector, columns) -> np.ndarray:
+    """[N, 2] float32 cm positions of hits (a :class:`gnnu.events.Hits` or a column mapping) in
+    their views, passing the ``plane`` column to detectors that need it (segmented ones)."""
+    extra = {}
+    if getattr(detector, "needs_plane", False):
+        if "plane" not in columns:
+            raise InputError(f"detector '{detector.name}' needs the hits' 'plane' column")
+        extra["plane"] = columns["plane"]
+    return np.asarray(detector.hit_positions(columns["view"], columns["wire"], columns["time"],
+                                             **extra), np.float32).reshape(-1, 2)
+
+
 def detector_json(detector) -> str:
     """The full detector config as canonical JSON (stored in hit files)."""
     return json.dumps(to_dict(detector.config), sort_keys=True)
 
 
 __all__ = ["DETECTOR_KINDS", "LArTPC", "LArTPCConfig", "Scintillator", "ScintillatorConfig",
-           "detector_from_dict", "detector_json", "load_detector"]
+           "detector_from_dict", "detector_json", "load_detector", "positions"]

@@ -133,7 +133,8 @@ def make_graphs(events: list[Event], detector, cfg: GraphConfig) -> GraphBlock:
     non-finite values are left out and listed in ``bad``. Hits must carry the columns of
     :data:`gnnu.events.HIT_COLUMNS` (plus x, y, z when ``cfg.needs_xyz``).
     """
-    names = _HIT_INPUTS + (("x", "y", "z") if cfg.needs_xyz else ())
+    names = (_HIT_INPUTS + (("plane",) if getattr(detector, "needs_plane", False) else ())
+             + (("x", "y", "z") if cfg.needs_xyz else ()))
     counts = np.array([len(e.hits) for e in events], np.int64)
     cols = {n: (np.concatenate([e.hits.columns[n] for e in events]) if events else np.zeros(0))
             for n in names}

@@ -14,7 +14,8 @@ Builders (distances in cm in the view's (wire, drift) plane unless said otherwis
   finite true position get no 3-D edges). Backend per :func:`gnnu.graph.knn.knn`.
 - ``radius``: each hit receives edges from the hits of its view within ``r_cm``, the nearest
   ``max_neighbours`` of them (ties to the lower index).
-- ``adjacency``: detector adjacency: hits of the same view on wires ``w ± 1 … ± wires`` (and on
+- ``adjacency``: detector adjacency: hits of the same view (and, segmented detectors, nearby
+  planes of that view) on wires ``w ± 1 … ± wires`` (and on
   the same wire when ``same_wire``) whose drift coordinates differ by at most ``window_cm``.
 - ``delaunay``: the Delaunay triangulation of each view's hits (both directions of every
   triangle side). Views with one hit get no edges, two hits or collinear hits are chained in
@@ -146,31 +147,48 @@ def radius_edges(nodes: NodeTable, spec: RadiusEdges) -> np.ndarray:
 # -- wire adjacency -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class AdjacencyEdges:
-    """Neighbouring wires (± ``wires``) of the same view within ``window_cm`` of drift."""
+    """Detector adjacency: neighbouring wires/cells (± ``wires``) of the same view — and, for
+    segmented detectors, of the same or the ``planes`` nearest planes of that view each side
+    (plane numbers ``plane_step`` apart, 2 where views alternate) — within a time window:
+    ``window_cm`` of drift coordinate, or ``window_time`` in the detector's time unit (ns) when
+    given (for detectors whose position does not come from time)."""
 
     kind: Literal["adjacency"] = "adjacency"
     wires: int = 1
     window_cm: float = 1.0
     same_wire: bool = True
+    planes: int = 0
+    plane_step: int = 2
+    window_time: float | None = None
 
     def __post_init__(self):
-        if self.wires < 0 or not self.window_cm >= 0 or (self.wires == 0 and not self.same_wire):
+        if self.wires < 0 or not self.window_cm >= 0 or (self.wires == 0 and not self.same_wire
+                                                         and self.planes == 0):
             raise ValueError("adjacency: need wires ≥ 0, window_cm ≥ 0 and some wire to connect")
+        if self.planes < 0 or self.plane_step < 1 or (self.window_time is not None
+                                                      and not self.window_time >= 0):
+            raise ValueError("adjacency: need planes ≥ 0, plane_step ≥ 1 and window_time ≥ 0")
 
 
 def adjacency_edges(nodes: NodeTable, spec: AdjacencyEdges) -> np.ndarray:
-    """Edges j → i for hits j on wire w_i + d (0 < |d| ≤ wires, or d = 0 with ``same_wire``) of
-    i's view whose drift coordinate lies within ``window_cm`` of i's (inclusive)."""
+    """Edges j → i for hits j of i's view on plane p_i + s·plane_step (|s| ≤ planes) and wire
+    w_i + d (|d| ≤ wires; the same wire on the same plane only with ``same_wire``) whose time
+    coordinate lies within the window of i's (inclusive)."""
     n = len(nodes)
-    t = nodes.pos[:, 1].astype(np.float64)
-    order = np.lexsort((t, nodes.wire, nodes.view, nodes.batch))
-    data = [nodes.batch[order], nodes.view[order], nodes.wire[order], t[order]]
-    offsets = [d for d in range(-spec.wires, spec.wires + 1) if d != 0 or spec.same_wire]
+    if spec.window_time is None:
+        t, window = nodes.pos[:, 1].astype(np.float64), spec.window_cm
+    else:
+        t, window = nodes.time.astype(np.float64), spec.window_time
+    plane = nodes.plane if nodes.plane is not None else np.zeros(n, np.int64)
+    order = np.lexsort((t, nodes.wire, plane, nodes.view, nodes.batch))
+    data = [nodes.batch[order], nodes.view[order], plane[order], nodes.wire[order], t[order]]
+    offsets = [(s * spec.plane_step, d) for s in range(-spec.planes, spec.planes + 1)
+               for d in range(-spec.wires, spec.wires + 1) if s or d or spec.same_wire]
     qi = np.tile(np.arange(n), len(offsets))
-    qw = nodes.wire[qi] + np.repeat(offsets, n)
-    base = [nodes.batch[qi], nodes.view[qi], qw]
-    lo = lex_searchsorted(data, base + [t[qi] - spec.window_cm], "left")
-    hi = lex_searchsorted(data, base + [t[qi] + spec.window_cm], "right")
+    dp, dw = (np.repeat(np.array(c, np.int64), n) for c in zip(*offsets))
+    base = [nodes.batch[qi], nodes.view[qi], plane[qi] + dp, nodes.wire[qi] + dw]
+    lo = lex_searchsorted(data, base + [t[qi] - window], "left")
+    hi = lex_searchsorted(data, base + [t[qi] + window], "right")
     owner, where = _expand(lo, hi)
     src, dst = order[where], qi[owner]
     keep = src != dst

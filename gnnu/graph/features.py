@@ -8,11 +8,15 @@ unit. Everything is vectorised over all hits of the block.
 Features (:data:`FEATURES`):
 
 - ``pos``: the hit's 2-D position in its view, (wire coordinate, drift coordinate) in cm, from
-  ``detector.hit_positions(view, wire, time)`` (LArTPC: wire × pitch, time × tick × drift velocity).
+  ``detector.hit_positions`` (LArTPC: wire × pitch, time × tick × drift velocity; scintillator:
+  z of the plane, transverse cell coordinate — it needs the ``plane`` column).
 - ``charge``: hit integral in the detector's charge unit (LArTPC ADC·tick, scintillator PE).
 - ``log_charge``: ln(1 + charge), same unit inside the logarithm.
+- ``time``: the hit time in the detector's time unit (useful where time is not a position
+  coordinate, e.g. the scintillator's ns).
 - ``width``: the hit's rms width converted from time units to cm of drift with the same time scale
-  as ``pos`` (so width and drift coordinate are comparable).
+  as ``pos`` (so width and drift coordinate are comparable); segmented detectors keep it in their
+  time unit.
 - ``view``: one-hot of the view id, one column per view of the detector (``view_U``, …).
 - ``xyz``: the hit's true 3-D position (x, y, z cm) where the source has it (simulation);
   non-finite truth (noise hits) becomes 0 and the extra column ``xyz_valid`` is 0 there.
@@ -29,6 +33,8 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import numpy as np
+
+from ..detectors import positions
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class NodeTable:
     view_names: tuple[str, ...]
     charge_unit: str
     xyz: np.ndarray | None = None
+    plane: np.ndarray | None = None      # [N] int64 plane number (segmented detectors), else None
 
     def __len__(self) -> int:
         return len(self.batch)
@@ -77,11 +84,17 @@ class NodeTable:
         return NodeTable(dense.astype(np.int64), self.view[mask], self.wire[mask], self.time[mask],
                          self.charge[mask], self.width[mask], self.pos[mask], self.time_scale,
                          self.n_views, self.view_names, self.charge_unit,
-                         None if self.xyz is None else self.xyz[mask])
+                         None if self.xyz is None else self.xyz[mask],
+                         None if self.plane is None else self.plane[mask])
 
 
 def time_scale(detector) -> np.ndarray:
-    """[V] cm of drift coordinate per time unit, for each view of ``detector``."""
+    """[V] cm of drift coordinate per time unit, for each view of ``detector``.
+
+    Segmented detectors (``needs_plane``: positions come from plane and cell, not from time)
+    have no such scale: 1, so widths stay in the detector's time unit."""
+    if getattr(detector, "needs_plane", False):
+        return np.ones(len(detector.views), np.float32)
     v = np.arange(len(detector.views))
     zero = np.zeros(len(v))
     p1 = np.asarray(detector.hit_positions(v, zero, np.ones(len(v))), np.float64)
@@ -99,7 +112,8 @@ def node_table(columns: Mapping[str, np.ndarray], batch: np.ndarray, detector,
     view = np.asarray(columns["view"]).astype(np.int64)
     wire = np.asarray(columns["wire"]).astype(np.int64)
     time = np.asarray(columns["time"], np.float32)
-    pos = np.asarray(detector.hit_positions(view, wire, time), np.float32).reshape(-1, 2)
+    pos = positions(detector, columns)
+    plane = np.asarray(columns["plane"]).astype(np.int64) if "plane" in columns else None
     xyz = None
     if with_xyz:
         xyz = np.stack([np.asarray(columns[c], np.float32) for c in ("x", "y", "z")], axis=1)
@@ -108,7 +122,8 @@ def node_table(columns: Mapping[str, np.ndarray], batch: np.ndarray, detector,
                      width=np.asarray(columns["width"], np.float32), pos=pos,
                      time_scale=time_scale(detector), n_views=len(detector.views),
                      view_names=tuple(detector.views),
-                     charge_unit=getattr(detector, "charge_unit", "charge units"), xyz=xyz)
+                     charge_unit=getattr(detector, "charge_unit", "charge units"), xyz=xyz,
+                     plane=plane)
 
 
 def _xyz(nodes: NodeTable) -> np.ndarray:
@@ -138,6 +153,12 @@ def _charge_unit(det) -> str:
     return getattr(det, "charge_unit", "charge units")
 
 
+def _width_column(det) -> FeatureColumn:
+    if getattr(det, "needs_plane", False):     # no drift coordinate: width in time units
+        return FeatureColumn(f"width_{det.time_unit}", det.time_unit)
+    return FeatureColumn("width_cm", "cm")
+
+
 #: Feature name → definition (a new feature is one entry here).
 FEATURES: dict[str, Feature] = {
     "pos": Feature(lambda det: [FeatureColumn("wire_cm", "cm"), FeatureColumn("time_cm", "cm")],
@@ -146,7 +167,9 @@ FEATURES: dict[str, Feature] = {
                       lambda n: n.charge[:, None]),
     "log_charge": Feature(lambda det: [FeatureColumn("log_charge", f"ln(1 + {_charge_unit(det)})")],
                           lambda n: np.log1p(n.charge)[:, None]),
-    "width": Feature(lambda det: [FeatureColumn("width_cm", "cm")],
+    "time": Feature(lambda det: [FeatureColumn(f"time_{det.time_unit}", det.time_unit)],
+                    lambda n: n.time[:, None]),
+    "width": Feature(lambda det: [_width_column(det)],
                      lambda n: (n.width * n.time_scale[n.view])[:, None]),
     "view": Feature(lambda det: [FeatureColumn(f"view_{v}", "1", normalize=False) for v in det.views],
                     _one_hot),

@@ -1,16 +1,23 @@
 """Stochastic electromagnetic cascades of e± and γ (DESIGN §4.1, "Transport").
 
 :func:`cascade` develops the shower of every e±/γ of a batch. All particles of all cascades are
-handled together, one *generation* at a time. First every photon of the generation is followed
-through its interactions (one vectorised step per interaction: a Compton-scattered photon goes
-on in the next step; pairs and Compton electrons are collected). Then every e± (of the
-generation and just made) is followed over its **whole life** in one vectorised pass: its
-discrete interactions are the points of a Poisson process along its path, its energy along that
-path is an affine recurrence solved with cumulative sums, its trajectory a random walk built with
-cumulative sums. Its brems photons and δ-rays form the next generation. Particles made below the
-cut-off are finished at once. There is no Python loop over particles or steps, only over
-generations (≈ the number of e → γ → e alternations of the deepest branch) and over the
-interactions of a photon.
+handled together. Photons advance one interaction per *step*, all live photons in one
+vectorised step (a Compton-scattered photon goes on in the next step, one below the cut-off is
+absorbed at its next interaction point). The e± they make wait for a *pass* that follows every
+waiting e± over its **whole life** at once: its discrete interactions are the points of a
+Poisson process along its path, its energy along that path is an affine recurrence solved with
+cumulative sums, its trajectory a random walk built with cumulative sums; e± below the cut-off
+just deposit their energy. A pass's brems photons join the live photons, its δ-rays wait for
+the next pass. A pass runs when the photons can make no more e± (none left at or above the
+cut-off), or at once when a waiting e± is above the critical energy (its own sub-shower would
+otherwise start late and lengthen the cascade; softer e± wait for the photons' Compton chains
+to end and share a pass with their electrons). Particles are independent, so this order changes
+no physics, only the number of steps and passes (≈ the e → γ → e alternations of the deepest
+branch, plus Compton chains). There is no Python loop over particles or over the steps of one
+particle. Particles are rows of one array (energy, position, direction, time, owner, charge),
+so selecting and joining them costs one numpy call: at the ~10–1000 particles of a step or a
+pass, numpy's per-call overhead, not arithmetic, sets the speed; the random numbers are drawn
+in blocks, in an order that depends on this scheduling.
 
 Every deposit carries the ``track_id`` of the batch particle that started its cascade; shower
 daughters are not added to the particle table.
@@ -110,8 +117,8 @@ C_CM_PER_NS = 29.9792458
 #: Highland's constants (PDG "Passage of particles through matter", eq. 34.16).
 HIGHLAND_MEV = 13.6
 HIGHLAND_LOG = 0.038
-#: Safety net: a cascade deeper than this is a bug, not physics.
-MAX_GENERATIONS = 500
+#: Safety net: a cascade longer than this (photon steps) is a bug, not physics.
+MAX_STEPS = 1000
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,10 +131,11 @@ def _phi12(delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     21.12 − 4.184 ln(δ + 0.952) (EGS4; Geant4's Bethe–Heitler models use 3Φ1 − Φ2 and
     (3Φ1 + Φ2)/2 of these)."""
     d = np.asarray(delta, np.float64)
+    near = d <= 1.0
     far = 21.12 - 4.184 * np.log(np.maximum(d, 1.0) + 0.952)
-    phi1 = np.where(d <= 1.0, 20.867 - 3.242 * d + 0.625 * d * d, far)
-    phi2 = np.where(d <= 1.0, 20.209 - 1.930 * d - 0.086 * d * d, far)
-    return phi1, phi2
+    d2 = d * d
+    return (np.where(near, 20.867 - 3.242 * d + 0.625 * d2, far),
+            np.where(near, 20.209 - 1.930 * d - 0.086 * d2, far))
 
 
 def _coulomb_correction(z: float) -> float:
@@ -168,10 +176,15 @@ def _pair_ratio(k: np.ndarray, z: float, n_eps: int = 400) -> np.ndarray:
 
 
 def _brems_shape(y: np.ndarray, delta, fz_half: float) -> np.ndarray:
-    """Screened Bethe–Heitler bremsstrahlung y·dσ/dy (arbitrary units; Butcher–Messel form)."""
-    phi1, phi2 = _phi12(delta)
-    return ((1.0 + (1.0 - y) ** 2) * np.maximum(phi1 - fz_half, 0.0)
-            - (2.0 / 3.0) * (1.0 - y) * np.maximum(phi2 - fz_half, 0.0))
+    """Screened Bethe–Heitler bremsstrahlung y·dσ/dy (arbitrary units; Butcher–Messel form);
+    ``delta`` = 0 (a number): complete screening."""
+    if np.ndim(delta) == 0 and delta == 0.0:                          # Φ1(0), Φ2(0) of _phi12
+        a1, a2 = max(20.867 - fz_half, 0.0), max(20.209 - fz_half, 0.0)
+    else:
+        phi1, phi2 = _phi12(delta)
+        a1, a2 = np.maximum(phi1 - fz_half, 0.0), np.maximum(phi2 - fz_half, 0.0)
+    one_my = 1.0 - y
+    return (1.0 + one_my * one_my) * a1 - (2.0 / 3.0) * one_my * a2
 
 
 def klein_nishina_per_electron(k_mev) -> np.ndarray:
@@ -233,8 +246,11 @@ def _pair_dsigma_v(v: np.ndarray, k: np.ndarray, z: float) -> np.ndarray:
 
 def _inverse_cdf_table(pdf, log_e: np.ndarray, n_v: int = 512, n_u: int = 129) -> np.ndarray:
     """Inverse CDFs of ``pdf(v [n_e, n_v], e [n_e, 1])`` on v ∈ [0, 1], one row per energy of
-    ``log_e`` (ln MeV): table [n_e, n_u] of v at the quantiles u = 0 … 1 (midpoint rule; a tiny
-    floor keeps the CDF increasing where the density vanishes)."""
+    ``log_e`` (ln MeV), tabulated at the quantiles u = 0 … 1 (n_u of them; midpoint rule; a tiny
+    floor keeps the CDF increasing where the density vanishes). Returned as the corners of each
+    (energy, quantile) cell, [(n_e − 1)·(n_u − 1), 4]: v at (i, j), (i, j+1), (i+1, j),
+    (i+1, j+1) for cell i·(n_u − 1) + j, so that sampling gathers them in one call (and from
+    one cache line)."""
     v = (np.arange(n_v) + 0.5) / n_v
     dens = pdf(v[None, :], np.exp(log_e)[:, None])
     dens = np.maximum(dens, 1e-9 * dens.max(axis=1, keepdims=True) + 1e-300)
@@ -242,25 +258,26 @@ def _inverse_cdf_table(pdf, log_e: np.ndarray, n_v: int = 512, n_u: int = 129) -
     cdf /= cdf[:, -1:]
     edges = np.arange(n_v + 1) / n_v
     u = np.linspace(0.0, 1.0, n_u)
-    return np.stack([np.interp(u, c, edges) for c in cdf])
+    table = np.stack([np.interp(u, c, edges) for c in cdf])
+    return np.stack([table[:-1, :-1], table[:-1, 1:], table[1:, :-1], table[1:, 1:]],
+                    axis=-1).reshape(-1, 4)
 
 
-def _sample_inverse_cdf(table: np.ndarray, log_e0: float, dlog_e: float, log_e: np.ndarray,
-                        u: np.ndarray) -> np.ndarray:
-    """Bilinear interpolation in an :func:`_inverse_cdf_table` at energies ``log_e`` [n]
-    (ln MeV, grid start ``log_e0``, step ``dlog_e``) and quantiles ``u`` [n]; returns v [n]."""
-    n_e, n_u = table.shape
-    fi = np.clip((log_e - log_e0) / dlog_e, 0.0, n_e - 1.000001)
+def _sample_inverse_cdf(cells: np.ndarray, n_u: int, log_e0: float, dlog_e: float,
+                        log_e: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Bilinear interpolation in an :func:`_inverse_cdf_table` (``cells``, ``n_u`` quantile
+    nodes) at energies ``log_e`` [n] (ln MeV, grid start ``log_e0``, step ``dlog_e``) and
+    quantiles ``u`` [n]; returns v [n]."""
+    n_i, n_j = len(cells) // (n_u - 1), n_u - 1                       # cells along e and u
+    fi = np.minimum(np.maximum((log_e - log_e0) / dlog_e, 0.0), n_i - 1e-6)
     i = fi.astype(np.int64)
     a = fi - i
-    fj = np.minimum(u * (n_u - 1), n_u - 1.000001)
+    fj = np.minimum(u * n_j, n_j - 1e-6)
     j = fj.astype(np.int64)
     b = fj - j
-    flat = table.ravel()
-    k = i * n_u + j
-    low = flat[k] + b * (flat[k + 1] - flat[k])
-    high = flat[k + n_u] + b * (flat[k + n_u + 1] - flat[k + n_u])
-    return low + a * (high - low)
+    c00, c01, c10, c11 = cells.take(i * n_j + j, axis=0).T
+    low = c00 + b * (c01 - c00)
+    return low + a * (c10 + b * (c11 - c10) - low)
 
 
 @dataclass(frozen=True)
@@ -275,8 +292,9 @@ class EMTables:
     fraction y > y_min are proposed at ``brems_c``·ln(1/y_min)/X0 per cm with dN ∝ dy/y and kept
     with probability :meth:`brems_acceptance` (``brems_max`` = the screened spectrum's maximum,
     at y = 0, E = ∞; ``fz_half`` = F(Z)/2). ``pair_table`` and ``compton_table`` are inverse-CDF
-    tables of the pair energy sharing and of the Klein–Nishina energy transfer on the ln k grid
-    ``sampling_log_k`` = (start, step) (see :meth:`sample_pair`, :meth:`sample_compton`).
+    tables (:func:`_inverse_cdf_table`, ``sampling_n_u`` quantile nodes) of the pair energy
+    sharing and of the Klein–Nishina energy transfer on the ln k grid ``sampling_log_k`` =
+    (start, step) (see :meth:`sample_pair`, :meth:`sample_compton`).
     """
 
     x0_cm: float
@@ -295,6 +313,7 @@ class EMTables:
     brems_c: float
     brems_max: float
     sampling_log_k: tuple[float, float]
+    sampling_n_u: int
     pair_table: np.ndarray
     compton_table: np.ndarray
 
@@ -318,14 +337,16 @@ class EMTables:
     def sample_pair(self, k_mev: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Energy fraction ε ∈ [m_e/k, ½] of the lighter lepton for photons ``k_mev`` [n]
         (> 2 m_e) from uniforms ``u`` [n] (screened Bethe–Heitler, inverse-CDF table)."""
-        v = _sample_inverse_cdf(self.pair_table, *self.sampling_log_k, np.log(k_mev), u)
+        v = _sample_inverse_cdf(self.pair_table, self.sampling_n_u, *self.sampling_log_k,
+                                np.log(k_mev), u)
         e0 = ME / k_mev
         return e0 + (0.5 - e0) * v
 
     def sample_compton(self, k_mev: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Scattered-photon energy fraction ε = k'/k ∈ [1/(1+2κ), 1] for photons ``k_mev`` [n]
         from uniforms ``u`` [n] (Klein–Nishina, inverse-CDF table)."""
-        v = _sample_inverse_cdf(self.compton_table, *self.sampling_log_k, np.log(k_mev), u)
+        v = _sample_inverse_cdf(self.compton_table, self.sampling_n_u, *self.sampling_log_k,
+                                np.log(k_mev), u)
         return (1.0 + 2.0 * k_mev / ME) ** (v - 1.0)
 
     def stopping_power(self, t_mev: np.ndarray) -> np.ndarray:
@@ -351,6 +372,7 @@ def em_tables(material: Material, cut_mev: float) -> EMTables:
     brems_max = 2.0 * a1 - 2.0 / 3.0 * a2                             # y·dσ/dy at y = 0
     brems_norm = 4.0 / 3.0 * a1 - a2 / 3.0                            # ∫ y·dσ/dy dy over [0, 1]
     log_s = np.linspace(math.log(2.0 * ME * 1.0001), math.log(1e5), 160)  # sampling grid
+    n_u = 129
     return EMTables(x0_cm=material.radiation_length_cm, z=z, cut_mev=cut_mev, log_k=log_k,
                     mu_pair=mu_pair, mu_compton=mu_compton, mu_photo=mu_photo,
                     mu_total=mu_pair + mu_compton + mu_photo, log_t=log_t,
@@ -358,42 +380,67 @@ def em_tables(material: Material, cut_mev: float) -> EMTables:
                     moller_c=0.5 * K_BETHE * material.z_over_a * material.density_g_cm3,
                     fz_half=fz_half, brems_c=brems_max / brems_norm, brems_max=brems_max,
                     sampling_log_k=(float(log_s[0]), float(log_s[1] - log_s[0])),
-                    pair_table=_inverse_cdf_table(lambda v, e: _pair_dsigma_v(v, e, z), log_s),
+                    sampling_n_u=n_u,
+                    pair_table=_inverse_cdf_table(lambda v, e: _pair_dsigma_v(v, e, z), log_s,
+                                                  n_u=n_u),
                     compton_table=_inverse_cdf_table(lambda v, e: _compton_dsigma(v, e / ME),
-                                                     log_s))
+                                                     log_s, n_u=n_u))
 
 
 # --------------------------------------------------------------------------------------------
-# Small vectorised helpers
+# Particle rows, deposits and small vectorised helpers
 # --------------------------------------------------------------------------------------------
 
-def _seg_cumsum(x: np.ndarray, starts: np.ndarray, gid: np.ndarray) -> np.ndarray:
-    """Inclusive cumulative sum of ``x`` (along axis 0) restarting at each group start.
+# Shower particles are rows of one float64 array [n, _NCOL] (selecting or joining particles is
+# then one numpy call): kinetic energy (MeV), position [3] (cm), unit direction [3], time (ns),
+# owner (row of the initiating batch particle, an exact integer) and charge (0 γ, ±1 e±).
+_E, _POS, _DIR, _T, _OWNER, _Q = 0, slice(1, 4), slice(4, 7), 7, 8, 9
+_NCOL = 10
 
-    ``starts`` [g]: first row of each group (groups contiguous, in order); ``gid`` [n]: group of
-    each row.
+
+def _no_particles() -> np.ndarray:
+    """No particle rows ([0, _NCOL])."""
+    return np.zeros((0, _NCOL))
+
+
+def _join(parts: list[np.ndarray]) -> np.ndarray:
+    """Particle rows of ``parts`` (a list of [k, _NCOL] arrays) as one array."""
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else _no_particles()
+
+
+def _seg_cumsum(x: np.ndarray, starts: np.ndarray, gid: np.ndarray,
+                exclusive: bool = False) -> np.ndarray:
+    """Cumulative sum of ``x`` (along its last axis) restarting at each group start: inclusive
+    (x_0 + … + x_j), or ``exclusive`` (x_0 + … + x_{j−1}, 0 at a group start).
+
+    ``starts`` [g]: first element of each group (groups contiguous, in order); ``gid`` [n]: group
+    of each element.
     """
-    c = np.cumsum(x, axis=0)
-    return c - (c[starts] - x[starts])[gid]
+    c = np.add.accumulate(x, axis=-1)
+    before = c - x
+    return (before if exclusive else c) - before.take(starts, axis=-1).take(gid, axis=-1)
 
 
-def _frame(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unit vectors u, v [n, 3] completing unit directions ``d`` [n, 3] to an orthonormal frame
-    (branch-free construction of Duff et al., JCGT 6 (2017) 1)."""
-    x, y, z = d[:, 0], d[:, 1], d[:, 2]
-    sign = np.copysign(1.0, z)
-    a = -1.0 / (sign + z)
-    b = x * y * a
-    return (np.stack([1.0 + sign * x * x * a, sign * b, -sign * x], axis=1),
-            np.stack([b, sign + y * y * a, -y], axis=1))
+def _turn(d: np.ndarray, cos_t: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``cos_t``·d + a·u + b·v [3, n] for unit directions ``d`` [3, n] (components first: each
+    a contiguous row, which suits the long sub-step arrays), where (u, v, d) is the
+    orthonormal frame of Duff et al., JCGT 6 (2017) 1 (branch-free): with s = sign(d_z),
+    c = −1/(s + d_z), u = (1 + s d_x² c, s d_x d_y c, −s d_x), v = (d_x d_y c, s + d_y² c, −d_y).
+    With a = sin θ cos φ, b = sin θ sin φ this is the direction at polar angle θ and azimuth φ
+    about d. Written out per component (it saves numpy calls on small arrays)."""
+    x, y, z = d
+    s = np.copysign(1.0, z)
+    q = s * a * x + b * y                                   # = −(a·u_z + b·v_z)
+    w = q / (s + z)
+    return np.array([cos_t * x + a - x * w, cos_t * y + s * b - y * w, cos_t * z - q])
 
 
 def _rotate(d: np.ndarray, cos_t: np.ndarray, phi: np.ndarray) -> np.ndarray:
     """Unit directions at polar angle acos(``cos_t``) and azimuth ``phi`` about ``d`` [n, 3]."""
-    u, v = _frame(d)
     sin_t = np.sqrt(np.maximum(1.0 - cos_t * cos_t, 0.0))
-    return (cos_t[:, None] * d + (sin_t * np.cos(phi))[:, None] * u
-            + (sin_t * np.sin(phi))[:, None] * v)
+    return _turn(d.T, cos_t, sin_t * np.cos(phi), sin_t * np.sin(phi)).T
 
 
 def _small_angle_cos(e_total: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -402,13 +449,15 @@ def _small_angle_cos(e_total: np.ndarray, r: np.ndarray) -> np.ndarray:
     return np.cos(np.minimum(ME / e_total * np.sqrt(r / (1.0 - r)), math.pi))
 
 
-def _isotropic(n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` isotropic unit vectors [n, 3]."""
-    r = rng.random((2, n))
-    c = 2.0 * r[0] - 1.0
-    phi = 2.0 * math.pi * r[1]
-    s = np.sqrt(1.0 - c * c)
-    return np.stack([s * np.cos(phi), s * np.sin(phi), c], axis=1)
+def _inside(pos: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Whether points ``pos`` [n, 3] (cm) lie in the box lo–hi [3] (bool [n])."""
+    c = (pos >= lo) & (pos <= hi)
+    return c[:, 0] & c[:, 1] & c[:, 2]                       # (faster than .all(axis=1))
+
+
+def _rows(g: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The rows of ``g`` [n, k] where ``mask`` [n] holds (as ``g[mask]``, with less overhead)."""
+    return g.take(mask.nonzero()[0], axis=0)
 
 
 def _exit_point(pos: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -418,352 +467,379 @@ def _exit_point(pos: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray) 
     return pos + np.clip(t.min(axis=1), 0.0, None)[:, None] * d
 
 
-@dataclass
-class _Particles:
-    """Shower particles: kinetic energy ``e`` (MeV), ``pos`` [n, 3] cm, unit ``dir`` [n, 3],
-    ``t`` ns, ``owner`` (row of the initiating batch particle), charge ``q`` (0 γ, ±1 e±)."""
-
-    e: np.ndarray
-    pos: np.ndarray
-    dir: np.ndarray
-    t: np.ndarray
-    owner: np.ndarray
-    q: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.e)
-
-    def select(self, m) -> "_Particles":
-        return _Particles(self.e[m], self.pos[m], self.dir[m], self.t[m], self.owner[m], self.q[m])
-
-    @classmethod
-    def concat(cls, parts: list["_Particles"]) -> "_Particles":
-        parts = [p for p in parts if len(p)]
-        if len(parts) == 1:
-            return parts[0]
-        if not parts:
-            return cls(np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0),
-                       np.zeros(0, np.int64), np.zeros(0, np.int8))
-        return cls(*(np.concatenate([getattr(p, f) for p in parts])
-                     for f in ("e", "pos", "dir", "t", "owner", "q")))
+def _annihilation_photons(pos: np.ndarray, t: np.ndarray, owner: np.ndarray,
+                          rng: np.random.Generator) -> np.ndarray:
+    """Two back-to-back 511 keV photons (particle rows [2m, _NCOL]) per positron stopped at
+    ``pos`` [m, 3] (cm) at times ``t`` [m] (ns)."""
+    m = len(t)
+    r = rng.random((2, m))
+    c = 2.0 * r[0] - 1.0
+    phi = 2.0 * math.pi * r[1]
+    s = np.sqrt(1.0 - c * c)
+    d = np.array([s * np.cos(phi), s * np.sin(phi), c]).T               # isotropic
+    out = np.empty((2 * m, _NCOL))
+    out[:, _E] = ME
+    out[:m, _POS] = pos
+    out[m:, _POS] = pos
+    out[:m, _DIR] = d
+    out[m:, _DIR] = -d
+    out[:m, _T] = t
+    out[m:, _T] = t
+    out[:m, _OWNER] = owner
+    out[m:, _OWNER] = owner
+    out[:, _Q] = 0.0
+    return out
 
 
 class _Sink:
     """Collects deposits: position [n, 3] cm, energy MeV, step length cm, time ns, owner."""
 
     def __init__(self):
-        self.parts: list[tuple] = []
+        self.steps: list[tuple] = []
+        self.points: list[np.ndarray] = []
+        self.positrons: list[tuple] = []        # (pos, t, owner) of e+ annihilating at rest
 
-    def add(self, pos, de, dx, t, owner):
+    def add_steps(self, pos, de, dx, t, owner):
+        """Deposits along sub-steps of length ``dx`` (cm)."""
         if len(de):
-            self.parts.append((pos, de, dx, t, owner))
+            self.steps.append((pos, de, dx, t, owner))
+
+    def add_points(self, rows: np.ndarray):
+        """Point deposits (``dx`` = 0) of the whole kinetic energy of particle rows ``rows``."""
+        if len(rows):
+            self.points.append(rows)
 
     def deposits(self, track_id: np.ndarray) -> Deposits:
-        if not self.parts:
+        """All deposits, owners mapped to the batch's ``track_id`` [n] (steps, then points)."""
+        parts = self.steps
+        if self.points:
+            p = np.concatenate(self.points)
+            parts = parts + [(p[:, _POS], p[:, _E], np.zeros(len(p)), p[:, _T], p[:, _OWNER])]
+        if not parts:
             return Deposits()
-        pos, de, dx, t, own = (np.concatenate(c) for c in zip(*self.parts))
-        return Deposits(pos, de, dx, t, track_id[own].astype(np.int32))
+        pos, de, dx, t, own = (np.concatenate(c) for c in zip(*parts))
+        return Deposits(pos, de, dx, t, track_id[own.astype(np.int64)].astype(np.int32))
+
+
+def _absorb(g: np.ndarray, tab: EMTables, lo: np.ndarray, hi: np.ndarray, sink: _Sink,
+            rng: np.random.Generator):
+    """Photons ``g`` (particle rows, below the cut-off; moved in place) fly an exponential
+    distance with their total attenuation length and deposit all their energy at that point
+    (dropped if it lies outside the box lo–hi)."""
+    s = rng.exponential(size=len(g)) / np.interp(np.log(np.maximum(g[:, _E], 1e-6)), tab.log_k,
+                                                 tab.mu_total)
+    g[:, _POS] += s[:, None] * g[:, _DIR]
+    g[:, _T] += s / C_CM_PER_NS
+    sink.add_points(_rows(g, _inside(g[:, _POS], lo, hi)))
+
+
+def _stopped_positrons(pos: np.ndarray, t: np.ndarray, owner: np.ndarray, tab: EMTables,
+                       sink: _Sink, rng: np.random.Generator) -> np.ndarray:
+    """Positrons at rest at ``pos`` [m, 3] (cm, times ``t`` ns) annihilate into two back-to-back
+    511 keV photons. Below the cut-off these are only absorbed, which :func:`cascade` does for
+    all of them at once at the end (returns no particles); otherwise they are returned as
+    particle rows, to be tracked."""
+    if ME < tab.cut_mev:
+        sink.positrons.append((pos, t, owner))
+        return _no_particles()
+    return _annihilation_photons(pos, t, owner, rng)
 
 
 # --------------------------------------------------------------------------------------------
 # Photons
 # --------------------------------------------------------------------------------------------
 
-def _absorb_photons(g: _Particles, tab: EMTables, lo: np.ndarray, hi: np.ndarray, sink: _Sink,
-                    rng: np.random.Generator):
-    """Photons below the cut-off: an exponential flight (total attenuation length), then all
-    their energy is deposited at that point (dropped if it lies outside the box lo–hi)."""
-    s = rng.exponential(1.0, len(g)) / np.interp(np.log(np.maximum(g.e, 1e-6)), tab.log_k,
-                                                 tab.mu_total)
-    pos = g.pos + s[:, None] * g.dir
-    inside = ((pos >= lo) & (pos <= hi)).all(axis=1)
-    sink.add(pos[inside], g.e[inside], np.zeros(inside.sum()), (g.t + s / C_CM_PER_NS)[inside],
-             g.owner[inside])
+def _pair_leptons(g: np.ndarray, tab: EMTables, rng: np.random.Generator) -> np.ndarray:
+    """The e− (first m rows) and e+ (last m) made by the photons ``g`` [m, _NCOL] converting
+    where they are."""
+    m = len(g)
+    k = g[:, _E]
+    r = rng.random((5, m))
+    eps = tab.sample_pair(k, r[0])
+    e_minus = np.where(r[1] < 0.5, eps, 1.0 - eps) * k                 # total energies, MeV
+    e_both = np.concatenate([e_minus, k - e_minus])
+    phi = 2.0 * math.pi * r[2]
+    out = np.concatenate([g, g])
+    cos_t = _small_angle_cos(e_both, r[3:].ravel())
+    out[:, _DIR] = _rotate(out[:, _DIR], cos_t, np.concatenate([phi, phi + math.pi]))
+    out[:, _E] = e_both - ME
+    out[:m, _Q] = -1.0
+    out[m:, _Q] = 1.0
+    return out
 
 
-def _settle(p: _Particles, tab: EMTables, lo: np.ndarray, hi: np.ndarray, sink: _Sink,
-            rng: np.random.Generator) -> _Particles:
-    """Finish the new particles ``p`` that fall below the cut-off at once (e±: local deposit, a
-    positron's annihilation photons; γ: :func:`_absorb_photons`) and return the others."""
-    cut = tab.cut_mev
-    soft_e = (p.q != 0) & (p.e <= cut)
-    soft_g = (p.q == 0) & (p.e < cut)
-    if not (soft_e.any() or soft_g.any()):
-        return p
-    sink.add(p.pos[soft_e], p.e[soft_e], np.zeros(soft_e.sum()), p.t[soft_e], p.owner[soft_e])
-    photons = [p.select(soft_g)]
-    ann = soft_e & (p.q > 0)
-    if ann.any():
-        photons.append(_annihilation_photons(p.pos[ann], p.t[ann], p.owner[ann], rng))
-    _absorb_photons(_Particles.concat(photons), tab, lo, hi, sink, rng)
-    return p.select(~(soft_e | soft_g))
+def _photon_step(g: np.ndarray, tab: EMTables, lo: np.ndarray, hi: np.ndarray, sink: _Sink,
+                 rng: np.random.Generator):
+    """One interaction of every photon of ``g`` (particle rows [n, _NCOL], moved in place to
+    its interaction point, an exponential flight with the total attenuation length).
 
-
-def _photon_histories(g: _Particles, tab: EMTables, lo: np.ndarray, hi: np.ndarray,
-                      sink: _Sink, rng: np.random.Generator) -> tuple[list, np.ndarray]:
-    """Follow every photon of ``g`` through its interactions (Compton chains included).
-
-    Returns (the e± made and the scattered photons that fell below the cut-off, as a list of
-    :class:`_Particles`; the first interaction point of each photon of ``g`` [n, 3], or where it
-    left the box lo–hi).
+    Outside the box lo–hi the photon is lost; below the cut-off it is absorbed (its energy
+    deposited at that point); else it converts or Compton-scatters or is photoabsorbed, in
+    proportion to the partial attenuation coefficients. Returns (inside [n]: whether the
+    interaction point lies in the box; the scattered photons, the Compton electrons and the
+    converting photons, all particle rows).
     """
-    made: list[_Particles] = []
-    first_end = None
-    while len(g):
-        k, n = g.e, len(g)
-        lk = np.log(np.maximum(k, 1e-6))
-        mu_pair = np.interp(lk, tab.log_k, tab.mu_pair)
-        mu_pc = mu_pair + np.interp(lk, tab.log_k, tab.mu_compton)
-        mu = np.interp(lk, tab.log_k, tab.mu_total)
-        r = rng.random((2, n))
-        s = -np.log1p(-r[0]) / mu
-        pos = g.pos + s[:, None] * g.dir
-        t = g.t + s / C_CM_PER_NS
-        inside = ((pos >= lo) & (pos <= hi)).all(axis=1)
-        if first_end is None:
-            first_end = pos.copy()
-            if not inside.all():
-                first_end[~inside] = _exit_point(g.pos[~inside], g.dir[~inside], lo, hi)
-        choice = r[1] * mu
-        tracked = inside & (k >= tab.cut_mev)
-        pair = tracked & (choice < mu_pair) & (k > 2.0 * ME)
-        compton = tracked & ~pair & (choice < mu_pc)
-        absorbed = inside & ~pair & ~compton
-        sink.add(pos[absorbed], k[absorbed], np.zeros(absorbed.sum()), t[absorbed],
-                 g.owner[absorbed])
-        if pair.any():
-            kp, d, p, tp, own = k[pair], g.dir[pair], pos[pair], t[pair], g.owner[pair]
-            m = len(kp)
-            r = rng.random((4, m))
-            eps = tab.sample_pair(kp, r[0])
-            e_minus = np.where(r[1] < 0.5, eps, 1.0 - eps) * kp
-            e_both = np.concatenate([e_minus, kp - e_minus])
-            phi = 2.0 * math.pi * r[2]
-            cos_t = _small_angle_cos(e_both, np.concatenate([r[3], rng.random(m)]))
-            dirs = _rotate(np.concatenate([d, d]), cos_t, np.concatenate([phi, phi + math.pi]))
-            made.append(_Particles(e_both - ME, np.concatenate([p, p]), dirs,
-                                   np.concatenate([tp, tp]), np.concatenate([own, own]),
-                                   np.repeat(np.array([-1, 1], np.int8), m)))
-        if not compton.any():
-            break
-        kc, d, p, tc, own = k[compton], g.dir[compton], pos[compton], t[compton], g.owner[compton]
-        r = rng.random((2, len(kc)))
-        eps = tab.sample_compton(kc, r[0])
-        cos_g = np.clip(1.0 - (1.0 - eps) / (eps * kc / ME), -1.0, 1.0)
-        d_gamma = _rotate(d, cos_g, 2.0 * math.pi * r[1])
-        k_out = eps * kc
-        p_e = kc[:, None] * d - k_out[:, None] * d_gamma              # electron momentum, MeV
-        made.append(_Particles(kc - k_out, p, p_e / np.linalg.norm(p_e, axis=1, keepdims=True),
-                               tc, own, np.full(len(kc), -1, np.int8)))
-        g = _Particles(k_out, p, d_gamma, tc, own, np.zeros(len(kc), np.int8))
-        soft = k_out < tab.cut_mev
-        if soft.any():
-            made.append(g.select(soft))
-            g = g.select(~soft)
-    return made, first_end
+    k = g[:, _E]
+    lk = np.log(np.maximum(k, 1e-6))
+    mu_pair = np.interp(lk, tab.log_k, tab.mu_pair)
+    mu_pc = mu_pair + np.interp(lk, tab.log_k, tab.mu_compton)
+    mu = np.interp(lk, tab.log_k, tab.mu_total)
+    r = rng.random((2, len(g)))
+    s = -np.log1p(-r[0]) / mu
+    g[:, _POS] += s[:, None] * g[:, _DIR]
+    g[:, _T] += s / C_CM_PER_NS
+    inside = _inside(g[:, _POS], lo, hi)
+    choice = r[1] * mu
+    tracked = inside & (k >= tab.cut_mev)
+    pair = tracked & (choice < mu_pair) & (k > 2.0 * ME)
+    compton = tracked & ~pair & (choice < mu_pc)
+    sink.add_points(_rows(g, inside & ~(pair | compton)))               # absorbed
+    converting = _rows(g, pair)
+    g = _rows(g, compton)
+    if not len(g):
+        return inside, g, g, converting
+    k = g[:, _E]
+    d = g[:, _DIR]
+    r = rng.random((2, len(g)))
+    eps = tab.sample_compton(k, r[0])
+    cos_g = np.maximum(1.0 - (1.0 - eps) / (eps * k / ME), -1.0)       # (≤ 1: eps ≤ 1)
+    d_gamma = _rotate(d, cos_g, 2.0 * math.pi * r[1])
+    k_out = eps * k
+    electrons = g.copy()
+    electrons[:, _E] = k - k_out
+    p_e = k[:, None] * d - k_out[:, None] * d_gamma                       # electron momentum, MeV
+    electrons[:, _DIR] = p_e / np.sqrt(np.einsum("ij,ij->i", p_e, p_e))[:, None]
+    electrons[:, _Q] = -1.0
+    g[:, _E] = k_out
+    g[:, _DIR] = d_gamma
+    return inside, g, electrons, converting
 
 
 # --------------------------------------------------------------------------------------------
 # Electrons and positrons
 # --------------------------------------------------------------------------------------------
 
-def _annihilation_photons(pos, t, owner, rng) -> _Particles:
-    """Two back-to-back 511 keV photons per stopped positron."""
-    m = len(t)
-    d = _isotropic(m, rng)
-    return _Particles(np.full(2 * m, ME), np.concatenate([pos, pos]), np.concatenate([d, -d]),
-                      np.concatenate([t, t]), np.concatenate([owner, owner]),
-                      np.zeros(2 * m, np.int8))
+def _growth(log_a: np.ndarray, s: np.ndarray, starts: np.ndarray, gid: np.ndarray,
+            log_p_floor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a_j = exp(``log_a``), P_j = Π_{i≤j} a_i within each life, a_j s_j / P_j) for
+    :func:`_solve_energies`, ``s`` the free paths (cm); ln P is floored at ``log_p_floor``
+    (reached only after the electron is dead: alive means P ≥ T_c/T₀) to keep the sums finite."""
+    a = np.exp(log_a)
+    p = np.exp(np.maximum(_seg_cumsum(log_a, starts, gid), log_p_floor))
+    return a, p, a * s / p
 
 
-def _solve_energies(t0, gid, starts, s, eps_ion, log_a, dlt, log_p_floor):
+def _solve_energies(t0, t0_of, starts, gid, s, eps_ion, p, asp, dlt=None):
     """Kinetic energies at each electron's Poisson points (an affine recurrence).
 
     At point j of a life: T_before_j = T_{j−1} − ε_j s_j (ionisation over the free path s_j),
     then T_j = a_j T_before_j − δ_j (a_j = 1 − y_j for a brems photon, δ_j a δ-ray).
-    Closed form T_j = P_j (T₀ + Σ_{i≤j} b_i/P_i), P_j = Π a_i = exp(Σ ``log_a``),
-    b_i = −a_i ε_i s_i − δ_i. ln P is floored at ``log_p_floor`` (reached only after the electron
-    is dead: alive means P ≥ T_c/T₀) to keep the sums finite; T_after is recomputed from T_before
-    so it is exact at the point where the electron dies.
-    Returns (T_prev, T_before, T_after) [m], MeV.
+    Closed form T_j = P_j (T₀ + Σ_{i≤j} b_i/P_i), P_j = Π a_i, b_i = −a_i ε_i s_i − δ_i
+    (``p`` and ``asp`` = a s/P from :func:`_growth`; ``dlt`` None: no δ-rays). ``t0`` [n] birth
+    energies, ``t0_of`` [m] the birth energy of each point's electron. Returns
+    (T_prev, T_before) [m], MeV; the caller gets T_after = a·T_before − δ, exact at the point
+    where the electron dies.
     """
-    a = np.exp(log_a)
-    p = np.exp(np.maximum(_seg_cumsum(log_a, starts, gid), log_p_floor))
-    t_scan = p * (t0[gid] + _seg_cumsum((-a * eps_ion * s - dlt) / p, starts, gid))
+    b_over_p = eps_ion * asp if dlt is None else eps_ion * asp + dlt / p
+    t_scan = p * (t0_of - _seg_cumsum(b_over_p, starts, gid))
     t_prev = np.empty_like(t_scan)
     t_prev[1:] = t_scan[:-1]
     t_prev[starts] = t0
-    t_before = t_prev - eps_ion * s
-    return t_prev, t_before, a * t_before - dlt
+    return t_prev, t_prev - eps_ion * s
 
 
-def _electron_lives(g: _Particles, tab: EMTables, lo: np.ndarray, hi: np.ndarray, h_max: float,
-                    sink: _Sink, rng: np.random.Generator) -> tuple[list, np.ndarray]:
-    """Follow every e± of ``g`` over its whole life (see the module docstring).
+def _electron_lives(g: np.ndarray, tab: EMTables, lo: np.ndarray, hi: np.ndarray, h_max: float,
+                    sink: _Sink, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Follow every e± of ``g`` (particle rows [n, _NCOL]) over its whole life (see the module
+    docstring).
 
     ``h_max``: sub-step length (cm) of deposits and multiple scattering; lo, hi: the active box.
-    Returns (the particles made — brems photons, δ-rays, annihilation photons — as a list of
-    :class:`_Particles`; end positions [n, 3]).
+    Returns (the particles made — brems photons, δ-rays, annihilation photons — as particle
+    rows; end positions [n, 3]).
     """
     cut, x0 = tab.cut_mev, tab.x0_cm
-    end = g.pos.copy()
-    made: list[_Particles] = []
+    made: list[np.ndarray] = []
 
     # e± born at or below the cut-off: local deposit (positrons also annihilate)
-    low = g.e <= cut
-    if low.any():
-        sink.add(g.pos[low], g.e[low], np.zeros(low.sum()), g.t[low], g.owner[low])
-        pl = low & (g.q > 0)
-        if pl.any():
-            made.append(_annihilation_photons(g.pos[pl], g.t[pl], g.owner[pl], rng))
-    live = np.flatnonzero(~low)
-    n = len(live)
+    low = g[:, _E] <= cut
+    if np.count_nonzero(low):
+        soft = _rows(g, low)
+        sink.add_points(soft)
+        soft = _rows(soft, soft[:, _Q] > 0)
+        if len(soft):
+            made.append(_stopped_positrons(soft[:, _POS], soft[:, _T], soft[:, _OWNER], tab,
+                                           sink, rng))
+        live = (~low).nonzero()[0]
+        end = g[:, _POS].copy()
+        g = g.take(live, axis=0)
+    else:
+        live, end = None, None
+    n = len(g)
     if n == 0:
-        return made, end
-    t0, pos0, w = g.e[live], g.pos[live], g.dir[live]
-    time0, own, q = g.t[live], g.owner[live], g.q[live]
+        return _join(made), end
+    t0, pos0, w = g[:, _E], g[:, _POS], g[:, _DIR]
+    time0, own = g[:, _T], g[:, _OWNER]
 
     # --- Poisson points of discrete interactions along each life (plus one terminal point)
     l_max = (t0 - cut) / tab.dedx_min * (1.0 + 1e-9) + 1e-9           # longest possible life, cm
-    y_min = cut / t0
     lam_b = (tab.brems_c / x0) * np.log(t0 / cut)                     # brems proposals / cm
     lam = lam_b + np.where(t0 > 2.0 * cut, tab.moller_c / cut, 0.0)   # + δ-ray proposals / cm
     npts = rng.poisson(lam * l_max) + 1
-    m = int(npts.sum())
+    ends = npts.cumsum()
+    m = int(ends[-1])
+    starts = ends - npts
+    last = ends - 1
     gid = np.repeat(np.arange(n), npts)
-    starts = np.cumsum(npts) - npts
-    last = starts + npts - 1
     r = rng.random((5, m))
     u = r[0]
     u[last] = 1.0
-    u = u[np.argsort(gid + u * (1.0 - 1e-9), kind="stable")]        # sorted within each life
+    u = np.sort(gid + u * (1.0 - 1e-9)) - gid                        # sorted within each life
+    u[last] = 1.0
     L = u * l_max[gid]
-    s = np.diff(L, prepend=0.0)
-    s[starts] = L[starts]
-    l_prev = L - s
-    proposal = np.ones(m, bool)
-    proposal[last] = False
-    is_brem = proposal & (r[1] * lam[gid] < lam_b[gid])
-    is_delta = proposal & ~is_brem
-    y = np.minimum(y_min[gid] ** r[2], 1.0 - 1e-6)
+    l_prev = np.empty(m)
+    l_prev[1:] = L[:-1]
+    l_prev[starts] = 0.0
+    s = L - l_prev
+    t0_of = t0[gid]
+    is_brem = r[1] < (lam_b / lam)[gid]
+    is_brem[last] = False
+    y = np.minimum((cut / t0_of) ** r[2], 1.0 - 1e-6)
     log_1my = np.log1p(-y)
-    dlt = np.where(is_delta, np.minimum(cut / (1.0 - r[4]), t0[gid]), 0.0)
-    floor = (np.log(cut / t0) - 2.0)[gid]
+    dlt = np.where(is_brem, 0.0, np.minimum(cut / (1.0 - r[4]), t0_of))
+    dlt[last] = 0.0
+    floor = np.log(cut / t0_of) - 2.0
     eps0 = tab.stopping_power(t0)[gid]
 
     # --- energies. Brems thinning (exact spectrum) needs the energy at each emission, which
     # depends on the earlier emissions: one fixed-point step from complete screening (a second
     # step changes < 0.2 % of the decisions). Then the δ-rays (kept if ≤ T/2) and the stopping
-    # power at the energy of each free path.
-    ib = np.flatnonzero(is_brem)
+    # power at the energy of each free path. (Screening only lowers the spectrum, so a photon
+    # rejected at complete screening stays rejected.)
+    ib = is_brem.nonzero()[0]
     brem = np.zeros(m, bool)
     brem[ib] = r[3, ib] < tab.brems_acceptance(y[ib], None)
-    _, t_before, _ = _solve_energies(t0, gid, starts, s, eps0, np.where(brem, log_1my, 0.0), 0.0,
-                                     floor)
+    _, p, asp = _growth(np.where(brem, log_1my, 0.0), s, starts, gid, floor)
+    _, t_before = _solve_energies(t0, t0_of, starts, gid, s, eps0, p, asp)
+    ib = brem.nonzero()[0]
     brem[ib] = r[3, ib] < tab.brems_acceptance(y[ib], np.maximum(t_before[ib], cut))
-    log_a = np.where(brem, log_1my, 0.0)
-    t_prev, t_before, _ = _solve_energies(t0, gid, starts, s, eps0, log_a, 0.0, floor)
+    a, p, asp = _growth(np.where(brem, log_1my, 0.0), s, starts, gid, floor)
+    t_prev, t_before = _solve_energies(t0, t0_of, starts, gid, s, eps0, p, asp)
     dlt[dlt > 0.5 * t_before] = 0.0
     eps_ion = tab.stopping_power(np.maximum(t_prev, cut))
-    t_prev, t_before, t_after = _solve_energies(t0, gid, starts, s, eps_ion, log_a, dlt, floor)
+    t_prev, t_before = _solve_energies(t0, t0_of, starts, gid, s, eps_ion, p, asp, dlt)
+    t_after = a * t_before - dlt
 
     # --- death: first point whose free path ends at the cut, or whose emission drops below it
     die_gap = t_before <= cut
-    die = die_gap | (t_after < cut)
-    jd = np.flatnonzero(die & (_seg_cumsum(die.astype(np.int32), starts, gid) == 1))
+    j = np.arange(m)
+    jd = np.minimum.reduceat(np.where(die_gap | (t_after < cut), j, m), starts)
     in_gap = die_gap[jd]
     l_end = np.where(in_gap, l_prev[jd] + (t_prev[jd] - cut) / eps_ion[jd], L[jd])
-    swallowed = ~in_gap & (t_after[jd] < 0.0)                        # δ-ray takes all that is left
-    dlt[jd[swallowed]] = t_before[jd[swallowed]]
+    swallowed = jd[~in_gap & (t_after[jd] < 0.0)]                    # δ-ray takes all that is left
+    dlt[swallowed] = t_before[swallowed]
     t_res = np.where(in_gap, cut, np.maximum(t_after[jd], 0.0))
     ion = eps_ion * s
-    ion_before = _seg_cumsum(ion, starts, gid) - ion                  # ionisation before gap j
+    ion_before = _seg_cumsum(ion, starts, gid, exclusive=True)       # ionisation before gap j
 
     # --- sub-steps: ionisation, energy, multiple scattering, positions
     nsub = np.maximum(np.ceil(l_end / h_max), 1.0).astype(np.int64)
+    send = nsub.cumsum()
+    sstart = send - nsub
+    ns = int(send[-1])
     sid = np.repeat(np.arange(n), nsub)
-    sstart = np.cumsum(nsub) - nsub
-    ns = len(sid)
-    lb = np.minimum((np.arange(ns) - sstart[sid] + 1) * h_max, l_end[sid])
-    la = np.empty(ns)
-    la[1:] = lb[:-1]
-    la[sstart] = 0.0
+    k_sub = np.arange(ns) - sstart[sid]
+    la = k_sub * h_max
+    lb = np.minimum((k_sub + 1) * h_max, l_end[sid])
     hk = lb - la
     width = float(l_max.max()) + 1.0
     keys = gid * width + L
     ja = np.searchsorted(keys, sid * width + la, side="right")        # free path holding la
     jb = np.minimum(np.searchsorted(keys, sid * width + lb, side="left"), last[sid])
-    de = ion_before[jb] - ion_before[ja] + eps_ion[jb] * (lb - l_prev[jb]) \
-        - eps_ion[ja] * (la - l_prev[ja])
-    t_mid = np.maximum(t_prev[ja] - eps_ion[ja] * (0.5 * (la + lb) - l_prev[ja]), cut)
+    # (the two ends of each sub-step, la and lb, are handled as one [2, ns] array)
+    j_ab = np.array([ja, jb])
+    l_ab = np.array([la, lb])
+    eps_ab = eps_ion[j_ab]
+    lp_ab = l_prev[j_ab]
+    ion_ab = ion_before[j_ab] + eps_ab * (l_ab - lp_ab)                # ionisation since birth
+    de = ion_ab[1] - ion_ab[0]
+    l_mid = 0.5 * (la + lb)
+    t_mid = np.maximum(t_prev[ja] - eps_ab[0] * (l_mid - lp_ab[0]), cut)
     p2 = t_mid * (t_mid + 2.0 * ME)
     beta2 = p2 / (t_mid + ME) ** 2
     # Highland θ0² for the path since birth, x(1 + 0.038 ln(x/β²))² with x in X0, differenced
-    xa = la / x0
-    xb = lb / x0
-    fa = xa * (1.0 + HIGHLAND_LOG * np.log(np.maximum(xa, 1e-12) / beta2)) ** 2
-    fb = xb * (1.0 + HIGHLAND_LOG * np.log(np.maximum(xb, 1e-12) / beta2)) ** 2
-    sigma = HIGHLAND_MEV * np.sqrt(np.maximum(fb - fa, 0.0) / (beta2 * p2))
-    kick = rng.standard_normal((ns, 2)) * sigma[:, None]
-    ang = _seg_cumsum(kick, sstart, sid) - kick                       # deflection before sub-step
-    alpha = np.sqrt(ang[:, 0] ** 2 + ang[:, 1] ** 2)
-    uu, vv = _frame(w)
-    sinc = np.sinc(alpha / math.pi)
-    dirs = (np.cos(alpha)[:, None] * w[sid] + (sinc * ang[:, 0])[:, None] * uu[sid]
-            + (sinc * ang[:, 1])[:, None] * vv[sid])
-    disp = hk[:, None] * dirs
-    p_b = pos0[sid] + _seg_cumsum(disp, sstart, sid)
-    p_a = p_b - disp
+    x_ab = l_ab / x0
+    f_ab = x_ab * (1.0 + HIGHLAND_LOG * np.log(np.maximum(x_ab, 1e-12) / beta2)) ** 2
+    sigma = HIGHLAND_MEV * np.sqrt(np.maximum(f_ab[1] - f_ab[0], 0.0) / (beta2 * p2))
+    # directions and positions of the sub-steps as [3, ns] arrays (components first)
+    kick = rng.standard_normal((2, ns)) * sigma
+    ang = _seg_cumsum(kick, sstart, sid, exclusive=True)              # deflection before sub-step
+    alpha = np.sqrt(ang[0] * ang[0] + ang[1] * ang[1])
+    sinc = np.sin(alpha) / np.maximum(alpha, 1e-300)                  # (sinc = 0 where ang = 0)
+    # direction: exponential map of the deflection in the electron's birth frame (w, u, v)
+    dirs = _turn(w.T.take(sid, axis=1), np.cos(alpha), sinc * ang[0], sinc * ang[1])
+    disp = hk * dirs
+    p_b = pos0.T.take(sid, axis=1) + _seg_cumsum(disp, sstart, sid)
 
     # --- leaving the volume: keep the sub-steps up to the first one that ends outside
-    out = ~((p_b >= lo) & (p_b <= hi)).all(axis=1)
+    c = (p_b >= lo[:, None]) & (p_b <= hi[:, None])
+    out = ~(c[0] & c[1] & c[2])
     l_stop = l_end
-    stop = np.ones(n, bool)
-    if out.any():
-        keep = (_seg_cumsum(out.astype(np.int32), sstart, sid) - out) == 0
-        first_out = np.flatnonzero(out & keep)
+    mid_t = time0[sid] + l_mid / C_CM_PER_NS
+    if np.count_nonzero(out):
+        keep = _seg_cumsum(out.astype(np.int64), sstart, sid, exclusive=True) == 0
+        first_out = (out & keep).nonzero()[0]
+        left = sid[first_out]                                         # the e± that left
         l_stop = l_end.copy()
-        l_stop[sid[first_out]] = lb[first_out]
-        stop[sid[first_out]] = False
-        sink.add((p_a + 0.5 * disp)[keep], de[keep], hk[keep],
-                 time0[sid[keep]] + 0.5 * (la[keep] + lb[keep]) / C_CM_PER_NS, own[sid[keep]])
+        l_stop[left] = lb[first_out]
+        sink.add_steps((p_b - 0.5 * disp)[:, keep].T, de[keep], hk[keep], mid_t[keep],
+                       own[sid[keep]])
     else:
-        first_out = np.zeros(0, np.int64)
-        sink.add(p_a + 0.5 * disp, de, hk, time0[sid] + 0.5 * (la + lb) / C_CM_PER_NS, own[sid])
-    end_live = p_b[sstart + nsub - 1]
-    end_live[sid[first_out]] = np.clip(p_b[first_out], lo, hi)
-    end[live] = end_live
+        left = None
+        sink.add_steps((p_b - 0.5 * disp).T, de, hk, mid_t, own[sid])
 
-    # --- residual energy and annihilation at the end of range
+    # --- end of range (or where the volume was left): end points, residual energy, annihilation
+    end_live = p_b.take(send - 1, axis=1).T
     t_end = time0 + l_end / C_CM_PER_NS
-    sink.add(end_live[stop], t_res[stop], np.zeros(stop.sum()), t_end[stop], own[stop])
-    ann = stop & (q > 0)
-    if ann.any():
-        made.append(_annihilation_photons(end_live[ann], t_end[ann], own[ann], rng))
+    ann = g[:, _Q] > 0
+    if left is None:
+        sink.add_steps(end_live, t_res, np.zeros(n), t_end, own)
+    else:
+        end_live[left] = np.clip(p_b[:, first_out].T, lo, hi)
+        stop = np.ones(n, bool)
+        stop[left] = False
+        sink.add_steps(end_live[stop], t_res[stop], np.zeros(stop.sum()), t_end[stop], own[stop])
+        ann &= stop
+    if live is None:
+        end = end_live
+    else:
+        end[live] = end_live
+    if np.count_nonzero(ann):
+        made.append(_stopped_positrons(end_live[ann], t_end[ann], own[ann], tab, sink, rng))
 
     # --- secondaries emitted along the life (before its end and before leaving the volume)
-    jd_of = jd[gid]
-    j = np.arange(m)
-    emitted = (brem | (dlt > 0)) & ((j < jd_of) | ((j == jd_of) & ~in_gap[gid]))
-    emitted &= L <= l_stop[gid]
-    je = np.flatnonzero(emitted)
-    if len(je):
+    emitted = (brem | (dlt > 0)) & (j < (jd + ~in_gap)[gid]) & (L <= l_stop[gid])
+    je = emitted.nonzero()[0]
+    ne = len(je)
+    if ne:
         e_of = gid[je]
-        ks = np.minimum((L[je] / h_max).astype(np.int64), nsub[e_of] - 1) + sstart[e_of]
-        d_e = dirs[ks]
-        p_e = p_a[ks] + (L[je] - la[ks])[:, None] * d_e
-        t_e = time0[e_of] + L[je] / C_CM_PER_NS
+        lj = L[je]
+        ks = np.minimum((lj / h_max).astype(np.int64), nsub[e_of] - 1) + sstart[e_of]
+        d_e = dirs.take(ks, axis=1).T
         tb = t_before[je]
         is_b = brem[je]
         de_ = dlt[je]
-        rr = rng.random((2, len(je)))
-        cos_moller = np.sqrt(np.clip(de_ * (tb + 2.0 * ME) / (tb * (de_ + 2.0 * ME)), 0.0, 1.0))
-        cos_t = np.where(is_b, _small_angle_cos(tb + ME, rr[0]), cos_moller)
-        sec = _Particles(np.where(is_b, y[je] * tb, de_), p_e,
-                         _rotate(d_e, cos_t, 2.0 * math.pi * rr[1]), t_e, own[e_of],
-                         np.where(is_b, 0, -1).astype(np.int8))
+        rr = rng.random((2, ne))
+        cos_moller = np.sqrt(np.minimum(de_ * (tb + 2.0 * ME) / (tb * (de_ + 2.0 * ME)), 1.0))
+        sec = np.empty((ne, _NCOL))
+        sec[:, _E] = np.where(is_b, y[je] * tb, de_)
+        sec[:, _POS] = p_b.take(ks, axis=1).T + (lj - lb[ks])[:, None] * d_e
+        sec[:, _DIR] = _rotate(d_e, np.where(is_b, _small_angle_cos(tb + ME, rr[0]), cos_moller),
+                               2.0 * math.pi * rr[1])
+        sec[:, _T] = time0[e_of] + lj / C_CM_PER_NS
+        sec[:, _OWNER] = own[e_of]
+        sec[:, _Q] = np.where(is_b, 0.0, -1.0)
         made.append(sec)
-    return made, end
+    return _join(made), end
 
 
 # --------------------------------------------------------------------------------------------
@@ -794,34 +870,66 @@ def cascade(batch: ParticleBatch, detector, rng: np.random.Generator) -> StageOu
     lo, hi = cfg.active_volume.lo, cfg.active_volume.hi
 
     pmag = np.linalg.norm(batch.mom, axis=1) * 1e3                    # MeV/c
-    d0 = np.tile([0.0, 0.0, 1.0], (n, 1))
+    first = np.empty((n, _NCOL))
+    first[:, _DIR] = [0.0, 0.0, 1.0]
     moving = pmag > 0
-    d0[moving] = batch.mom[moving] / pmag[moving, None] * 1e3
-    q = np.where(apdg == 22, 0, np.where(batch.pdg == 11, -1, 1)).astype(np.int8)
-    e = np.where(q == 0, pmag, np.sqrt(pmag * pmag + ME * ME) - ME)
-    first = _Particles(e, batch.pos.copy(), d0, batch.time.copy(), np.arange(n), q)
+    first[moving, _DIR] = batch.mom[moving] / pmag[moving, None] * 1e3
+    q = np.where(apdg == 22, 0, np.where(batch.pdg == 11, -1, 1))
+    first[:, _E] = np.where(q == 0, pmag, np.sqrt(pmag * pmag + ME * ME) - ME)
+    first[:, _POS] = batch.pos
+    first[:, _T] = batch.time
+    first[:, _OWNER] = np.arange(n)
+    first[:, _Q] = q
     is_photon = q == 0
-    photons, electrons = first.select(is_photon), first.select(~is_photon)
+    n_electrons = n - int(np.count_nonzero(is_photon))
 
+    # Photons take one interaction per step; the e± wait (``waiting``; converting photons make
+    # their pairs when the e± pass starts) for a pass over their whole lives. The pass runs when
+    # the photons can make no more e± (none left at or above the cut-off), or at once when an
+    # e± above the critical energy waits: its own sub-shower would otherwise start late and
+    # lengthen the cascade, while softer e± can wait for the photons' Compton chains to end and
+    # share a pass with their electrons. (Scheduling only: no particle's physics depends on it.)
     sink = _Sink()
     end_pos = batch.pos.copy()
-    for depth in range(MAX_GENERATIONS):
-        if not len(photons) and not len(electrons):
-            break
+    photons = first[is_photon]
+    waiting = [first[~is_photon]] if n_electrons else []
+    converting: list[np.ndarray] = []
+    waiting_max = np.inf if n_electrons else 0.0                     # MeV
+    first_pass = n_electrons > 0
+    eager = cfg.material.critical_energy_mev
+    for step in range(MAX_STEPS):
         if len(photons):
-            made, end = _photon_histories(photons, tab, lo, hi, sink, rng)
-            if depth == 0:
-                end_pos[is_photon] = end
-            electrons = _Particles.concat([electrons, _settle(_Particles.concat(made), tab, lo, hi,
-                                                              sink, rng)])
-        photons = _Particles.concat([])
-        if len(electrons):
-            made, end = _electron_lives(electrons, tab, lo, hi, h_max, sink, rng)
-            if depth == 0:
-                end_pos[~is_photon] = end[:int((~is_photon).sum())]
-            new = _settle(_Particles.concat(made), tab, lo, hi, sink, rng)
-            is_new_photon = new.q == 0
-            photons, electrons = new.select(is_new_photon), new.select(~is_new_photon)
+            if step == 0:
+                moved, start = photons, photons[:, _POS].copy()
+            inside, photons, electrons, conv = _photon_step(photons, tab, lo, hi, sink, rng)
+            if step == 0:                      # the batch photons end at their first interaction
+                end_pos[is_photon] = moved[:, _POS]
+                if np.count_nonzero(inside) < len(inside):
+                    end_pos[np.flatnonzero(is_photon)[~inside]] = _exit_point(
+                        start[~inside], moved[~inside, _DIR], lo, hi)
+            for new, queue in ((electrons, waiting), (conv, converting)):
+                if len(new):
+                    queue.append(new)
+                    waiting_max = max(waiting_max, new[:, _E].max())
+        if (waiting or converting) and (waiting_max > eager or not len(photons)
+                                        or photons[:, _E].max() < tab.cut_mev):
+            if converting:
+                waiting.append(_pair_leptons(_join(converting), tab, rng))
+            made, end = _electron_lives(_join(waiting), tab, lo, hi, h_max, sink, rng)
+            if first_pass:                     # the batch e± lead the first pass
+                end_pos[~is_photon] = end[:n_electrons]
+                first_pass = False
+            is_new_photon = made[:, _Q] == 0
+            photons = _join([photons, _rows(made, is_new_photon)])
+            delta_rays = _rows(made, ~is_new_photon)
+            waiting = [delta_rays] if len(delta_rays) else []
+            converting = []
+            waiting_max = delta_rays[:, _E].max() if len(delta_rays) else 0.0
+        elif not len(photons):
+            break
     else:
-        raise RuntimeError(f"EM cascade deeper than {MAX_GENERATIONS} generations")
+        raise RuntimeError(f"EM cascade deeper than {MAX_STEPS} steps")
+    if sink.positrons:                         # annihilation photons below the cut-off
+        pos, t, own = (np.concatenate(c) for c in zip(*sink.positrons))
+        _absorb(_annihilation_photons(pos, t, own, rng), tab, lo, hi, sink, rng)
     return StageOutput(sink.deposits(batch.track_id), ParticleBatch.empty(), end_pos)

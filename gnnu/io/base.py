@@ -63,6 +63,13 @@ class EventReader(abc.ABC):
         return {k: np.array([getattr(t, k) for t in rows], dtype=d)
                 for k, d in Truth.columns().items()}
 
+    def validate(self, block: int = 1024) -> int:
+        """Read every event once (finite values, readable data); returns the event count.
+        The first bad event raises its InputError."""
+        for start in range(0, len(self), block):
+            self.read_range(start, min(start + block, len(self)))
+        return len(self)
+
     def __iter__(self) -> Iterator[Event]:
         block = 256
         for start in range(0, len(self), block):

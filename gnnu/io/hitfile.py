@@ -367,12 +367,6 @@ class HitFile(EventReader):
     def __getitem__(self, index: int) -> Event:
         return self.read(index)
 
-    def validate(self, block: int = 4096) -> int:
-        """Read every event once (finite values, readable chunks); returns the event count."""
-        for start in range(0, len(self), block):
-            self.read_range(start, min(start + block, len(self)))
-        return len(self)
-
     def close(self) -> None:
         if getattr(self, "_f", None) is not None:
             self._f.close()

@@ -576,12 +576,6 @@ class NuMLReader(EventReader):
                 out[label] = bucket_count(self._counts_all[:, j]).astype(np.int32)
         return out
 
-    def validate(self, block: int = 1024) -> int:
-        """Read every event once (finite values, readable chunks); returns the event count."""
-        for start in range(0, len(self), block):
-            self.read_range(start, min(start + block, len(self)))
-        return len(self)
-
     def close(self) -> None:
         if getattr(self, "_f", None) is not None:
             self._f.close()

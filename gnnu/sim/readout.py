@@ -208,7 +208,7 @@ def _charge_hits(dep: Deposits, detector, rng: np.random.Generator) -> dict[str,
     np.greater(np.diff(t), merge_gap[dep_of[1:]], out=new_pulse[1:])
     new_pulse[1:] |= g[1:] != g[:-1]
     pulse_start = np.flatnonzero(new_pulse)
-    pulse_t0 = np.repeat(t[pulse_start], np.diff(pulse_start, append=len(t)))
+    pulse_t0 = t[pulse_start].take(np.cumsum(new_pulse) - 1)
     chunk = np.floor((t - pulse_t0) * (1.0 / el.long_pulse_ticks))
     new_hit = new_pulse
     new_hit[1:] |= chunk[1:] != chunk[:-1]
@@ -228,8 +228,10 @@ def _charge_hits(dep: Deposits, detector, rng: np.random.Generator) -> dict[str,
     qh = sums[:, 0] + rng.standard_normal(len(sums)) * el.noise_electrons
     t_mean = (sums[:, 1] / sums[:, 0]).astype(np.float32)  # the window cut acts on the stored value
     good = (qh >= el.hit_threshold_electrons) & (t_mean >= 0) & (t_mean < cfg.readout_ticks)
-    sums, qh, t_mean, particle = sums[good], qh[good], t_mean[good], particle[good]
-    gh = g[starts[good]]
+    kept = good.nonzero()[0]
+    sums, qh, t_mean, particle = (sums.take(kept, axis=0), qh.take(kept), t_mean.take(kept),
+                                  particle.take(kept))
+    gh = g.take(starts.take(kept))
     qsum = sums[:, 0]
     t_mean64 = sums[:, 1] / qsum
     var = sums[:, 2] / qsum - t_mean64 * t_mean64 + shaping_ticks ** 2
@@ -252,9 +254,8 @@ def _charge_hits(dep: Deposits, detector, rng: np.random.Generator) -> dict[str,
 def _dominant_track(track: np.ndarray, q: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Per segment (hits starting at ``starts``), the track id with the most charge ``q``.
 
-    Segments made by one track are read off directly; the entries of mixed segments become a
-    sparse (segment × track) matrix whose duplicate entries scipy sums. Ties go to the smaller
-    track id.
+    Segments made by one track are read off directly; the entries of mixed segments are sorted
+    by (segment, track) and their charge summed per run. Ties go to the smaller track id.
     """
     out = track[starts].astype(np.int64)
     change = np.flatnonzero(track[1:] != track[:-1]) + 1
@@ -267,15 +268,20 @@ def _dominant_track(track: np.ndarray, q: np.ndarray, starts: np.ndarray) -> np.
     length = np.diff(np.append(starts, len(track)))[mixed]
     row_start = np.concatenate([[0], np.cumsum(length)])
     sel = np.repeat(starts[mixed] - row_start[:-1], length) + np.arange(row_start[-1])
-    m = csr_array((q[sel], track[sel].astype(np.int64) + 1, row_start),
-                  shape=(len(mixed), int(track.max()) + 2))
-    m.sum_duplicates()                     # also sorts each row by track id
-    n_per_row = np.diff(m.indptr)
-    best = np.maximum.reduceat(m.data, m.indptr[:-1])
-    winners = np.flatnonzero(m.data >= np.repeat(best, n_per_row))
-    row = np.repeat(np.arange(len(mixed)), n_per_row)[winners]
-    winners = winners[np.concatenate([[True], row[1:] != row[:-1]])]
-    out[mixed] = m.indices[winners] - 1
+    # key = row·n_ids + (track + 1): sorting it groups each (segment, track) pair
+    n_ids = int(track.max()) + 2
+    key = np.repeat(np.arange(len(mixed)) * n_ids, length) + track[sel] + 1
+    order = np.argsort(key)
+    key = key[order]
+    run = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
+    charge = np.add.reduceat(q[sel][order], run)        # per (segment, track) pair
+    key = key[run]
+    row = key // n_ids
+    row_first = np.flatnonzero(np.concatenate([[True], row[1:] != row[:-1]]))
+    best = np.maximum.reduceat(charge, row_first)
+    winners = np.flatnonzero(charge >= best[row])
+    winners = winners[np.concatenate([[True], row[winners[1:]] != row[winners[:-1]]])]
+    out[mixed] = key[winners] - row[winners] * n_ids - 1
     return out
 
 

@@ -94,6 +94,19 @@ class EventReader(abc.ABC):
         self.close()
 
 
+def open_hdf5(path: Path):
+    """Open an HDF5 file read-only; a missing, corrupt or truncated file is one InputError."""
+    import h5py
+
+    if not path.exists():
+        raise InputError("file not found", path)
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"not a readable HDF5 file (corrupt or truncated?): "
+                         f"{str(exc).splitlines()[0]}", path) from None
+
+
 def open_source(path: str | os.PathLike, format: str, **options) -> EventReader:
     """Open ``path`` with the reader registered for ``format``."""
     if format not in READERS:

@@ -30,7 +30,7 @@ from .. import __version__
 from ..detectors import detector_from_dict, detector_json
 from ..errors import ConfigError, InputError, OutputExistsError, SchemaError
 from ..events import HIT_COLUMNS, PARTICLE_COLUMNS, Event, Hits, Particles, Truth
-from .base import EventReader
+from .base import EventReader, open_hdf5
 
 SCHEMA = "gnnu-hits"
 SCHEMA_VERSION = "1.0"
@@ -222,13 +222,7 @@ class HitFile(EventReader):
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        if not self.path.exists():
-            raise InputError("file not found", self.path)
-        try:
-            self._f = h5py.File(self.path, "r")
-        except OSError as exc:
-            raise InputError(f"not a readable HDF5 file (corrupt or truncated?): "
-                             f"{str(exc).splitlines()[0]}", self.path) from None
+        self._f = open_hdf5(self.path)
         try:
             self._open()
         except InputError:

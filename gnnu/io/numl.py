@@ -72,7 +72,7 @@ from ..detectors import load_detector
 from ..errors import ConfigError, InputError, SchemaError
 from ..events import Event, Hits, Particles, Process, Truth, bucket_count
 from ..sim.pdg import MASS_GEV
-from .base import EventReader
+from .base import EventReader, open_hdf5
 
 #: Hit position columns (view, wire-like, time-like) of each NuML generation, preferred first.
 GENERATIONS = {
@@ -190,13 +190,7 @@ class NuMLReader(EventReader):
             raise ConfigError(f"unknown NuML hit-column generation '{generation}' "
                               f"(known: auto, {', '.join(GENERATIONS)})")
         self.detector = load_detector(detector)
-        if not self.path.exists():
-            raise InputError("file not found", self.path)
-        try:
-            self._f = h5py.File(self.path, "r")
-        except OSError as exc:
-            raise InputError(f"not a readable HDF5 file (corrupt or truncated?): "
-                             f"{str(exc).splitlines()[0]}", self.path) from None
+        self._f = open_hdf5(self.path)
         try:
             self._open(generation)
         except InputError:

@@ -65,7 +65,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from ..detectors import load_detector

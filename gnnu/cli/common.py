@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import Callable, Sequence
 
 from ..errors import GnnuError
+
+
+# A dependency's import-time deprecation notice (torch.jit.script, used inside PyG/Lightning) is
+# not the user's business and would break "one line on stderr" for expected failures.
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:

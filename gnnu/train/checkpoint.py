@@ -42,8 +42,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 — pickle/zip errors have many types; all mean "bad file"
-        raise InputError(f"not a loadable checkpoint ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''})", path) from None
+        # torch's own message advises weights_only=False, which gnnu never does: not forwarded.
+        raise InputError(f"not a loadable checkpoint ({type(exc).__name__}): corrupt, not a torch "
+                         f"file, or holding objects other than tensors and plain data (refused)",
+                         path) from None
     if not isinstance(ckpt, dict):
         raise InputError("not a checkpoint (expected a mapping)", path)
     return ckpt

@@ -276,6 +276,24 @@ def _mass_of(pdg: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- charged tracks
 
+def _compete(tab, sp, r0, above, length, fate, idx, table: str, residual_all, code) -> None:
+    """Let a process (decay in flight: ``proper_cm``; hadronic interaction: ``depth``) cut the
+    paths of particles ``idx`` short, in place. ``residual_all`` [m] is the particle's table value
+    at its start minus the sampled amount (cτ·Exp or interaction lengths); the process happens
+    where the table value falls to that residual, if that lies before ``length``."""
+    if not len(idx):
+        return
+    s_idx = sp[idx]
+    residual = residual_all[idx]
+    cut = np.where(above[idx], tab.at_cutoff(table)[s_idx], 0.0)
+    hit = residual > cut
+    if hit.any():
+        i = idx[hit]
+        s_at = r0[i] - tab.at("range_cm", s_idx[hit], tab.energy_from(table, s_idx[hit], residual[hit]))
+        closer = s_at < length[i]
+        length[i[closer]], fate[i[closer]] = s_at[closer], code
+
+
 def _charged(ctx: _Context, b: ParticleBatch, sp: np.ndarray) -> np.ndarray:
     """Transport the charged particles of ``b`` (table species ``sp`` [m]); returns their end
     positions [m, 3]."""
@@ -294,30 +312,10 @@ def _charged(ctx: _Context, b: ParticleBatch, sp: np.ndarray) -> np.ndarray:
     fate = np.full(m, _STOP)
     draws = rng.standard_exponential((2, m))
     ctau = CTAU_CM[sp]
-    unstable = np.flatnonzero(np.isfinite(ctau))
-    if len(unstable):
-        us = sp[unstable]
-        residual = proper_all[unstable] - ctau[unstable] * draws[0, unstable]
-        cut = np.where(above[unstable], tab.at_cutoff("proper_cm")[us], 0.0)
-        hit = residual > cut
-        if hit.any():
-            i = unstable[hit]
-            s_dec = r0[i] - tab.at("range_cm", us[hit],
-                                   tab.energy_from("proper_cm", us[hit], residual[hit]))
-            closer = s_dec < length[i]
-            length[i[closer]], fate[i[closer]] = s_dec[closer], _DECAY
-    hadronic = np.flatnonzero(tab.interacts[sp])
-    if len(hadronic):
-        hs = sp[hadronic]
-        residual = depth_all[hadronic] - draws[1, hadronic]
-        cut = np.where(above[hadronic], tab.at_cutoff("depth")[hs], 0.0)
-        hit = residual > cut
-        if hit.any():
-            i = hadronic[hit]
-            s_int = r0[i] - tab.at("range_cm", hs[hit],
-                                   tab.energy_from("depth", hs[hit], residual[hit]))
-            closer = s_int < length[i]
-            length[i[closer]], fate[i[closer]] = s_int[closer], _INTERACT
+    _compete(tab, sp, r0, above, length, fate, np.flatnonzero(np.isfinite(ctau)),
+             "proper_cm", proper_all - ctau * draws[0], _DECAY)
+    _compete(tab, sp, r0, above, length, fate, np.flatnonzero(tab.interacts[sp]),
+             "depth", depth_all - draws[1], _INTERACT)
 
     # Step in rounds: each round plans up to a little beyond the straight-line exit distance
     # (long tracks that leave early are not stepped to their full range); rarely > 1 round.

@@ -15,7 +15,7 @@ def build_parser():
     p.add_argument("--size", choices=tuple(SIZES), default="small",
                    help="sample size: " + ", ".join(f"{k} = {v} events" for k, v in SIZES.items()))
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="device for the training stages")
+                   help="device for the training stages (DESIGN §10 flag; the demo does not train yet, so it is unused today)")
     p.add_argument("--out", default="demo-out", help="output directory")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--force", action="store_true", help="overwrite an earlier demo in --out")

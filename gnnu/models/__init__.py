@@ -11,8 +11,9 @@ Model families register themselves on import (:data:`gnnu.models.registry.FAMILI
 
 from .cost import count_parameters, flops_per_event
 from .heads import HeadsConfig, MultiTaskHead, decode_target, encode_target
-from .registry import ModelConfig, create_model, list_models, load_model_config, register_model
+from .registry import (ModelConfig, create_model, list_models, load_model_config, model_inputs,
+                       register_model)
 
-__all__ = ["create_model", "list_models", "register_model", "load_model_config", "ModelConfig",
+__all__ = ["create_model", "list_models", "register_model", "model_inputs", "load_model_config", "ModelConfig",
            "HeadsConfig", "MultiTaskHead", "encode_target", "decode_target",
            "count_parameters", "flops_per_event"]

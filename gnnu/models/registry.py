@@ -54,10 +54,17 @@ class _NoParams:
     """Params of a model that takes none."""
 
 
+#: What a model family reads: ``graph`` (a PyG Batch) or ``image`` (a mapping with ``image``
+#: uint8 [B, V, H, W] pixel maps, see :mod:`gnnu.images`).
+InputKind = Literal["graph", "image"]
+INPUT_KINDS = ("graph", "image")
+
+
 @dataclass(frozen=True)
 class _Entry:
     builder: Callable[..., nn.Module]
     params: type
+    inputs: str = "graph"
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -84,19 +91,31 @@ class ModelConfig:
             raise ValueError(f"pooling: duplicate modes in {list(self.pooling)}")
 
 
-def register_model(name: str, params: type | None = None):
+def register_model(name: str, params: type | None = None, inputs: InputKind = "graph"):
     """Decorator: register a builder function or ``nn.Module`` class under ``name``.
 
     ``params``: the family's frozen params dataclass (default: the object's ``Params`` attribute,
-    else no params). Registering a name twice is an error.
+    else no params). ``inputs``: what the model's forward reads, ``graph`` or ``image``
+    (:data:`InputKind`). Registering a name twice is an error.
     """
+    if inputs not in INPUT_KINDS:
+        raise ValueError(f"inputs must be one of {INPUT_KINDS}, got {inputs!r}")
+
     def decorate(obj):
         if name in _REGISTRY:
             raise ValueError(f"model '{name}' is already registered")
         cls = params if params is not None else getattr(obj, "Params", _NoParams)
-        _REGISTRY[name] = _Entry(obj, cls)
+        _REGISTRY[name] = _Entry(obj, cls, inputs)
         return obj
     return decorate
+
+
+def model_inputs(name: str) -> InputKind:
+    """What the registered model ``name`` reads: ``graph`` or ``image``; ConfigError if unknown."""
+    _load_families()
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown model '{name}' (known: {', '.join(sorted(_REGISTRY)) or 'none'})")
+    return _REGISTRY[name].inputs
 
 
 def _load_families() -> None:

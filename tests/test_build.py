@@ -91,6 +91,13 @@ def test_round_trip_equals_directly_computed_graphs(tmp_path, dune, capsys):
             assert d[k].tolist() == [getattr(ev.truth, k)]
         assert d.nu_energy.item() == pytest.approx(ev.truth.nu_energy, rel=1e-6)
         assert d.vertex.tolist() == [[ev.truth.vtx_x, ev.truth.vtx_y, ev.truth.vtx_z]]
+    # schema 1.1: /nodes/hit keeps each node's hit as read (wire, time, charge, plane −1), in node order
+    assert manifest["schema_version"] == "1.1"
+    for i in range(len(ds)):
+        f, a, b = ds.index.nodes(i)
+        h = events[int(ds[i].event_id[0, 2])].hits
+        want = np.stack([h["wire"], h["time"], h["charge"], np.full(len(h), -1)], axis=1)
+        np.testing.assert_array_equal(f["nodes/hit"][a:b], want.astype(np.float32))
 
 
 def test_split_rule_fractions_seed_and_determinism():

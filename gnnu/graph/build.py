@@ -55,6 +55,7 @@ from .. import __version__
 from ..config import to_dict
 from ..errors import ConfigError, InputError, OutputExistsError
 from ..events import Event, Flavour, Truth
+from ..images.frame import pixel_geometry, pixelize_events
 from ..io.base import open_source
 from ..io.hitfile import temporary_path
 from .config import GraphConfig, load_graph_config
@@ -115,6 +116,7 @@ class GraphBlock:
     x: np.ndarray
     pos: np.ndarray
     view: np.ndarray
+    hit: np.ndarray
     edge_index: np.ndarray
     node_offset: np.ndarray
     edge_offset: np.ndarray
@@ -126,13 +128,29 @@ class GraphBlock:
         return len(self.node_offset) - 1
 
 
+def graph_detector(detector, cfg: GraphConfig):
+    """The geometry the graphs are built in: the source's, or with ``cfg.pixelize`` that of its
+    pixel maps (:func:`gnnu.images.frame.pixel_geometry`)."""
+    return pixel_geometry(detector, cfg.pixelize) if cfg.pixelize else detector
+
+
+def _hit_table(nodes) -> np.ndarray:
+    """[N, 4] float32 (wire, time, charge, plane or −1) of a node table: the shards' /nodes/hit."""
+    plane = nodes.plane if nodes.plane is not None else np.full(len(nodes), -1)
+    return np.stack([nodes.wire, nodes.time, nodes.charge, plane], axis=1).astype(np.float32)
+
+
 def make_graphs(events: list[Event], detector, cfg: GraphConfig) -> GraphBlock:
     """Turn ``events`` into graphs with config ``cfg``, all at once.
 
     Events with no hits, more than ``cfg.max_hits`` hits, view ids outside ``detector.views`` or
     non-finite values are left out and listed in ``bad``. Hits must carry the columns of
-    :data:`gnnu.events.HIT_COLUMNS` (plus x, y, z when ``cfg.needs_xyz``).
+    :data:`gnnu.events.HIT_COLUMNS` (plus x, y, z when ``cfg.needs_xyz``). With ``cfg.pixelize``
+    the events first go through that pixel-map preset (:func:`gnnu.images.frame.pixelize_events`:
+    one node per non-zero pixel, as DUNE CVN's released events are read).
     """
+    if cfg.pixelize:
+        events, detector = pixelize_events(events, detector, cfg.pixelize)
     names = (_HIT_INPUTS + (("plane",) if getattr(detector, "needs_plane", False) else ())
              + (("x", "y", "z") if cfg.needs_xyz else ()))
     counts = np.array([len(e.hits) for e in events], np.int64)
@@ -171,7 +189,8 @@ def make_graphs(events: list[Event], detector, cfg: GraphConfig) -> GraphBlock:
     local = (edges - node_offset[target_graph][None, :]).astype(np.int32)
     bad = [(int(i), BAD_REASONS[int(code[i])]) for i in np.flatnonzero(code)]
     return GraphBlock(x=np.ascontiguousarray(x, np.float32), pos=np.ascontiguousarray(pos, np.float32),
-                      view=nodes.view.astype(np.int8), edge_index=local, node_offset=node_offset,
+                      view=nodes.view.astype(np.int8), hit=_hit_table(nodes), edge_index=local,
+                      node_offset=node_offset,
                       edge_offset=edge_offset.astype(np.int64), index=good, bad=bad)
 
 
@@ -343,6 +362,7 @@ class _ShardWriter:
         self._x = make("nodes/x", np.float32, (n_features,), (n_features,), 0)
         self._pos = make("nodes/pos", np.float32, (n_dim,), (n_dim,), 0)
         self._view = make("nodes/view", np.int8, (), (), 0)
+        self._hit = make("nodes/hit", np.float32, (4,), (4,), 0)
         self._edges = make("edges/index", np.int32, (2,), (2,), 1)
         self._node_offset, self._edge_offset = [np.zeros(1, np.int64)], [np.zeros(1, np.int64)]
         self.n_nodes = self.n_edges = 0
@@ -350,7 +370,8 @@ class _ShardWriter:
     def append(self, block: GraphBlock) -> None:
         """Add the graphs of ``block`` after those already written."""
         n, e = len(block.x), block.edge_index.shape[1]
-        for ds, data in ((self._x, block.x), (self._pos, block.pos), (self._view, block.view)):
+        for ds, data in ((self._x, block.x), (self._pos, block.pos), (self._view, block.view),
+                         (self._hit, block.hit)):
             ds.resize(self.n_nodes + n, axis=0)
             ds[self.n_nodes:] = data
         self._edges.resize(self.n_edges + e, axis=1)
@@ -539,7 +560,7 @@ def build_dataset(opts: BuildOptions) -> BuildSummary:
     fractions = tuple(float(f) for f in (opts.split or cfg.defaults.split))
     seed = cfg.defaults.seed if opts.seed is None else int(opts.seed)
     sources = _open_sources(opts, cfg)
-    detector = sources[0].detector
+    detector = graph_detector(sources[0].detector, cfg)
     reader_options = tuple(sorted((k, str(v)) for k, v in opts.reader_options.items()))
     settings = {"graph_config": cfg.to_dict(), "format": opts.format,
                 "reader_options": dict(reader_options), "sources": [s.sha256 for s in sources],

@@ -3,8 +3,12 @@
 A config names the node features (:data:`gnnu.graph.features.FEATURES`), what ``Data.pos``
 holds, the edge builders (a list; each entry's ``kind`` selects a builder of
 :data:`gnnu.graph.edges.EDGE_BUILDERS` and its other keys are that builder's parameters),
-whether every node gets a self-loop, the shard size, the largest event accepted, and the
-defaults of the split and seed that ``gnnu-build --split/--seed`` override. Unknown keys, wrong
+whether every node gets a self-loop, the shard size, the largest event accepted, the
+defaults of the split and seed that ``gnnu-build --split/--seed`` override, and optionally
+``pixelize``: a wire-time pixel-map preset (``dune-cvn``) that every event goes through before
+its graph is built — rendered around its truth vertex, then one node per non-zero pixel
+(:func:`gnnu.images.frame.pixelize_events`) — so simulated events get exactly the
+representation of DUNE CVN's released ones (``configs/graphs/knn16_dune_cvn_pixels.yaml``). Unknown keys, wrong
 types and bad values are a :class:`gnnu.errors.ConfigError` naming the file and the key.
 
 Example (``configs/graphs/knn16.yaml``, the default)::
@@ -27,6 +31,7 @@ from typing import Any, Literal
 
 from ..config import from_dict, read_yaml, resolve_config, to_dict, to_json
 from ..errors import ConfigError
+from ..images.pixelmap import get_preset
 from .edges import EDGE_BUILDERS
 from .features import FEATURES
 
@@ -61,6 +66,7 @@ class GraphConfig:
     max_hits: int = 200_000                       # larger events are bad input
     compression: Literal["lzf", "gzip", "none"] = "lzf"
     defaults: Defaults = field(default_factory=Defaults)
+    pixelize: str | None = None                   # pixel-map preset events go through first
 
     def __post_init__(self):
         if not self.features:
@@ -74,6 +80,14 @@ class GraphConfig:
             raise ValueError("edges: at least one edge builder is needed")
         if self.shard_size < 1 or self.max_hits < 1:
             raise ValueError("shard_size and max_hits must be ≥ 1")
+        if self.pixelize is not None:
+            preset = get_preset(self.pixelize)
+            if preset.layout != "wire-time" or preset.wires_per_column != 1:
+                raise ValueError(f"pixelize: preset '{preset.name}' is not a one-wire-per-column "
+                                 f"wire-time map (dune-cvn is)")
+            if self.needs_xyz:
+                raise ValueError("pixelize: pixel hits have no true 3-D positions (drop the xyz "
+                                 "feature, 3-D positions and 3-D edges)")
 
     @property
     def needs_xyz(self) -> bool:

@@ -5,7 +5,9 @@
 the small per-graph tables are read at construction; a graph is read on access as its own slice
 of the node and edge arrays (a few HDF5 chunks). Shard files are opened lazily in each process
 (re-opened after a fork, dropped when pickled), so PyG's ``DataLoader`` works with
-``num_workers > 0``.
+``num_workers > 0``. The index of a split (:class:`ShardIndex`: where each event is, its labels,
+the open files) is shared with the image dataset, so graphs and images of one dataset have the
+same events in the same order with the same labels.
 
 Each item is a ``torch_geometric.data.Data`` with
 
@@ -38,6 +40,95 @@ from .store import SPLITS, read_manifest
 _VERTEX = ("vtx_x", "vtx_y", "vtx_z")
 
 
+class ShardIndex:
+    """Where each event of one split of a graph dataset lives, with its labels, and the shard
+    files opened lazily per process — the one index every dataset view shares (graphs here,
+    pixel maps in :class:`gnnu.images.dataset.ImageDataset`).
+
+    ``root``: dataset directory; ``split``: ``'train'``, ``'val'``, ``'test'`` or ``'all'``.
+    Only the per-graph tables are read at construction. Items are numbered in shard order, and
+    within a shard in build order; handles are re-opened after a fork and dropped when pickled.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str = "train"):
+        if split not in SPLITS + ("all",):
+            raise ConfigError(f"unknown split '{split}' (known: {', '.join(SPLITS + ('all',))})")
+        self.path = Path(root)
+        self.split = split
+        self.manifest = read_manifest(self.path)
+        self.files = [self.path / s["file"] for s in self.manifest["shards"]]
+        self.node_offset, self.edge_offset = [], []
+        where, labels = [], {k: [] for k in list(Truth.columns()) + ["event_id"]}
+        code = None if split == "all" else SPLITS.index(split)
+        for si, path in enumerate(self.files):
+            with h5py.File(path, "r") as f:
+                g = f["graphs"]
+                self.node_offset.append(g["node_offset"][...])
+                self.edge_offset.append(g["edge_offset"][...])
+                sel = (np.arange(len(g["split"])) if code is None
+                       else np.flatnonzero(g["split"][...] == code))
+                where.append(np.stack([np.full(len(sel), si), sel], 1))
+                for k in labels:
+                    labels[k].append(g[k][...][sel])
+        self.where = np.concatenate(where).astype(np.int64) if where else np.zeros((0, 2), np.int64)
+        self._labels = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in labels.items()}
+        self._open: dict[int, h5py.File] = {}
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return len(self.where)
+
+    def nodes(self, idx: int) -> tuple[h5py.File, int, int]:
+        """(open shard file, first node row, end node row) of item ``idx``."""
+        si, g = (int(v) for v in self.where[idx])
+        return self.file(si), int(self.node_offset[si][g]), int(self.node_offset[si][g + 1])
+
+    def edges(self, idx: int) -> tuple[int, int]:
+        """(first edge column, end edge column) of item ``idx`` in its shard."""
+        si, g = (int(v) for v in self.where[idx])
+        return int(self.edge_offset[si][g]), int(self.edge_offset[si][g + 1])
+
+    def labels(self, name: str | None = None):
+        """Per-graph truth of the whole split: a dict of [n] arrays (every
+        :class:`gnnu.events.Truth` field, plus ``event_id`` [n, 3]), or one array by ``name``."""
+        if name is None:
+            return {k: v.copy() for k, v in self._labels.items()}
+        if name not in self._labels:
+            raise KeyError(f"unknown label '{name}' (known: {', '.join(self._labels)})")
+        return self._labels[name].copy()
+
+    def label_tensors(self, idx: int) -> dict[str, torch.Tensor]:
+        """The truth of item ``idx`` as tensors: every label but the vertex [1] (integers int64,
+        energies float32), ``vertex`` [1, 3] float32 cm, ``event_id`` [1, 3] int64."""
+        out = {}
+        for k, v in self._labels.items():
+            if k in _VERTEX or k == "event_id":
+                continue
+            out[k] = torch.tensor([v[idx]], dtype=torch.float32 if v.dtype.kind == "f" else torch.long)
+        out["vertex"] = torch.tensor([[self._labels[k][idx] for k in _VERTEX]], dtype=torch.float32)
+        out["event_id"] = torch.from_numpy(self._labels["event_id"][idx].reshape(1, 3).astype(np.int64))
+        return out
+
+    def file(self, si: int) -> h5py.File:
+        """Shard ``si``, opened once per process."""
+        if self._pid != os.getpid():          # forked into a DataLoader worker: own handles
+            self._open, self._pid = {}, os.getpid()
+        if si not in self._open:
+            self._open[si] = h5py.File(self.files[si], "r")
+        return self._open[si]
+
+    def close(self) -> None:
+        """Close the shard files this process opened."""
+        for f in self._open.values():
+            f.close()
+        self._open = {}
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_open"] = {}
+        return state
+
+
 class GraphDataset(Dataset):
     """Graphs of one split of a gnnu graph dataset (see module docstring).
 
@@ -47,11 +138,8 @@ class GraphDataset(Dataset):
 
     def __init__(self, root: str | os.PathLike, split: str = "train", normalize: bool = True,
                  transform=None):
-        if split not in SPLITS + ("all",):
-            raise ConfigError(f"unknown split '{split}' (known: {', '.join(SPLITS + ('all',))})")
-        self.path = Path(root)
-        self.split = split
-        self.manifest = read_manifest(self.path)
+        self.index = ShardIndex(root, split)
+        self.path, self.split, self.manifest = self.index.path, split, self.index.manifest
         self.normalize = normalize
         feats = self.manifest["features"]
         self.feature_names = [f["name"] for f in feats]
@@ -59,35 +147,15 @@ class GraphDataset(Dataset):
         std = np.array([f["std"] for f in feats], np.float64)
         self._mean = np.where(use, [f["mean"] for f in feats], 0.0).astype(np.float32)
         self._std = np.where(use & (std > 0), std, 1.0).astype(np.float32)
-        self._files_list = [self.path / s["file"] for s in self.manifest["shards"]]
-        self._node_offset, self._edge_offset = [], []
-        where, labels = [], {k: [] for k in list(Truth.columns()) + ["event_id"]}
-        code = None if split == "all" else SPLITS.index(split)
-        for si, path in enumerate(self._files_list):
-            with h5py.File(path, "r") as f:
-                g = f["graphs"]
-                self._node_offset.append(g["node_offset"][...])
-                self._edge_offset.append(g["edge_offset"][...])
-                sel = (np.arange(len(g["split"])) if code is None
-                       else np.flatnonzero(g["split"][...] == code))
-                where.append(np.stack([np.full(len(sel), si), sel], 1))
-                for k in labels:
-                    labels[k].append(g[k][...][sel])
-        self._where = np.concatenate(where).astype(np.int64) if where else np.zeros((0, 2), np.int64)
-        self._labels = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in labels.items()}
-        self._files: dict[int, h5py.File] = {}
-        self._pid = os.getpid()
         super().__init__(None, transform)
 
     # -- PyG Dataset interface ------------------------------------------------------------------
     def len(self) -> int:
-        return len(self._where)
+        return len(self.index)
 
     def get(self, idx: int) -> Data:
-        si, g = (int(v) for v in self._where[idx])
-        f = self._file(si)
-        a, b = int(self._node_offset[si][g]), int(self._node_offset[si][g + 1])
-        ea, eb = int(self._edge_offset[si][g]), int(self._edge_offset[si][g + 1])
+        f, a, b = self.index.nodes(idx)
+        ea, eb = self.index.edges(idx)
         x = f["nodes/x"][a:b]
         if self.normalize:
             x = (x - self._mean) / self._std
@@ -95,43 +163,19 @@ class GraphDataset(Dataset):
                     pos=torch.from_numpy(f["nodes/pos"][a:b]),
                     edge_index=torch.from_numpy(f["edges/index"][:, ea:eb].astype(np.int64)),
                     view_id=torch.from_numpy(f["nodes/view"][a:b].astype(np.int64)))
-        for k, v in self._labels.items():
-            if k in _VERTEX or k == "event_id":
-                continue
-            value = v[idx]
-            data[k] = torch.tensor([value], dtype=torch.float32 if v.dtype.kind == "f" else torch.long)
-        data.vertex = torch.tensor([[self._labels[k][idx] for k in _VERTEX]], dtype=torch.float32)
-        data.event_id = torch.from_numpy(self._labels["event_id"][idx].reshape(1, 3).astype(np.int64))
+        for k, v in self.index.label_tensors(idx).items():
+            data[k] = v
         return data
 
     # -- extras ---------------------------------------------------------------------------------
     def labels(self, name: str | None = None):
-        """Per-graph truth of the whole split without reading graphs: a dict of [n] arrays (every
-        :class:`gnnu.events.Truth` field, plus ``event_id`` [n, 3]), or one array by ``name``."""
-        if name is None:
-            return {k: v.copy() for k, v in self._labels.items()}
-        if name not in self._labels:
-            raise KeyError(f"unknown label '{name}' (known: {', '.join(self._labels)})")
-        return self._labels[name].copy()
+        """Per-graph truth of the whole split without reading graphs (:meth:`ShardIndex.labels`)."""
+        return self.index.labels(name)
 
     @property
     def num_node_features(self) -> int:
         return len(self.feature_names)
 
-    def _file(self, si: int) -> h5py.File:
-        if self._pid != os.getpid():          # forked into a DataLoader worker: own handles
-            self._files, self._pid = {}, os.getpid()
-        if si not in self._files:
-            self._files[si] = h5py.File(self._files_list[si], "r")
-        return self._files[si]
-
     def close(self) -> None:
         """Close the shard files this process opened."""
-        for f in self._files.values():
-            f.close()
-        self._files = {}
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_files"] = {}
-        return state
+        self.index.close()

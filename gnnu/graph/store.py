@@ -12,6 +12,10 @@ shard's graphs, graph g owning rows ``node_offset[g]:node_offset[g+1]`` and edge
     /nodes/x            [N, F] float32   raw (unnormalised) features, manifest order
     /nodes/pos          [N, D] float32   positions, cm
     /nodes/view         [N] int8         view id of each node
+    /nodes/hit          [N, 4] float32   the node's hit as read (schema ≥ 1.1): wire (or cell, or
+                                         pixel column), time (detector unit: tick, ns or time
+                                         bin), charge (ADC·tick, PE or pixel value), plane (−1
+                                         where the detector has none) — what images render from
     /edges/index        [2, E] int32     local node indices (row 0 source, row 1 target)
     /graphs/node_offset [G + 1] int64
     /graphs/edge_offset [G + 1] int64
@@ -24,6 +28,9 @@ shard's graphs, graph g owning rows ``node_offset[g]:node_offset[g+1]`` and edge
 
 Node and edge arrays are chunked (and compressed), so reading one graph touches only the few
 chunks that hold it.
+
+Versions: 1.1 added ``/nodes/hit``; 1.0 datasets still load as graphs, and asking one for images
+is an error that says to rebuild it (:func:`require_hits`).
 """
 
 from __future__ import annotations
@@ -36,7 +43,9 @@ from ..errors import InputError, SchemaError
 
 SCHEMA = "gnnu-graph-dataset"
 SHARD_SCHEMA = "gnnu-graph-shard"
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+#: First schema version whose shards hold ``/nodes/hit`` (images need it).
+HITS_SINCE = (1, 1)
 MANIFEST = "manifest.json"
 #: Split names in code order (split column value = index).
 SPLITS = ("train", "val", "test")
@@ -77,3 +86,15 @@ def read_manifest(root: str | os.PathLike, complete: bool = True) -> dict:
     if complete and manifest.get("status") != "complete":
         raise InputError("dataset build did not finish (run gnnu-build again with --resume)", root)
     return manifest
+
+
+def require_hits(manifest: dict, root: str | os.PathLike) -> None:
+    """InputError unless the dataset's shards store the raw hit table ``/nodes/hit`` (schema ≥ 1.1)."""
+    version = str(manifest.get("schema_version", "0.0"))
+    try:
+        major_minor = tuple(int(v) for v in version.split(".")[:2])
+    except ValueError:
+        major_minor = (0, 0)
+    if major_minor < HITS_SINCE:
+        raise InputError(f"graph dataset of schema {version} stores no raw hits, which images are "
+                         f"rendered from: rebuild it with gnnu-build (schema {SCHEMA_VERSION})", root)

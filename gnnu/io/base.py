@@ -18,7 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, SchemaError
 from ..events import Event, Truth
 
 #: format name → "module:Class" (imported on first use).
@@ -102,9 +102,73 @@ def open_hdf5(path: Path):
         raise InputError("file not found", path)
     try:
         return h5py.File(path, "r")
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         raise InputError(f"not a readable HDF5 file (corrupt or truncated?): "
                          f"{str(exc).splitlines()[0]}", path) from None
+
+
+#: What h5py raises on damaged files: OSError (I/O, filters, checksums), RuntimeError (broken
+#: metadata, e.g. a bad link or object-header checksum), KeyError / ValueError / TypeError
+#: (missing or malformed objects). Readers turn these into one InputError.
+HDF5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
+
+
+def _hard_object(group, name: str, path: Path, kind: type, what: str):
+    """``group[name]`` if it is an object of type ``kind`` stored in this file (a hard link);
+    SchemaError naming the file and object otherwise (missing, wrong kind, soft or external
+    link — gnnu never follows a link to another file)."""
+    import h5py
+
+    where = f"{group.name.rstrip('/')}/{name}"
+    link = group.get(name, getlink=True)
+    if link is None:
+        raise SchemaError(f"missing {what} {where}", path)
+    if not isinstance(link, h5py.HardLink):
+        raise SchemaError(f"{where} is a {type(link).__name__}, not a {what} stored in the file",
+                          path)
+    obj = group[name]
+    if not isinstance(obj, kind):
+        raise SchemaError(f"{where} is not a {what}", path)
+    return obj
+
+
+def hdf5_group(group, name: str, path: Path):
+    """The HDF5 group ``group[name]``; SchemaError naming the file if it is missing, not a
+    group, or a link."""
+    import h5py
+
+    return _hard_object(group, name, path, h5py.Group, "group")
+
+
+def hdf5_column(group, name: str, path: Path, dtype, trailing=((),)):
+    """``group[name]`` checked to be a dataset of numbers fit to be read as ``dtype``.
+
+    The dataset must be stored in the file (not a group or a link) with shape ``(n, *t)`` for
+    one ``t`` of ``trailing`` (``((),)`` for a 1-D column, ``((3,),)`` for ``[n, 3]``) and a
+    numeric dtype; an integer ``dtype`` needs integers (:func:`cast_column` later checks the
+    values fit). Raises SchemaError naming the file and the dataset.
+    """
+    import h5py
+
+    obj = _hard_object(group, name, path, h5py.Dataset, "dataset")
+    kind = obj.dtype.kind
+    if kind not in "iuf" or (np.dtype(dtype).kind in "iu" and kind == "f"):
+        raise SchemaError(f"{obj.name} has dtype {obj.dtype}, expected {np.dtype(dtype)}", path)
+    if len(obj.shape) < 1 or tuple(obj.shape[1:]) not in {tuple(t) for t in trailing}:
+        want = " or ".join(str(("n",) + tuple(t)).replace("'", "") for t in trailing)
+        raise SchemaError(f"{obj.name} has shape {obj.shape}, expected {want}", path)
+    return obj
+
+
+def cast_column(values: np.ndarray, dtype) -> np.ndarray | None:
+    """``values`` as ``dtype``; None if an integer value does not fit in ``dtype``."""
+    dtype = np.dtype(dtype)
+    if values.dtype == dtype:
+        return values
+    out = values.astype(dtype)
+    if dtype.kind in "iu" and not np.array_equal(out, values):
+        return None
+    return out
 
 
 def open_source(path: str | os.PathLike, format: str, **options) -> EventReader:

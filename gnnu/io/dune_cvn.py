@@ -17,11 +17,13 @@ Pickles are read only through :mod:`gnnu.io.safe_pickle`. An event's id is (run 
 event N); a pickle id is matched to ``eventN.gz`` as the string ``"N"`` (as in the release) or
 ``"eventN"``.
 
-Each non-zero pixel becomes one hit (:func:`pixels_to_hits`): ``view`` = map index, ``wire`` =
+Each non-zero pixel becomes one hit (:func:`gnnu.images.pixelmap.pixels_to_hits`, the one
+implementation of the reverse of rendering, re-exported here): ``view`` = map index, ``wire`` =
 column (wire) index, ``time`` = time-bin index, ``charge`` = pixel value, ``width`` =
 1/√12 bin (the rms of a charge spread uniformly over one bin). :class:`PixelMapGeometry` turns
 (view, wire, time bin) into cm with the wire pitches, tick length and drift velocity of the
-detector config (``dune`` by default).
+detector config (``dune`` by default) and the pixel-map preset that made the maps (``dune-cvn``);
+graph configs with ``pixelize`` put simulated events into the same representation.
 
 Simplifications and conventions (documented, deliberate):
 
@@ -52,16 +54,15 @@ import numpy as np
 from ..detectors import load_detector
 from ..detectors.lartpc import LArTPCConfig
 from ..errors import ConfigError, InputError
-from ..events import Event, Hits, Truth, bucket_count
+from ..events import Event, Truth, bucket_count
+from ..images.pixelmap import DUNE_CVN, PIXEL_WIDTH_BINS, get_preset, pixels_to_hits
 from . import safe_pickle
 from .base import EventReader
 
 #: Shape of one released pixel map: (views U/V/Z, wires, time bins).
-MAP_SHAPE = (3, 500, 500)
+MAP_SHAPE = DUNE_CVN.shape
 #: Ticks per time bin of the released maps: 3200 ticks in 500 bins (DESIGN §3.4).
-TICKS_PER_BIN = 6.4
-#: Hit width (rms, in time bins) given to every pixel: a uniform spread over one bin.
-PIXEL_WIDTH_BINS = 1.0 / math.sqrt(12.0)
+TICKS_PER_BIN = DUNE_CVN.ticks_per_bin
 #: Number of lines an ``eventN.info`` file must have (0–11 are used).
 INFO_LINES = 12
 #: Label order in the release's pickles.
@@ -75,33 +76,6 @@ CC_NU_PDG = (14, 12, 16)
 _EVENT_FILE = re.compile(r"event(\d+)\.gz")
 
 
-def pixels_to_hits(maps: np.ndarray) -> Hits:
-    """One hit per non-zero pixel of ``maps`` [V, W, T] (uint8 counts, or any real dtype).
-
-    Returns :class:`gnnu.events.Hits` ordered by (view, wire, time) with ``view`` (int8, map
-    index), ``wire`` (int32, axis-1 index), ``time`` (float32, axis-2 bin index), ``charge``
-    (float32, pixel value) and ``width`` (float32, :data:`PIXEL_WIDTH_BINS` time bins).
-    Raises ValueError for a map that is not 3-D or holds non-finite or negative values.
-    """
-    maps = np.asarray(maps)
-    if maps.ndim != 3:
-        raise ValueError(f"pixel maps must have shape (views, wires, time bins), got {maps.shape}")
-    if maps.dtype.kind == "f" and not np.all(np.isfinite(maps)):
-        raise ValueError("pixel maps hold non-finite values")
-    if maps.dtype.kind in "fi" and np.any(maps < 0):
-        raise ValueError("pixel maps hold negative values")
-    flat = maps.reshape(-1)
-    idx = np.flatnonzero(flat)
-    view, wire, time = np.unravel_index(idx, maps.shape)
-    return Hits({
-        "view": view.astype(np.int8),
-        "wire": wire.astype(np.int32),
-        "time": time.astype(np.float32),
-        "charge": flat[idx].astype(np.float32),
-        "width": np.full(len(idx), PIXEL_WIDTH_BINS, np.float32),
-    })
-
-
 @dataclass(frozen=True)
 class PixelMapConfig:
     """Description of a pixel-map geometry (stored in manifests like a detector config)."""
@@ -111,6 +85,7 @@ class PixelMapConfig:
     ticks_per_bin: float
     shape: tuple[int, int, int]
     base: LArTPCConfig
+    preset: str = DUNE_CVN.name
 
 
 class PixelMapGeometry:
@@ -118,30 +93,37 @@ class PixelMapGeometry:
 
     ``hit_positions`` maps wire → wire × pitch of that view and time bin → bin × ticks_per_bin
     × tick length × drift velocity (DUNE: 0.4667/0.4667/0.479 cm and 6.4 × 0.5 µs × 0.16 cm/µs =
-    0.512 cm), all from the detector config ``detector`` (a name or YAML path).
+    0.512 cm), all from the detector config ``detector`` (a name, a YAML path or a LArTPC
+    geometry object) and the wire-time pixel-map ``preset`` that made the maps (its ticks per
+    bin and map shape; one wire per column).
     """
 
     kind = "pixelmap"
     time_unit = "time bin"
     charge_unit = "ADC (uint8 scale)"
 
-    def __init__(self, detector: str | os.PathLike = "dune", ticks_per_bin: float = TICKS_PER_BIN,
-                 shape: tuple[int, int, int] = MAP_SHAPE):
-        base = load_detector(detector)
-        if len(base.views) != shape[0]:
+    def __init__(self, detector="dune", preset: str = DUNE_CVN.name):
+        base = load_detector(detector) if isinstance(detector, (str, os.PathLike)) else detector
+        p = get_preset(preset)
+        if getattr(base, "kind", None) != "lartpc" or p.layout != "wire-time" or p.wires_per_column != 1:
+            raise ConfigError(f"pixel maps '{p.name}' of detector '{base.name}': pixel-map hits need a "
+                              f"wire-plane (LArTPC) detector and a one-wire-per-column wire-time "
+                              f"preset")
+        if len(base.views) != len(p.views):
             raise ConfigError(f"detector '{base.name}' has {len(base.views)} views, pixel maps "
-                              f"have {shape[0]}")
+                              f"'{p.name}' have {len(p.views)}")
         cfg = base.config
         self.base = base
         self.name = f"{base.name}-pixelmap"
         self.views = base.views
-        self.ticks_per_bin = float(ticks_per_bin)
-        self.shape = tuple(shape)
+        self.preset = p
+        self.ticks_per_bin = float(p.ticks_per_bin)
+        self.shape = p.shape
         #: Wire pitch of each view, cm.
         self.pitch_cm = np.array([p.pitch_cm for p in cfg.planes], np.float32)
         #: Drift distance per time bin, cm.
         self.cm_per_bin = self.ticks_per_bin * cfg.tick_us * cfg.drift_velocity_cm_per_us
-        self.config = PixelMapConfig(self.name, self.kind, self.ticks_per_bin, self.shape, cfg)
+        self.config = PixelMapConfig(self.name, self.kind, self.ticks_per_bin, self.shape, cfg, p.name)
 
     def hit_positions(self, view, wire, time) -> np.ndarray:
         """2-D pixel coordinates in cm: (wire × pitch[view], time bin × cm per bin) → [N, 2]."""
@@ -158,6 +140,8 @@ def _decompress_map(data: bytes, expected: int) -> bytes:
         raise ValueError(f"decompresses to more than {expected} bytes")
     if not d.eof:
         raise ValueError(f"truncated zlib stream ({len(raw)} of {expected} bytes)")
+    if d.unused_data:
+        raise zlib.error(f"{len(d.unused_data)} stray bytes after the end of the stream")
     if len(raw) != expected:
         raise ValueError(f"decompresses to {len(raw)} bytes, expected {expected}")
     return raw
@@ -268,9 +252,11 @@ class DuneCVNReader(EventReader):
         if not (code.is_integer() and 0 <= code <= 15):
             raise self._event_error(i, f"interaction code {values[0]} (line 0) not an integer "
                                        f"in 0–15", info)
-        if not all(math.isfinite(c) and c.is_integer() and c >= 0 for c in counts):
+        if not all(math.isfinite(c) and c.is_integer() and 0 <= c < 2**31 for c in counts):
             raise self._event_error(i, f"particle counts {counts} (lines 8–11) not non-negative "
-                                       f"integers", info)
+                                       f"32-bit integers", info)
+        if not (math.isfinite(nu_e) and math.isfinite(lep_e)):
+            raise self._event_error(i, f"energies {nu_e}, {lep_e} (lines 1–2) not finite", info)
         flavour, interaction = int(code) // 4, int(code) % 4
         nu_pdg, is_antinu = 0, -1
         if flavour < 3:

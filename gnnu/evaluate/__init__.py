@@ -1,14 +1,19 @@
 """Evaluation: metrics defined once (:mod:`.metrics`), report plots (:mod:`.plots`), and the
-report directory of ``gnnu-eval`` — metrics.json, predictions.h5, PNGs (:mod:`.report`).
+report directory of ``gnnu-eval`` — metrics.json, predictions.h5, PNGs (:mod:`.report`), and
+``gnnu-compare``'s side-by-side comparison of several reports (:mod:`.compare`).
 
-Pure numpy/h5py/matplotlib: nothing here imports torch.
+Pure numpy/h5py/matplotlib: nothing here imports torch (except :func:`.compare.remeasure`, which
+runs gnnu-eval's inference in worker processes).
 """
 
+from .compare import (Comparison, ComparisonError, Remeasure, check_identity, compare_runs,
+                      load_entries)
 from .metrics import (EnergyResolution, EvaluationError, TaskMetrics, check_event_count,
                       class_names, energy_resolution, evaluate_task)
 from .report import (Evaluation, Predictions, evaluate, load_metrics, read_predictions,
                      write_predictions, write_report)
 
-__all__ = ["EnergyResolution", "Evaluation", "EvaluationError", "Predictions", "TaskMetrics",
-           "check_event_count", "class_names", "energy_resolution", "evaluate", "evaluate_task",
-           "load_metrics", "read_predictions", "write_predictions", "write_report"]
+__all__ = ["Comparison", "ComparisonError", "EnergyResolution", "Evaluation", "EvaluationError",
+           "Predictions", "Remeasure", "TaskMetrics", "check_event_count", "check_identity",
+           "class_names", "compare_runs", "energy_resolution", "evaluate", "evaluate_task",
+           "load_entries", "load_metrics", "read_predictions", "write_predictions", "write_report"]

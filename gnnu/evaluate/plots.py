@@ -1,5 +1,6 @@
 """Report plots (PNG): efficiency and purity matrices, ROC curves, efficiency vs true energy,
-score distributions, energy resolution.
+score distributions, energy resolution; and the overlays of ``gnnu-compare`` (ROC curves and
+efficiency vs energy of several models, cost vs accuracy).
 
 Every function draws one figure from the numbers of :mod:`gnnu.evaluate.metrics` (nothing is
 recomputed differently here) and writes it atomically (temporary file, then rename). Figures are
@@ -9,7 +10,9 @@ are involved.
 Simplifications: score histograms use 50 fixed bins on [0, 1] (softmax outputs); ROC curves
 with more than 5000 points are drawn through 5000 evenly spaced ones (the AUC comes from the
 full curve); the residual histogram shows [−1, 1] and reports how many events fall outside;
-NaN cells of a matrix (no events in that row or column) are left blank and marked "–".
+NaN cells of a matrix (no events in that row or column) are left blank and marked "–";
+in the cost-vs-accuracy scatter the marker area grows linearly with the parameter count
+(models without a known count get the smallest marker).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from matplotlib import ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -53,6 +57,38 @@ def _figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
+
+
+def _grid(n: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
+    """A figure with ``n`` panels of ``width`` × ``height`` inches in a near-square grid (one row
+    up to 3 panels); returns it and the ``n`` axes (unused grid cells hidden)."""
+    cols = n if n <= 3 else math.ceil(math.sqrt(n))
+    rows = -(-n // cols)
+    fig = _figure(width * cols, height * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _thin(fpr: np.ndarray, tpr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A ROC curve with at most ``_ROC_POINTS`` evenly spaced points (for drawing only)."""
+    if fpr.size <= _ROC_POINTS:
+        return fpr, tpr
+    keep = np.unique(np.linspace(0, fpr.size - 1, _ROC_POINTS).astype(np.int64))
+    return fpr[keep], tpr[keep]
+
+
+def _roc_axes(ax, title: str) -> None:
+    """Diagonal, limits, labels and legend of a ROC panel."""
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="random (AUC = 0.5)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("false-positive rate (fraction of other classes selected)")
+    ax.set_ylabel("true-positive rate (efficiency)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
@@ -100,23 +136,19 @@ def plot_roc(metrics: TaskMetrics, path: str | os.PathLike, title: str) -> Path:
     names = display_names(metrics.task, metrics.class_names)
     fig = _figure(5.4, 4.8)
     ax = fig.add_subplot()
-    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="random (AUC = 0.5)")
     for c, (fpr, tpr) in enumerate(metrics.roc):
-        if fpr.size > _ROC_POINTS:  # thin very long curves for drawing only
-            keep = np.unique(np.linspace(0, fpr.size - 1, _ROC_POINTS).astype(np.int64))
-            fpr, tpr = fpr[keep], tpr[keep]
-        if fpr.size:
-            ax.plot(fpr, tpr, lw=1.5, label=f"{names[c]} (AUC = {metrics.auc[c]:.3f})")
-        else:
-            ax.plot([], [], lw=1.5, label=f"{names[c]} (AUC undefined)")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("false-positive rate (fraction of other classes selected)")
-    ax.set_ylabel("true-positive rate (efficiency)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(alpha=0.3)
+        _roc_line(ax, fpr, tpr, metrics.auc[c], names[c])
+    _roc_axes(ax, title)
     return _save(fig, path)
+
+
+def _roc_line(ax, fpr: np.ndarray, tpr: np.ndarray, area: float, label: str) -> None:
+    """One ROC curve with its AUC in the legend (an empty curve only gets a legend entry)."""
+    fpr, tpr = _thin(fpr, tpr)
+    if fpr.size:
+        ax.plot(fpr, tpr, lw=1.5, label=f"{label} (AUC = {area:.3f})")
+    else:
+        ax.plot([], [], lw=1.5, label=f"{label} (AUC undefined)")
 
 
 def plot_efficiency_vs_energy(metrics: TaskMetrics, path: str | os.PathLike, title: str) -> Path:
@@ -157,10 +189,7 @@ def plot_score_distributions(task: str, labels: np.ndarray, scores: np.ndarray,
     scores = np.asarray(scores, np.float64)
     shown = display_names(task, names)
     n = len(names)
-    cols = n if n <= 3 else math.ceil(math.sqrt(n))
-    rows = -(-n // cols)
-    fig = _figure(4.2 * cols, 3.4 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    fig, axes = _grid(n, 4.2, 3.4)
     for c in range(n):
         ax = axes[c]
         drawn = False
@@ -175,8 +204,6 @@ def plot_score_distributions(task: str, labels: np.ndarray, scores: np.ndarray,
         ax.set_xlim(0, 1)
         ax.set_xlabel(f"classifier output for {shown[c]}")
         ax.set_ylabel("events per 0.02")
-    for ax in axes[n:]:
-        ax.set_visible(False)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
@@ -210,4 +237,91 @@ def plot_energy_resolution(res: EnergyResolution, path: str | os.PathLike, title
     ax2.legend(fontsize=8)
     ax2.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+# -- overlays of several models (gnnu-compare) --------------------------------------------------
+def plot_roc_comparison(models: Sequence[tuple[str, TaskMetrics]], classes: Sequence[int],
+                        path: str | os.PathLike, title: str) -> Path:
+    """One-vs-rest ROC curves of several models of the same task on one figure: a panel per
+    class code in ``classes``, one curve per model (``(label, metrics)`` pairs), AUC in the legend."""
+    task = models[0][1].task
+    names = display_names(task, models[0][1].class_names)
+    fig, axes = _grid(len(classes), 5.0, 4.6)
+    for ax, c in zip(axes, classes):
+        for label, m in models:
+            fpr, tpr = m.roc[c]
+            _roc_line(ax, fpr, tpr, m.auc[c], label)
+        _roc_axes(ax, f"{names[c]} vs the rest (n = {int(models[0][1].n[c])})")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_efficiency_vs_energy_comparison(models: Sequence[tuple[str, TaskMetrics]],
+                                         path: str | os.PathLike, title: str) -> Path:
+    """Efficiency vs true neutrino energy (GeV) of several models: a panel per class, one series
+    per model with binomial error bars, the models' points side by side within each energy bin.
+    Every metrics object needs energies (``energy_edges``)."""
+    for label, m in models:
+        if m.energy_edges is None:
+            raise ValueError(f"{label}: metrics were computed without true energies")
+    first = models[0][1]
+    names = display_names(first.task, first.class_names)
+    fig, axes = _grid(len(names), 5.0, 3.8)
+    for c, ax in enumerate(axes):
+        for k, (label, m) in enumerate(models):
+            edges = m.energy_edges
+            width = np.diff(edges)
+            # models side by side within each bin, so their error bars do not hide each other
+            x = edges[:-1] + width * (k + 1) / (len(models) + 1)
+            filled = m.n_vs_energy[c] > 0
+            ax.errorbar(x[filled], m.eff_vs_energy[c][filled], yerr=m.eff_vs_energy_err[c][filled],
+                        fmt="os^vDP<>"[k % 8], ms=3.5, capsize=0, label=label)
+        ax.set_xlim(first.energy_edges[0], first.energy_edges[-1])
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("true neutrino energy (GeV)")
+        ax.set_ylabel("efficiency")
+        ax.set_title(f"{names[c]} (n = {int(first.n[c])})", fontsize=10)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_cost_vs_accuracy(labels: Sequence[str], events_per_s: Sequence[float],
+                          score: Sequence[float], parameters: Sequence[int | None],
+                          path: str | os.PathLike, title: str, score_label: str = "macro F1",
+                          rate_label: str = "inference events/s") -> Path:
+    """Scatter of a model quality (``score``, e.g. macro F1) against inference speed
+    (``events_per_s``, log axis), marker area ∝ parameter count, each point labelled.
+
+    All sequences ``[M]``; ``parameters`` may hold None (unknown: smallest marker). ValueError
+    when a rate is missing or not positive or a score is not finite (leave such models out).
+    """
+    rate = np.asarray(events_per_s, np.float64)
+    score = np.asarray(score, np.float64)
+    if not (np.isfinite(rate).all() and (rate > 0).all() and np.isfinite(score).all()):
+        raise ValueError("every model needs a positive events/s and a finite score")
+    known = [p for p in parameters if p]
+    biggest = max(known, default=1)
+    sizes = [40.0 + 600.0 * (p or 0) / biggest for p in parameters]
+    fig = _figure(6.0, 4.6)
+    ax = fig.add_subplot()
+    for k, label in enumerate(labels):
+        ax.scatter(rate[k], score[k], s=sizes[k], alpha=0.6, color=f"C{k % 10}",
+                   edgecolors="black", linewidths=0.5)
+        params = f"{parameters[k]:,} par." if parameters[k] else "parameters n/a"
+        ax.annotate(f"{label}\n({params})", (rate[k], score[k]), xytext=(6, 6),
+                    textcoords="offset points", fontsize=8)
+    ax.set_xscale("log")
+    plain = ticker.LogFormatter(labelOnlyBase=False)
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    lo, hi = rate.min(), rate.max()
+    ax.set_xlim(lo / 2.0, hi * 3.0)
+    ax.set_ylim(max(0.0, score.min() - 0.1), min(1.0, score.max() + 0.1) + 0.02)
+    ax.set_xlabel(f"{rate_label} (log scale)")
+    ax.set_ylabel(score_label)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
     return _save(fig, path)

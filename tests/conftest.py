@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
 from gnnu.detectors import load_detector
+from gnnu.io.hitfile import seal
 from gnnu.events import HIT_COLUMNS, PARTICLE_COLUMNS, Event, Hits, Particles, Truth, bucket_count
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,3 +46,25 @@ def make_event(i: int, n_hits: int = 50, seed: int = 0, particles: bool = True) 
         m = int(rng.integers(1, 6))
         parts = Particles({k: rng.uniform(-1, 1, m).astype(d) for k, (d, _) in PARTICLE_COLUMNS.items()})
     return Event((1, 0, i), truth, Hits(cols), parts)
+
+
+@contextmanager
+def edited_hit_file(path):
+    """Open a written hit file with h5py for editing, then seal it again
+    (:func:`gnnu.io.hitfile.seal`): a well-formed file holding a wrong value, as another tool
+    could write it — what the reader's own checks must catch (an edit without resealing is
+    refused by the seal check alone)."""
+    with h5py.File(path, "a") as f:
+        yield f
+    seal(path)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """After the run: how many fuzz cases each reader got and how they ended (tests/fuzzlib.py)."""
+    import sys
+
+    fuzz = sys.modules.get("fuzzlib")
+    if fuzz is not None and fuzz.TALLY:
+        terminalreporter.write_sep("-", "fuzz cases per reader (issue #8)")
+        for line in fuzz.summary_lines():
+            terminalreporter.write_line(line)

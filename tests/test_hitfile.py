@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import make_event
+from conftest import edited_hit_file, make_event
 from gnnu.errors import InputError, OutputExistsError, SchemaError
 from gnnu.io import open_source
 from gnnu.io.hitfile import HitFile, HitFileWriter, write_hits
@@ -78,7 +78,7 @@ def test_empty_file_is_valid(tmp_path, dune):
 
 def test_unknown_major_version_refused(tmp_path, dune):
     path = write_hits(tmp_path / "a.h5", _events(2), dune)
-    with h5py.File(path, "a") as f:
+    with edited_hit_file(path) as f:
         f.attrs["schema_version"] = "2.0"
     with pytest.raises(SchemaError, match=r"a\.h5.*version 2\.0"):
         HitFile(path)
@@ -94,7 +94,7 @@ def test_not_a_hit_file(tmp_path):
 
 def test_missing_column_named(tmp_path, dune):
     path = write_hits(tmp_path / "a.h5", _events(2), dune)
-    with h5py.File(path, "a") as f:
+    with edited_hit_file(path) as f:
         del f["hits/charge"]
     with pytest.raises(SchemaError, match="/hits/charge"):
         HitFile(path)
@@ -126,3 +126,42 @@ def test_truncated_file_is_one_clear_error(tmp_path, dune, keep):
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match="nope.h5: file not found"):
         HitFile(tmp_path / "nope.h5")
+
+
+def test_seal_refuses_any_edit_before_hdf5_parses(tmp_path, dune):
+    """Written files carry the SHA-256 of their content in the HDF5 user block; an edit that
+    keeps the file well-formed HDF5 (here one charge value) but is not resealed is refused, as
+    are a damaged seal and a truncated file (each: InputError naming the file)."""
+    path = write_hits(tmp_path / "a.h5", _events(2), dune)
+    assert path.read_bytes().startswith(b"gnnu-hits sha256 ")
+    with HitFile(path) as f:
+        assert f.sealed
+    edited = tmp_path / "edited.h5"
+    edited.write_bytes(path.read_bytes())
+    with h5py.File(edited, "a") as f:
+        f["hits/charge"][0] = 1.0
+    with pytest.raises(InputError, match=r"edited\.h5: hit file damaged.*SHA-256"):
+        HitFile(edited)
+    data = bytearray(path.read_bytes())
+    data[3] ^= 0x10                                   # inside the magic
+    (tmp_path / "magic.h5").write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"magic\.h5: not a readable hit file"):
+        HitFile(tmp_path / "magic.h5")
+    (tmp_path / "short.h5").write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(InputError, match=r"short\.h5: hit file damaged"):
+        HitFile(tmp_path / "short.h5")
+
+
+def test_unsealed_files_still_read(tmp_path, dune, monkeypatch):
+    """A hit file without a user block (gnnu before the seal) reads without the check."""
+    import gnnu.io.hitfile as hitfile
+
+    monkeypatch.setattr(hitfile, "USERBLOCK", 0)
+    monkeypatch.setattr(hitfile, "seal", lambda path: None)
+    events = _events(3)
+    path = write_hits(tmp_path / "old.h5", events, dune)
+    assert path.read_bytes().startswith(b"\x89HDF")
+    monkeypatch.undo()
+    with HitFile(path) as f:
+        assert not f.sealed and len(f) == 3
+        np.testing.assert_array_equal(f[1].hits["charge"], events[1].hits["charge"])

@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import edited_hit_file
 from gnnu.cli.sim import main
 from gnnu.events import Flavour
 from gnnu.io.hitfile import HitFile
@@ -110,7 +111,7 @@ def test_inspect_good_and_corrupt(tmp_path, capsys):
     capsys.readouterr()
     assert main(["--inspect", str(out)]) == 0
     assert "4 events" in capsys.readouterr().out
-    with h5py.File(out, "a") as f:
+    with edited_hit_file(out) as f:
         f["hits/charge"][5] = np.nan
     assert main(["--inspect", str(out)]) == 2
     err = capsys.readouterr().err

@@ -11,13 +11,29 @@ Layout::
                           software, n_events
 
 Writes are atomic: everything goes to ``<out>.tmp-<pid>`` which is renamed over ``<out>`` only
-when complete, so an interrupted run never leaves a file a reader would accept. Reading is
-lazy: only the per-event table is loaded; hits are sliced per event (chunked storage, so a read
-decompresses only the chunks it touches).
+when complete, so an interrupted run never leaves a file a reader would accept (and the
+``n_events`` attribute, written last, must match the event table). Reading is lazy: only the
+per-event table is loaded; hits are sliced per event (chunked storage, so a read decompresses
+only the chunks it touches).
+
+Integrity: files are written in the HDF5 1.10 format, whose metadata (superblock, object
+headers, chunk indices) carries checksums, and every data chunk carries a Fletcher-32 checksum,
+so damaged bytes the reader uses give an error instead of wrong values (files from older gnnu
+versions, without checksums, still read). On top of that a file is *sealed*: its first 512 bytes
+are an HDF5 user block holding :data:`SEAL_MAGIC` and the SHA-256 of every byte after the block,
+checked before HDF5 parses anything (:func:`check_seal`). Some damaged metadata sends the HDF5
+library into an endless loop instead of an error (seen with overwritten attribute bytes); the seal
+turns any changed, added or missing byte into one InputError first. Unsealed files (older gnnu
+versions, or written by other tools) are read as before. Hashing costs one sequential read of
+the file (≈ 1 GB/s) per opening. The reader checks every object it uses: present,
+stored in the file (links to other files are refused), the expected shape and a numeric dtype of
+the right kind (values are cast to the column's dtype; integers must fit), consistent CSR
+offsets for hits and particles, finite time, charge and width.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -30,12 +46,59 @@ from .. import __version__
 from ..detectors import detector_from_dict, detector_json
 from ..errors import ConfigError, InputError, OutputExistsError, SchemaError
 from ..events import HIT_COLUMNS, PARTICLE_COLUMNS, Event, Hits, Particles, Truth
-from .base import EventReader, open_hdf5
+from .base import HDF5_ERRORS, EventReader, cast_column, hdf5_column, hdf5_group, open_hdf5
 
 SCHEMA = "gnnu-hits"
 SCHEMA_VERSION = "1.0"
+#: HDF5 file-format bounds: 1.10 objects carry metadata checksums (readable by HDF5 ≥ 1.10).
+LIBVER = ("v110", "v110")
 _CHUNK = 65536
 _FLUSH_ROWS = 1 << 20
+#: HDF5 user block of a sealed hit file: SEAL_MAGIC, the hex SHA-256 of the rest, zero padding.
+USERBLOCK = 512
+SEAL_MAGIC = b"gnnu-hits sha256 "
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _content_digest(path: Path) -> str:
+    """Hex SHA-256 of the bytes of ``path`` after the user block."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        f.seek(USERBLOCK)
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def seal(path: str | os.PathLike) -> None:
+    """Write the seal (module docstring) into the user block of the closed hit file ``path``
+    (written with ``userblock_size=USERBLOCK``); done by :meth:`HitFileWriter.close`."""
+    stamp = SEAL_MAGIC + _content_digest(Path(path)).encode()
+    with open(path, "r+b") as f:
+        f.write(stamp.ljust(USERBLOCK, b"\0"))
+
+
+def check_seal(path: str | os.PathLike) -> bool:
+    """Verify the seal of hit file ``path`` before HDF5 opens it: True if sealed and intact,
+    False for an unsealed HDF5 file (read without this check); InputError naming the file when
+    the seal does not match (damaged, truncated or edited) or the file is neither."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(USERBLOCK)
+    except OSError as exc:
+        raise InputError(f"cannot read ({exc.strerror})", path) from None
+    if head.startswith(_HDF5_SIGNATURE):
+        return False
+    if not head.startswith(SEAL_MAGIC):
+        raise InputError("not a readable hit file: neither a sealed gnnu hit file nor HDF5 "
+                         "(damaged header?)", path)
+    end = len(SEAL_MAGIC) + 64
+    want = head[len(SEAL_MAGIC):end].decode("ascii", "replace")
+    if len(head) < USERBLOCK or head[end:].strip(b"\0") or _content_digest(path) != want:
+        raise InputError("hit file damaged: its content does not match the SHA-256 sealed into it "
+                         "when it was written (truncated, overwritten or edited after writing)", path)
+    return True
 
 
 def _major(version: str) -> int:
@@ -74,7 +137,8 @@ class HitFileWriter:
                  seed: int | None = None, overwrite: bool = False, compression: str = "lzf"):
         self.path = prepare_output(path, overwrite)
         self.tmp = temporary_path(self.path)
-        self._f = h5py.File(self.tmp, "w", track_order=True)
+        self._f = h5py.File(self.tmp, "w", track_order=True, libver=LIBVER,
+                            userblock_size=USERBLOCK)
         self._compression = compression
         self._f.attrs.update({
             "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
@@ -144,7 +208,7 @@ class HitFileWriter:
                     self._f.create_dataset(key, shape=shape, maxshape=(None,) + data.shape[1:],
                                            dtype=data.dtype, chunks=(min(_CHUNK, max(len(data), 1024)),)
                                            + data.shape[1:], compression=self._compression,
-                                           track_times=False)
+                                           fletcher32=True, track_times=False)
                 ds = self._f[key]
                 start = ds.shape[0]
                 ds.resize(start + len(data), axis=0)
@@ -178,6 +242,7 @@ class HitFileWriter:
                     self._f.create_dataset(f"events/{name}", shape=(0,), dtype=dtype)
         self._f.attrs["n_events"] = self.n_events
         self._f.close()
+        seal(self.tmp)
         os.replace(self.tmp, self.path)
         self._closed = True
         return self.path
@@ -222,13 +287,17 @@ class HitFile(EventReader):
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        if not self.path.exists():
+            raise InputError("file not found", self.path)
+        #: Whether the file carried an intact seal (False: an unsealed file, read unchecked).
+        self.sealed = check_seal(self.path)
         self._f = open_hdf5(self.path)
         try:
             self._open()
         except InputError:
             self._f.close()
             raise
-        except (OSError, KeyError, ValueError, TypeError) as exc:
+        except HDF5_ERRORS as exc:
             self._f.close()
             raise InputError(f"unreadable hit file (corrupt or truncated?): {exc}", self.path) from None
 
@@ -244,49 +313,45 @@ class HitFile(EventReader):
         if _major(version) != _major(SCHEMA_VERSION):
             raise SchemaError(f"unsupported hit-file schema version {version} (this gnnu reads "
                               f"{_major(SCHEMA_VERSION)}.x)", self.path)
-        for group in ("hits", "events"):
-            if group not in self._f:
-                raise SchemaError(f"missing group /{group}", self.path)
-        required_hits = [k for k, v in HIT_COLUMNS.items() if v[2]]
-        for name in required_hits:
-            if name not in self._f["hits"]:
-                raise SchemaError(f"missing hit column /hits/{name}", self.path)
-        for name in ("event_id", "hit_offset", "hit_count"):
-            if name not in self._f["events"]:
-                raise SchemaError(f"missing event column /events/{name}", self.path)
-        self.hit_columns = [k for k in HIT_COLUMNS if k in self._f["hits"]]
-        n_hits = {self._f["hits"][k].shape[0] for k in self.hit_columns}
-        if len(n_hits) != 1:
-            raise InputError("hit columns have different lengths "
-                             f"{ {k: self._f['hits'][k].shape[0] for k in self.hit_columns} }", self.path)
-        self.n_hits_total = n_hits.pop()
-        ev = self._f["events"]
-        self._ids = ev["event_id"][...].astype(np.int64).reshape(-1, 3)
-        self._offset = ev["hit_offset"][...].astype(np.int64)
-        self._count = ev["hit_count"][...].astype(np.int64)
+        hits = hdf5_group(self._f, "hits", self.path)
+        ev = hdf5_group(self._f, "events", self.path)
+        self.hit_columns = [k for k, (_, _, required) in HIT_COLUMNS.items()
+                            if required or hits.get(k, getlink=True) is not None]
+        lengths = {k: hdf5_column(hits, k, self.path, HIT_COLUMNS[k][0]).shape[0]
+                   for k in self.hit_columns}
+        if len(set(lengths.values())) != 1:
+            raise InputError(f"hit columns have different lengths {lengths}", self.path)
+        self.n_hits_total = lengths["view"]
+        self._ids = self._events_column(ev, "event_id", np.int64, 3)
+        self._offset = self._events_column(ev, "hit_offset", np.int64)
+        self._count = self._events_column(ev, "hit_count", np.int64)
         n = len(self._ids)
         if not (len(self._offset) == len(self._count) == n):
             raise InputError("event table columns have different lengths", self.path)
-        if n and (np.any(self._count < 0) or np.any(self._offset < 0)
-                  or self._offset[-1] + self._count[-1] != self.n_hits_total
-                  or np.any(self._offset[1:] != self._offset[:-1] + self._count[:-1])):
-            bad = int(np.flatnonzero(np.r_[self._offset[1:] != self._offset[:-1] + self._count[:-1],
-                                           True])[0]) if n > 1 else 0
-            raise InputError(f"hit offsets/counts inconsistent with {self.n_hits_total} hits "
-                             f"(truncated file?)", self.path, event=bad)
+        n_events = attrs.get("n_events")
+        if n_events is not None and int(n_events) != n:
+            raise InputError(f"file attribute n_events = {int(n_events)} but the event table has "
+                             f"{n} rows (incomplete write?)", self.path)
+        self._check_csr(self._offset, self._count, self.n_hits_total, "hit")
         self._truth = {}
         for name, dtype in Truth.columns().items():
-            col = ev.get(name)
-            if col is None:
-                raise SchemaError(f"missing event column /events/{name}", self.path)
-            if col.shape[0] != n:
-                raise InputError(f"event column /events/{name} has {col.shape[0]} rows, expected {n}",
-                                 self.path)
-            self._truth[name] = col[...].astype(dtype)
-        self.has_particles = "particles" in self._f and "particle_offset" in ev
+            self._truth[name] = self._events_column(ev, name, dtype)
+            if len(self._truth[name]) != n:
+                raise InputError(f"event column /events/{name} has {len(self._truth[name])} rows, "
+                                 f"expected {n}", self.path)
+        self.has_particles = (self._f.get("particles", getlink=True) is not None
+                              and ev.get("particle_offset", getlink=True) is not None)
         if self.has_particles:
-            self._p_offset = ev["particle_offset"][...].astype(np.int64)
-            self._p_count = ev["particle_count"][...].astype(np.int64)
+            parts = hdf5_group(self._f, "particles", self.path)
+            lengths = {k: hdf5_column(parts, k, self.path, dtype).shape[0]
+                       for k, (dtype, _) in PARTICLE_COLUMNS.items()}
+            if len(set(lengths.values())) != 1:
+                raise InputError(f"particle columns have different lengths {lengths}", self.path)
+            self._p_offset = self._events_column(ev, "particle_offset", np.int64)
+            self._p_count = self._events_column(ev, "particle_count", np.int64)
+            if not len(self._p_offset) == len(self._p_count) == n:
+                raise InputError("particle offsets/counts do not have one row per event", self.path)
+            self._check_csr(self._p_offset, self._p_count, lengths["pdg"], "particle")
         try:
             det = json.loads(attrs.get("detector", "{}"))
             self.detector = detector_from_dict(det, f"{self.path} (detector attribute)")
@@ -296,6 +361,25 @@ class HitFile(EventReader):
         self.seed = int(attrs.get("seed", -1))
         self.software = str(attrs.get("software", "?"))
         self.schema_version = version
+
+    def _events_column(self, ev, name: str, dtype, width: int | None = None) -> np.ndarray:
+        """A whole /events column as ``dtype`` ([n] or [n, width])."""
+        values = cast_column(hdf5_column(ev, name, self.path, dtype,
+                                         (() if width is None else (width,),))[...], dtype)
+        if values is None:
+            raise InputError(f"/events/{name} holds values outside the range of {np.dtype(dtype)}",
+                             self.path)
+        return values
+
+    def _check_csr(self, offset: np.ndarray, count: np.ndarray, total: int, what: str) -> None:
+        """InputError naming the first event whose rows do not follow the previous event's."""
+        ends = offset + count
+        good = (count >= 0) & (offset == np.r_[0, ends[:-1]])
+        if good.all() and (ends[-1] == total if len(ends) else total == 0):
+            return
+        bad = int(np.flatnonzero(~good)[0]) if not good.all() else (len(ends) - 1 if len(ends) else None)
+        raise InputError(f"{what} offsets/counts inconsistent with {total} {what}s (truncated "
+                         f"file?)", self.path, event=bad)
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -309,13 +393,20 @@ class HitFile(EventReader):
     def _truth_row(self, i: int) -> Truth:
         return Truth(**{k: v[i].item() for k, v in self._truth.items()})
 
-    def _slice(self, group: str, columns, start: int, stop: int, index: int):
+    def _slice(self, group: str, columns: dict, start: int, stop: int, index: int):
+        """Rows [start, stop) of ``columns`` {name: dtype} of ``group``, cast to their dtypes."""
+        out = {}
         try:
-            return {k: self._f[group][k][start:stop] for k in columns}
-        except (OSError, KeyError, ValueError) as exc:
+            for k, dtype in columns.items():
+                out[k] = cast_column(self._f[group][k][start:stop], dtype)
+                if out[k] is None:
+                    raise InputError(f"/{group}/{k} holds values outside the range of {dtype}",
+                                     self.path, event=index, event_id=self._ids[index])
+        except HDF5_ERRORS as exc:
             raise InputError(f"cannot read /{group} (corrupt or truncated file?): "
                              f"{str(exc).splitlines()[0]}", self.path, event=index,
                              event_id=self._ids[index]) from None
+        return out
 
     def _check_finite(self, cols: dict, first: int, offsets: np.ndarray):
         for name in self._FINITE:
@@ -337,14 +428,15 @@ class HitFile(EventReader):
         self.check_index(start)
         self.check_index(stop - 1)
         a, b = int(self._offset[start]), int(self._offset[stop - 1] + self._count[stop - 1])
-        cols = self._slice("hits", self.hit_columns, a, b, start)
+        cols = self._slice("hits", {k: HIT_COLUMNS[k][0] for k in self.hit_columns}, a, b, start)
         rel = self._offset[start:stop] - a
         self._check_finite(cols, start, rel)
         parts = None
         if self.has_particles:
             pa = int(self._p_offset[start])
             pb = int(self._p_offset[stop - 1] + self._p_count[stop - 1])
-            parts = self._slice("particles", PARTICLE_COLUMNS, pa, pb, start)
+            parts = self._slice("particles", {k: v[0] for k, v in PARTICLE_COLUMNS.items()},
+                                pa, pb, start)
             prel = self._p_offset[start:stop] - pa
         events = []
         for j, i in enumerate(range(start, stop)):

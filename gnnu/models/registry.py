@@ -18,6 +18,7 @@ A model config (``configs/models/<name>.yaml``) is a mapping::
     params: {...}             # the family's params dataclass, validated strictly
     pooling: [mean, max]      # global pooling (GNNs; concatenated when several)
     heads: {...}              # gnnu.models.heads.HeadsConfig
+    image: {preset: dune-cvn} # image models only: gnnu.images.config.ImageConfig (required there)
 
 A full training config may nest it under a top-level ``model`` key; :func:`load_model_config`
 then reads that section only (the trainer validates the others).
@@ -41,6 +42,8 @@ from torch import nn
 from ..config import from_dict, read_yaml
 from ..errors import ConfigError
 from ..events import NUM_CLASSES
+from ..images.config import ImageConfig
+from ..images.pixelmap import PRESETS
 from .heads import HeadsConfig
 
 #: Packages whose import registers model families (skipped when not installed).
@@ -77,12 +80,15 @@ class ModelConfig:
     ``name``: registered model name. ``params``: the model family's params dataclass instance
     (a mapping before validation). ``heads``: :class:`~gnnu.models.heads.HeadsConfig`.
     ``pooling``: global pooling modes, concatenated in this order (GNN families).
+    ``image``: how events become pixel maps (:class:`~gnnu.images.config.ImageConfig`); required
+    by image models, refused for graph models.
     """
 
     name: str
     params: Any = field(default_factory=dict)
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     pooling: tuple[PoolingMode, ...] = ("mean", "max")
+    image: ImageConfig | None = None
 
     def __post_init__(self):
         if not self.pooling:
@@ -152,6 +158,12 @@ def load_model_config(config: dict | str | os.PathLike | ModelConfig,
         raise ConfigError(f"{where}.name: unknown model '{raw.name}' "
                           f"(known: {', '.join(sorted(_REGISTRY)) or 'none'})")
     entry = _REGISTRY[raw.name]
+    if entry.inputs == "image" and raw.image is None:
+        raise ConfigError(f"{where}: model '{raw.name}' reads pixel maps: give an 'image:' section "
+                          f"with a preset (known: {', '.join(PRESETS)}), e.g. image: {{preset: "
+                          f"{next(iter(PRESETS))}}}")
+    if entry.inputs == "graph" and raw.image is not None:
+        raise ConfigError(f"{where}.image: model '{raw.name}' reads graphs, not pixel maps")
     return replace(raw, params=from_dict(entry.params, raw.params, f"{where}.params"))
 
 

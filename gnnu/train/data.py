@@ -1,7 +1,11 @@
-"""Data for training: the graph dataset's splits as Lightning data loaders, resumable mid-epoch.
+"""Data for training: a dataset's splits as Lightning data loaders, resumable mid-epoch.
 
-:class:`GraphDataModule` serves the ``train`` and ``val`` splits of a
-:class:`gnnu.graph.dataset.GraphDataset` through PyG's ``DataLoader`` (pinned memory on GPU).
+:class:`EventDataModule` serves the ``train`` and ``val`` splits of a dataset as the model reads
+them (:func:`open_dataset`, by the registry's :func:`gnnu.models.model_inputs`): graph models get
+:class:`gnnu.graph.dataset.GraphDataset` through PyG's ``DataLoader``, image models the same
+events of the same splits as pixel maps (:class:`gnnu.images.dataset.ImageDataset`, batches
+collated by :func:`gnnu.images.dataset.collate_images`, :func:`make_loader`); sampling, resume
+and pinned memory on GPU are the same for both. Evaluation uses the same two functions.
 Batch order comes from :class:`EpochSampler` only: a permutation drawn from its own generator
 seeded with (seed, epoch), so it depends on nothing else (no global RNG, no worker count).
 A run resumed from a checkpoint taken after global step s (one optimiser step per batch)
@@ -24,6 +28,7 @@ from typing import Callable, Iterator
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from torch.utils.data import DataLoader as TorchDataLoader
 from torch.utils.data import Sampler
 from torch_geometric.loader import DataLoader
 
@@ -31,6 +36,11 @@ from ..errors import ConfigError, InputError
 from ..events import CLASS_LABELS, NUM_CLASSES, Flavour
 from ..graph.dataset import GraphDataset
 from ..graph.store import MANIFEST
+from ..images.dataset import ImageDataset, collate_images
+from ..models import model_inputs
+
+#: A dataset view a model reads: graphs, or the same events' pixel maps.
+EventDataset = GraphDataset | ImageDataset
 
 
 def manifest_hash(root: str | Path) -> str:
@@ -58,7 +68,31 @@ def dataset_tasks(manifest: dict, overrides: dict[str, int] | None = None) -> di
     return {t: tasks[t] for t in CLASS_LABELS}
 
 
-def check_labels(dataset: GraphDataset, tasks: dict[str, int]) -> None:
+def open_dataset(root: str | Path, split: str, model) -> EventDataset:
+    """The ``split`` of dataset ``root`` as the model config ``model`` reads it: a
+    :class:`GraphDataset`, or for image models (``model_inputs(model.name) == 'image'``) an
+    :class:`ImageDataset` rendered with ``model.image``."""
+    if model_inputs(model.name) == "image":
+        return ImageDataset(root, split, model.image)
+    return GraphDataset(root, split)
+
+
+def make_loader(dataset: EventDataset, batch_size: int, **kwargs):
+    """A data loader over ``dataset``: PyG's for graphs, torch's with :func:`collate_images` for
+    images. ``kwargs``: the usual ``DataLoader`` options (sampler, num_workers, pin_memory, …)."""
+    if isinstance(dataset, ImageDataset):
+        return TorchDataLoader(dataset, batch_size=batch_size, collate_fn=collate_images, **kwargs)
+    return DataLoader(dataset, batch_size=batch_size, **kwargs)
+
+
+def to_device(batch, device: torch.device, non_blocking: bool = True):
+    """A graph batch (PyG ``Batch``) or image batch (dict of tensors) moved to ``device``."""
+    if isinstance(batch, dict):
+        return {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
+    return batch.to(device, non_blocking=non_blocking)
+
+
+def check_labels(dataset: EventDataset, tasks: dict[str, int]) -> None:
     """ConfigError if a label of ``dataset`` lies outside its task's classes (−1 = undefined is fine)."""
     for task, n in tasks.items():
         labels = dataset.labels(task)
@@ -68,7 +102,7 @@ def check_labels(dataset: GraphDataset, tasks: dict[str, int]) -> None:
                               f"but the model has {n} classes (set num_classes.{task})")
 
 
-def class_weights(spec, dataset: GraphDataset, tasks: dict[str, int],
+def class_weights(spec, dataset: EventDataset, tasks: dict[str, int],
                   primary_task: str) -> dict[str, torch.Tensor]:
     """Cross-entropy class weights per task from the config's ``class_weights``.
 
@@ -153,23 +187,24 @@ class EpochSampler(Sampler[int]):
         return len(range(self.rank, self.n, self.world_size))
 
 
-class GraphDataModule(pl.LightningDataModule):
-    """Train and validation loaders over a graph dataset (see module docstring).
+class EventDataModule(pl.LightningDataModule):
+    """Train and validation loaders over a dataset, as graphs or images (see module docstring).
 
-    ``root``: dataset directory; ``batch_size`` events per batch and device; ``num_workers``;
+    ``root``: dataset directory; ``model``: the model config (decides graphs or images, and how
+    images are rendered); ``batch_size`` events per batch and device; ``num_workers``;
     ``seed``: shuffling seed; ``max_events`` / ``max_val_events``: first events of the split
     used (None: all); ``pin_memory``: page-locked batches for GPU transfer.
     """
 
-    def __init__(self, root: str | Path, batch_size: int, num_workers: int = 0, seed: int = 0,
+    def __init__(self, root: str | Path, model, batch_size: int, num_workers: int = 0, seed: int = 0,
                  max_events: int | None = None, max_val_events: int | None = None,
                  pin_memory: bool = False):
         super().__init__()
         self.root = Path(root)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.pin_memory = pin_memory
-        self.train_set = GraphDataset(self.root, "train")
-        self.val_set = GraphDataset(self.root, "val")
+        self.train_set = open_dataset(self.root, "train", model)
+        self.val_set = open_dataset(self.root, "val", model)
         self.n_train = min(len(self.train_set), max_events or len(self.train_set))
         self.n_val = min(len(self.val_set), max_val_events or len(self.val_set))
         for name, n in (("training", self.n_train), ("validation", self.n_val)):
@@ -178,19 +213,24 @@ class GraphDataModule(pl.LightningDataModule):
 
     @property
     def feature_names(self) -> list[str]:
+        """Node feature names (graphs) or channel names (images): the model's inputs."""
         return list(self.train_set.feature_names)
+
+    @property
+    def in_features(self) -> int:
+        """Node features per hit (graphs) or input channels = rendered views (images)."""
+        return len(self.feature_names)
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def _loader(self, dataset, sampler: EpochSampler, batch_size: int) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                          num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          persistent_workers=self.num_workers > 0,
-                          generator=torch.Generator().manual_seed(self.seed))
+    def _loader(self, dataset, sampler: EpochSampler, batch_size: int):
+        return make_loader(dataset, batch_size, sampler=sampler, num_workers=self.num_workers,
+                           pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
+                           generator=torch.Generator().manual_seed(self.seed))
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self):
         rank, world = self._rank()
         trainer = self.trainer
         sampler = EpochSampler(self.n_train, shuffle=True, seed=self.seed, rank=rank, world_size=world,
@@ -198,13 +238,13 @@ class GraphDataModule(pl.LightningDataModule):
                                step=(lambda: trainer.global_step) if trainer is not None else None)
         return self._loader(self.train_set, sampler, self.batch_size)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self):
         rank, world = self._rank()
         sampler = EpochSampler(self.n_val, shuffle=False, rank=rank, world_size=world, pad=False)
         return self._loader(self.val_set, sampler, self.batch_size)
 
     def example_batch(self, n: int = 8):
         """The first ``n`` training events as one batch (for FLOP counting)."""
-        loader = DataLoader(self.train_set, batch_size=min(n, self.n_train),
-                            sampler=list(range(min(n, self.n_train))))
+        loader = make_loader(self.train_set, min(n, self.n_train),
+                             sampler=list(range(min(n, self.n_train))))
         return next(iter(loader))

@@ -2,8 +2,10 @@
 
 :func:`evaluate_checkpoint` rebuilds the model from the config stored in the checkpoint
 (:mod:`gnnu.train.checkpoint`; loaded with ``weights_only=True`` onto the CPU, so a checkpoint
-from a GPU machine works on a CPU-only one), refuses a dataset whose node features differ from
-the checkpoint's, predicts every event of the split exactly once (sequential order, no sampler,
+from a GPU machine works on a CPU-only one), opens the split as the model reads it — graphs, or
+for image models the pixel maps rendered with the checkpoint's own ``image`` config, exactly as
+in training (:func:`gnnu.train.data.open_dataset`) — refuses a dataset whose node features (or
+image channels) differ from the checkpoint's, predicts every event of the split exactly once (sequential order, no sampler,
 no padding) and writes the report of :func:`gnnu.evaluate.report.write_report`
 (``metrics.json``, ``predictions.h5``, PNG plots), which reconciles the event count and ids with
 the dataset.
@@ -12,8 +14,8 @@ Measured on the way (``metrics.json``: ``throughput_events_per_s``, ``peak_memor
 ``timing``):
 
 - throughput = events / model time, where the model time of a batch runs from the host→device
-  copy to the scores back on the host (CUDA synchronised); reading and collating the graphs is
-  timed separately (``timing.data_s``) and not included. The first ``warmup`` batches are run
+  copy to the scores back on the host (CUDA synchronised); reading and collating the graphs (or
+  rendering the images) is timed separately (``timing.data_s``) and not included. The first ``warmup`` batches are run
   once before the timed pass and not counted (they are predicted again in the timed pass).
 - peak memory: on a GPU ``torch.cuda.max_memory_allocated`` during the timed pass (statistics
   reset before it); on the CPU the growth of the process's peak resident set size
@@ -34,16 +36,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch_geometric.loader import DataLoader
 
 from ..errors import ConfigError, InputError
 from ..evaluate.report import Predictions, write_report
-from ..graph.dataset import GraphDataset
 from ..models import create_model
 from ..models.heads import decode_target
 from .checkpoint import checkpoint_meta, load_checkpoint, model_state
 from .config import train_config_from_dict
-from .data import manifest_hash
+from .data import make_loader, manifest_hash, open_dataset, to_device
 from .module import task_class_names
 from .run import device_name, resolve_accelerator
 
@@ -89,7 +89,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, ou
         raise ConfigError(f"--warmup must be ≥ 0, got {warmup}")
     accelerator = resolve_accelerator(device)
     model, meta, cfg = load_model(checkpoint)
-    dataset = GraphDataset(data, split)
+    dataset = open_dataset(data, split, cfg.model)
     if list(dataset.feature_names) != list(meta["feature_names"]):
         raise InputError(f"dataset features {dataset.feature_names} differ from the checkpoint's "
                          f"{meta['feature_names']} (rebuild the dataset with the training graph "
@@ -105,11 +105,11 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, ou
     batch_size = batch_size or cfg.batch_size
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be ≥ 1, got {batch_size}")
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=dev.type == "cuda")
+    loader = make_loader(dataset, batch_size, shuffle=False, num_workers=num_workers,
+                         pin_memory=dev.type == "cuda")
 
     def predict(batch):
-        batch = batch.to(dev, non_blocking=True)
+        batch = to_device(batch, dev)
         with _autocast(cfg.precision, dev):
             out = model(batch)
         scores = {t: torch.softmax(out[t].float(), dim=1).cpu() for t in tasks}
@@ -136,11 +136,11 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, ou
             s, e = predict(batch)
             t_prev = time.perf_counter()
             model_s += t_prev - t0
-            ids.append(batch.event_id.view(-1, 3).numpy())
+            ids.append(batch["event_id"].view(-1, 3).numpy())
             for t in tasks:
                 labels[t].append(batch[t].view(-1).numpy())
                 scores[t].append(s[t].numpy())
-            e_true.append(batch.nu_energy.view(-1).double().numpy())
+            e_true.append(batch["nu_energy"].view(-1).double().numpy())
             if "nu_energy" in e:
                 e_pred.append(e["nu_energy"].double().numpy())
         wall = time.perf_counter() - t_wall

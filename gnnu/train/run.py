@@ -1,7 +1,10 @@
 """A training run: the library behind ``gnnu-train`` (DESIGN §7, §10).
 
 :func:`train` validates everything first (config, device, dataset, run directory, monitors,
-init-from checkpoint), then trains with Lightning and writes ``RUN_DIR/``:
+init-from checkpoint), then trains with Lightning and writes ``RUN_DIR/``. Graph models read the
+dataset's graphs, image models (``gnnu.models.model_inputs(name) == 'image'``) the same events
+as pixel maps rendered with the model config's ``image`` section (:mod:`gnnu.train.data`); their
+inputs (``in_features``) are the rendered views. The run directory holds:
 
 - ``config.yaml``: the resolved training config (model config expanded; reloadable as a config);
 - ``best.ckpt`` (best validation ``checkpoint.monitor``) and ``last.ckpt`` (see
@@ -34,7 +37,8 @@ directory without ``last.ckpt`` (killed before its first checkpoint) starts from
 
 Fine-tuning (``init_from``): weights whose names and shapes match are copied from the checkpoint
 (a head whose class count differs keeps its new initialisation), the config's ``freeze`` stops
-training the selected parameters. The checkpoint's feature names must equal the dataset's.
+training the selected parameters; when it is null, a model's own ``default_freeze`` prefixes
+(set by the ResNet18 transfer model from its params) are frozen the same way. The checkpoint's feature names must equal the dataset's.
 
 Simplifications: a run directory that is not empty is refused unless ``resume`` or ``force``
 (``force`` deletes the artefacts listed above, nothing else); under DDP, resume is exact only
@@ -65,7 +69,7 @@ from ..graph.store import read_manifest
 from ..models import count_parameters, create_model, flops_per_event
 from .checkpoint import checkpoint_meta, freeze, load_checkpoint, load_matching, model_state
 from .config import TrainConfig, load_train_config
-from .data import GraphDataModule, check_labels, class_weights, dataset_tasks, manifest_hash
+from .data import EventDataModule, check_labels, class_weights, dataset_tasks, manifest_hash
 
 CONFIG_FILE = "config.yaml"
 RUN_FILE = "run.json"
@@ -292,21 +296,22 @@ def train(opts: TrainOptions) -> dict:
     _quiet_lightning()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    dm = GraphDataModule(cfg.data, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+    dm = EventDataModule(cfg.data, cfg.model, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                          seed=cfg.seed, max_events=cfg.max_events, max_val_events=cfg.max_val_events,
                          pin_memory=plan.accelerator == "gpu")
     tasks = dataset_tasks(dm.train_set.manifest, cfg.num_classes)
     check_labels(dm.train_set, tasks)
     check_labels(dm.val_set, tasks)
-    model = create_model(cfg.model, in_features=len(dm.feature_names), tasks=tasks,
+    model = create_model(cfg.model, in_features=dm.in_features, tasks=tasks,
                          regression=cfg.regression)
     init = (_init_from(model, opts.init_from, dm.feature_names)
             if opts.init_from and plan.resume_from is None else None)
-    frozen = freeze(model, cfg.freeze)
+    frozen = freeze(model, cfg.freeze if cfg.freeze is not None
+                    else getattr(model, "default_freeze", None))   # the model's own, e.g. ResNet18's
     mhash = manifest_hash(cfg.data)
     meta = {"version": __version__, "config": to_dict(cfg), "feature_names": dm.feature_names,
             "manifest_hash": mhash, "data": str(cfg.data), "tasks": tasks,
-            "regression": list(cfg.regression), "in_features": len(dm.feature_names)}
+            "regression": list(cfg.regression), "in_features": dm.in_features}
     module = TrainModule(model, cfg, meta, class_weights(cfg.class_weights, dm.train_set, tasks,
                                                          cfg.primary_task), frozen)
     _check_monitors(cfg, module)

@@ -1,4 +1,5 @@
-"""``gnnu-demo``: the whole gnnu chain on a small simulated sample (README's main job)."""
+"""``gnnu-demo``: the whole gnnu chain on a small simulated sample (README's main job); the
+stages are in :mod:`gnnu.demo`."""
 
 from __future__ import annotations
 
@@ -7,30 +8,58 @@ import sys
 
 from .common import parser, run
 
+DESCRIPTION = """\
+Simulate a DUNE-like sample and run every gnnu stage on it: gnnu-sim, gnnu-build (graphs; the CNNs
+read the same events as pixel maps), gnnu-train and gnnu-eval of one GNN and one CNN, gnnu-compare.
+Prints each command before it runs and ends with the comparison table. --size small runs on a CPU
+in a few minutes (narrower EdgeConv, 2 epochs: the models learn only a little); medium and large
+train the shipped configs and are meant for a GPU (--device cuda)."""
+
 
 def build_parser():
-    from ..demo import SIZES
+    from ..demo import DEFAULT_MODELS, SIZES
 
-    p = parser("gnnu-demo", "Simulate a DUNE-like sample and run every gnnu stage on it.")
+    p = parser("gnnu-demo", DESCRIPTION)
     p.add_argument("--size", choices=tuple(SIZES), default="small",
-                   help="sample size: " + ", ".join(f"{k} = {v} events" for k, v in SIZES.items()))
+                   help="sample size: " + ", ".join(f"{k} = {v.events} events, {v.epochs} epochs"
+                                                    for k, v in SIZES.items()))
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="device for the training stages (DESIGN §10 flag; the demo does not train yet, so it is unused today)")
-    p.add_argument("--out", default="demo-out", help="output directory")
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+                   help="device for training and evaluation (auto: the GPU when there is one)")
+    p.add_argument("--models", default=",".join(DEFAULT_MODELS), metavar="A,B,…",
+                   help="model configs of configs/models/ to train and compare (default: %(default)s)")
+    p.add_argument("--events", type=int, metavar="N", help="events to simulate (default: the size's)")
+    p.add_argument("--epochs", type=int, metavar="N", help="training epochs (default: the size's)")
+    p.add_argument("--out", default="demo-out", help="output directory (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="processes for simulation and graph building (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="overwrite an earlier demo in --out")
     return p
 
 
 def _body(args) -> int:
     from ..demo import run_demo
+    from ..errors import ConfigError
+    from . import CommandFailed
 
-    res = run_demo(args.size, args.out, workers=args.workers, force=args.force)
+    for flag, value in (("--events", args.events), ("--epochs", args.epochs), ("--workers", args.workers)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be ≥ 1, got {value}")
+    try:
+        res = run_demo(args.size, args.out, workers=args.workers, force=args.force,
+                       device=args.device, models=tuple(m for m in args.models.split(",") if m),
+                       events=args.events, epochs=args.epochs)
+    except CommandFailed as exc:          # the stage has printed its own error line
+        print(f"gnnu-demo: error: stopped: {exc}", file=sys.stderr)
+        return 2
     print(f"\ngnnu-demo: done in {res.seconds:.0f} s")
-    print(f"  hit file      {res.hit_file}")
-    print(f"  event display {res.display}")
-    if res.dataset:
-        print(f"  graph dataset {res.dataset}")
+    for note in res.notes:
+        print(f"  note: {note}")
+    print(f"  hit file        {res.hit_file}\n  event display   {res.display}\n"
+          f"  graph dataset   {res.dataset}\n  graph and maps  {res.views}")
+    for name, run_dir in res.runs.items():
+        print(f"  {name:<15} {run_dir} (report: {run_dir / 'eval-test'})")
+    print(f"  comparison      {res.comparison}/comparison.md, comparison.csv, roc.png, "
+          f"efficiency_vs_energy.png, cost_vs_f1.png")
     return 0
 
 

@@ -177,3 +177,18 @@ def test_stored_hit_table_is_sparse(simulated):
     assert f["nodes/hit"].dtype == np.float32 and f["nodes/hit"].shape[1] == 4
     per_event = 17 * (b - a)
     assert per_event < int(np.prod(DUNE_CVN.shape)) / 5
+
+
+def test_graph_and_maps_picture(simulated, tmp_path):
+    """tools/event_views.py's drawing: a PNG of the graph per view above each preset's maps;
+    an event number outside the split is an IndexError naming the split size."""
+    from gnnu.images.display import draw_graph_and_maps
+
+    root, _ = simulated
+    path = draw_graph_and_maps(root / "graphs", 1, tmp_path / "views.png",
+                               presets=("dune-cvn", "resnet-rgb", "nova-cvn"))
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG") and len(data) > 20_000
+    assert not list(tmp_path.glob("*.tmp*"))
+    with pytest.raises(IndexError, match=f"out of range for {N_SIM} events"):
+        draw_graph_and_maps(root / "graphs", N_SIM, tmp_path / "x.png")

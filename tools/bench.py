@@ -1,0 +1,296 @@
+"""One table for issue #9: every model on the same simulated events, on the device at hand.
+
+What it measures, in one run (medians of ``--repeats`` timed passes, ``--warmup`` passes first
+and not counted; on a GPU every pass is timed with CUDA events and synchronised):
+
+- per model (``--models``, configs under ``configs/models/``): inference events/s and training
+  events/s (forward + backward + AdamW step on the flavour cross-entropy) on one batch of
+  ``--batch`` events that stays on the device (data loading excluded); peak memory of each
+  (``torch.cuda.max_memory_allocated``, GPU only); FLOPs per event (gnnu's counter, the one
+  gnnu-train records); bytes per event (sum of the outputs of every leaf module in one inference
+  pass, written once and read once: a lower bound on memory traffic);
+- the floor of each model: max(FLOPs / matmul rate, bytes / memory bandwidth) per event, with
+  the device's matmul rate (square matmuls of ``--matmul-size``, fp32 and bf16) and copy
+  bandwidth measured in the same run; "of floor" = measured time / floor time;
+- the data loader: graphs/s of the graph dataset and images/s of each image preset (reading,
+  rendering and collating, ``--loader-workers`` processes), i.e. what can feed the models;
+- kNN throughput of each available backend (scipy and torch on the CPU; torch on the GPU;
+  torch-cluster where installed) at 1 000, 3 000 and 10 000 points, k = 16, 2-D.
+
+Events: ``--events`` DUNE-like events from gnnu's simulator (four flavours round-robin, seed
+``--seed``), built with the default graph config (kNN 16 per view) into a temporary dataset;
+every model reads the same events (graphs, or pixel maps rendered with its config's image
+preset). Prints the machine, versions and the exact command first, then Markdown tables.
+
+    python tools/bench.py --device cpu --events 48 --batch 8 --repeats 3
+    python tools/bench.py --device cuda --events 512 --batch 64 --repeats 10 --precision bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from _env import describe
+from gnnu.config import CONFIG_ROOT
+from gnnu.graph.knn import BACKENDS, has_torch_cluster, knn
+from gnnu.models import count_parameters, create_model, flops_per_event, model_inputs
+from gnnu.models.registry import load_model_config
+
+MODELS = ("edgeconv", "dynedgeconv", "gravnet", "nova_cvn", "dune_cvn", "resnet18")
+
+
+# -- timing ---------------------------------------------------------------------------------------
+def timed(fn, device: torch.device, warmup: int, repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            out.append(start.elapsed_time(end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return out
+
+
+def peak_bytes(fn, device: torch.device) -> int | None:
+    """GPU peak allocation during one call of ``fn`` (None on the CPU)."""
+    if device.type != "cuda":
+        fn()
+        return None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize()
+    return int(torch.cuda.max_memory_allocated(device))
+
+
+def device_rates(device: torch.device, size: int, warmup: int, repeats: int) -> dict[str, float]:
+    """Measured matmul FLOP/s (fp32, bf16) and copy bandwidth (bytes/s, read + write)."""
+    rates = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a = torch.randn(size, size, device=device, dtype=dtype)
+        b = torch.randn(size, size, device=device, dtype=dtype)
+        t = statistics.median(timed(lambda: a @ b, device, warmup, repeats))
+        rates[f"matmul_{name}"] = 2 * size**3 / t
+    n = (1 << 28) if device.type == "cuda" else (1 << 25)
+    src = torch.empty(n, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    t = statistics.median(timed(lambda: dst.copy_(src), device, warmup, repeats))
+    rates["bandwidth"] = 2 * src.numel() * src.element_size() / t
+    return rates
+
+
+# -- data -----------------------------------------------------------------------------------------
+def simulated_dataset(root: Path, events: int, seed: int) -> Path:
+    """``events`` simulated DUNE-like events → default graph dataset under ``root``."""
+    from gnnu.detectors import load_detector
+    from gnnu.graph.build import BuildOptions, build_dataset
+    from gnnu.io.hitfile import write_hits
+    from gnnu.sim.simulate import NEUTRINO_FLAVOURS, simulate_event
+
+    det = load_detector("dune")
+    evs = [simulate_event(det, i, NEUTRINO_FLAVOURS[i % len(NEUTRINO_FLAVOURS)], seed)
+           for i in range(events)]
+    write_hits(root / "events.h5", evs, det)
+    build_dataset(BuildOptions(inputs=(str(root / "events.h5"),), out=str(root / "graphs"),
+                               split=(1.0, 0.0, 0.0)))
+    return root / "graphs"
+
+
+def first_batch(dataset, batch: int):
+    from gnnu.train.data import make_loader
+
+    return next(iter(make_loader(dataset, batch, shuffle=False)))
+
+
+def loader_rate(dataset, batch: int, workers: int, repeats: int) -> float:
+    """Events/s of reading + collating the whole dataset (median of ``repeats`` passes)."""
+    from gnnu.train.data import make_loader
+
+    rates = []
+    for _ in range(repeats):
+        loader = make_loader(dataset, batch, shuffle=False, num_workers=workers)
+        t0 = time.perf_counter()
+        n = sum(int(b["flavour"].numel()) for b in loader)
+        rates.append(n / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+# -- one model ------------------------------------------------------------------------------------
+def activation_bytes(model: torch.nn.Module, batch) -> float:
+    """Bytes written by every leaf module in one inference pass, ×2 (written and read once)."""
+    total = [0]
+
+    def hook(_module, _inputs, output):
+        for t in (output if isinstance(output, (tuple, list)) else [output]):
+            if isinstance(t, torch.Tensor):
+                total[0] += t.numel() * t.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            model(batch)
+    finally:
+        for h in handles:
+            h.remove()
+    return 2.0 * total[0]
+
+
+def bench_model(name: str, data: Path, args, device: torch.device) -> dict:
+    from gnnu.graph.dataset import GraphDataset
+    from gnnu.train.data import open_dataset, to_device
+
+    cfg = load_model_config(CONFIG_ROOT / "models" / f"{name}.yaml")
+    if name == "resnet18":                  # ImageNet weights are not needed to time it
+        cfg = load_model_config({**_as_dict(cfg), "params": {**_as_dict(cfg)["params"], "weights": "none"}})
+    dataset = open_dataset(data, "train", cfg) if model_inputs(name) == "image" else GraphDataset(data, "train")
+    model = create_model(cfg, in_features=len(dataset.feature_names)).to(device)
+    batch = to_device(first_batch(dataset, args.batch), device)
+    n = args.batch
+    flops = flops_per_event(model, batch)
+    bytes_ = activation_bytes(model.eval(), batch) / n
+    amp = (torch.autocast(device.type, dtype=torch.bfloat16) if args.precision == "bf16"
+           else torch.autocast(device.type, enabled=False))
+
+    def infer():
+        with torch.no_grad(), amp:
+            model(batch)
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    target = batch["flavour"].view(-1)
+
+    def step():
+        with amp:
+            loss = torch.nn.functional.cross_entropy(model(batch)["flavour"].float(), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    model.eval()
+    t_inf = timed(infer, device, args.warmup, args.repeats)
+    mem_inf = peak_bytes(infer, device)
+    model.train()
+    t_train = timed(step, device, args.warmup, args.repeats)
+    mem_train = peak_bytes(step, device)
+    return {"model": name, "parameters": count_parameters(model), "flops": flops, "bytes": bytes_,
+            "infer": n / statistics.median(t_inf), "train": n / statistics.median(t_train),
+            "mem_infer": mem_inf, "mem_train": mem_train,
+            "nodes": float(batch.num_nodes) / n if hasattr(batch, "num_nodes") else None}
+
+
+def _as_dict(cfg) -> dict:
+    from gnnu.config import to_dict
+
+    return to_dict(cfg)
+
+
+# -- kNN ------------------------------------------------------------------------------------------
+def bench_knn(device: torch.device, sizes, args) -> list[tuple[str, int, float]]:
+    """(backend on device, points, events/s) of kNN k = 16 on one 2-D event of each size."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in sizes:
+        pts = (rng.normal(size=(n, 2)) * 50).astype(np.float32)
+        cases = [("scipy (cpu)", lambda p=pts: knn(p, 16, backend="scipy"), torch.device("cpu")),
+                 ("torch (cpu)", lambda p=torch.from_numpy(pts): knn(p, 16, backend="torch"),
+                  torch.device("cpu"))]
+        if device.type == "cuda":
+            g = torch.from_numpy(pts).to(device)
+            cases.append(("torch (cuda)", lambda p=g: knn(p, 16, backend="torch"), device))
+        if has_torch_cluster() and "torch_cluster" in BACKENDS:
+            target = torch.from_numpy(pts).to(device)
+            cases.append((f"torch-cluster ({device.type})",
+                          lambda p=target: knn(p, 16, backend="torch_cluster"), device))
+        for label, fn, dev in cases:
+            rows.append((label, n, 1.0 / statistics.median(timed(fn, dev, args.warmup, args.repeats))))
+    return rows
+
+
+# -- report ---------------------------------------------------------------------------------------
+def _mib(v):
+    return "n/a" if v is None else f"{v / 2**20:,.0f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--events", type=int, default=48, help="simulated events (≥ batch)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    ap.add_argument("--loader-workers", type=int, default=0)
+    ap.add_argument("--matmul-size", type=int, default=2048)
+    ap.add_argument("--knn-sizes", default="1000,3000,10000")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--data", help="use this graph dataset instead of simulating (train split)")
+    args = ap.parse_args()
+    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and
+                                                                torch.cuda.is_available()) else "cpu")
+    print(describe())
+    print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "
+          f"torch threads {torch.get_num_threads()}, precision {args.precision}, batch {args.batch}")
+    rates = device_rates(device, args.matmul_size, args.warmup, args.repeats)
+    print(f"\nmeasured: matmul fp32 {rates['matmul_fp32'] / 1e12:.3g} TFLOP/s, bf16 "
+          f"{rates['matmul_bf16'] / 1e12:.3g} TFLOP/s, copy bandwidth {rates['bandwidth'] / 1e9:.3g} GB/s")
+    matmul = rates["matmul_bf16" if args.precision == "bf16" else "matmul_fp32"]
+    with tempfile.TemporaryDirectory(prefix="gnnu-bench-") as tmp:
+        t0 = time.perf_counter()
+        data = Path(args.data) if args.data else simulated_dataset(Path(tmp), args.events, args.seed)
+        print(f"data: {data} ({time.perf_counter() - t0:.0f} s to simulate and build)")
+        rows = []
+        for name in [m for m in args.models.split(",") if m]:
+            t0 = time.perf_counter()
+            rows.append(bench_model(name, data, args, device))
+            print(f"  {name}: done in {time.perf_counter() - t0:.0f} s", flush=True)
+        print("\n| model | parameters | GFLOP/event | MB/event | inference events/s | training events/s "
+              "| peak MiB inference / training | floor events/s | of floor |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            floor = max(r["flops"] / matmul, r["bytes"] / rates["bandwidth"])
+            print(f"| {r['model']} | {r['parameters']:,} | {r['flops'] / 1e9:.3g} | {r['bytes'] / 1e6:.3g} | "
+                  f"{r['infer']:,.1f} | {r['train']:,.1f} | {_mib(r['mem_infer'])} / {_mib(r['mem_train'])} | "
+                  f"{1 / floor:,.0f} | {r['infer'] * floor:.2%} |")
+        gnn = [r for r in rows if model_inputs(r["model"]) == "graph"]
+        cnn = {r["model"]: r for r in rows if r["model"] == "dune_cvn"}
+        if gnn and cnn:
+            print("\ninference ratio to DUNE CVN (same events, same batch): "
+                  + ", ".join(f"{r['model']} {r['infer'] / cnn['dune_cvn']['infer']:.2f}×" for r in gnn))
+        nodes = [r["nodes"] for r in rows if r["nodes"]]
+        if nodes:
+            print(f"nodes per event in the timed batch: {nodes[0]:,.0f}")
+
+        from gnnu.graph.dataset import GraphDataset
+        from gnnu.images.dataset import ImageDataset
+
+        print("\n| data loader | events/s |\n|---|---|")
+        print(f"| graphs (GraphDataset, {args.loader_workers} workers) | "
+              f"{loader_rate(GraphDataset(data, 'train'), args.batch, args.loader_workers, args.repeats):,.0f} |")
+        for preset in ("dune-cvn", "resnet-rgb"):
+            rate = loader_rate(ImageDataset(data, "train", preset), args.batch, args.loader_workers,
+                               args.repeats)
+            print(f"| images {preset} (ImageDataset, {args.loader_workers} workers) | {rate:,.0f} |")
+    sizes = [int(s) for s in args.knn_sizes.split(",") if s]
+    print("\n| kNN k = 16, 2-D | points | events/s |\n|---|---|---|")
+    for label, n, rate in bench_knn(device, sizes, args):
+        print(f"| {label} | {n:,} | {rate:,.1f} |")
+
+
+if __name__ == "__main__":
+    main()

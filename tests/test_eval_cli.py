@@ -16,7 +16,7 @@ import yaml
 from gnnu.cli.eval import main
 from gnnu.errors import InputError
 from gnnu.graph.dataset import GraphDataset
-from gnnu.train.checkpoint import load_checkpoint
+from gnnu.models.checkpoint import load_checkpoint
 from gnnu.train.run import TrainOptions, train
 from test_train import TINY, make_dataset
 

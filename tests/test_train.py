@@ -345,7 +345,7 @@ def test_init_from_with_freeze(uninterrupted, tiny_config, dataset, tmp_path):
 
 def test_freeze_by_depth():
     from gnnu.models import create_model
-    from gnnu.train.checkpoint import freeze, parameter_units
+    from gnnu.models.checkpoint import freeze, parameter_units
 
     cfg = load_train_config(base=TINY, require_data=False)
     model = create_model(cfg.model, 7, {"flavour": 4}, ("nu_energy",))

@@ -128,7 +128,7 @@ class TrainConfig:
     ``regression``: regression targets offered to the model. ``seed``; ``deterministic``: use
     deterministic algorithms (warn where none exists). ``gradient_clip``: max global L2 norm of
     the gradients (None: off). ``freeze``: module-name prefixes, or a depth N = the first N
-    parameter units (:func:`gnnu.train.checkpoint.parameter_units`), whose parameters are not
+    parameter units (:func:`gnnu.models.checkpoint.parameter_units`), whose parameters are not
     trained (and whose modules stay in eval mode). ``max_events`` / ``max_val_events``: use only
     the first N events of the training / validation split. ``log_every_n_steps``: TensorBoard
     step-logging period.

@@ -1,7 +1,7 @@
 """Inference with a trained checkpoint over one dataset split: the library behind ``gnnu-eval``.
 
 :func:`evaluate_checkpoint` rebuilds the model from the config stored in the checkpoint
-(:mod:`gnnu.train.checkpoint`; loaded with ``weights_only=True`` onto the CPU, so a checkpoint
+(:mod:`gnnu.models.checkpoint`; loaded with ``weights_only=True`` onto the CPU, so a checkpoint
 from a GPU machine works on a CPU-only one), opens the split as the model reads it — graphs, or
 for image models the pixel maps rendered with the checkpoint's own ``image`` config, exactly as
 in training (:func:`gnnu.train.data.open_dataset`) — refuses a dataset whose node features (or
@@ -41,7 +41,7 @@ from ..errors import ConfigError, InputError
 from ..evaluate.report import Predictions, write_report
 from ..models import create_model
 from ..models.heads import decode_target
-from .checkpoint import checkpoint_meta, load_checkpoint, model_state
+from ..models.checkpoint import checkpoint_meta, load_checkpoint, model_state
 from .config import train_config_from_dict
 from .data import make_loader, manifest_hash, open_dataset, to_device
 from .module import task_class_names

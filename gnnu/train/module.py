@@ -45,7 +45,7 @@ from torch.nn import functional as F
 
 from ..evaluate.metrics import EvaluationError, class_names, energy_resolution, evaluate_task
 from ..models.heads import decode_target, encode_target, is_log_target
-from .checkpoint import frozen_modules
+from ..models.checkpoint import frozen_modules
 from .config import TrainConfig
 
 
@@ -69,7 +69,7 @@ class TrainModule(pl.LightningModule):
     Args:
         model: a registry model (``model.loss_weights``, ``model.config``).
         cfg: the training config.
-        meta: the checkpoint's ``gnnu`` block (:data:`gnnu.train.checkpoint.META_KEYS`); its
+        meta: the checkpoint's ``gnnu`` block (:data:`gnnu.models.checkpoint.META_KEYS`); its
             ``tasks`` (task → classes) and ``regression`` are what the model was offered.
         class_weights: task → float tensor [C] (cross-entropy class weights).
         frozen: frozen parameter prefixes (their modules stay in eval mode).

@@ -9,7 +9,7 @@ inputs (``in_features``) are the rendered views. The run directory holds:
 - ``config.yaml``: the resolved training config (model config expanded; reloadable as a config);
 - ``best.ckpt`` (best validation ``checkpoint.monitor``) and ``last.ckpt`` (see
   :mod:`gnnu.train.callbacks`); both load with ``torch.load(weights_only=True)``
-  (:mod:`gnnu.train.checkpoint`);
+  (:mod:`gnnu.models.checkpoint`);
 - ``tensorboard/``: TensorBoard event files (``tensorboard --logdir RUN_DIR``);
 - ``run.json``: gnnu and library versions, dataset path and manifest hash, model name,
   parameter count (total, trainable), FLOPs per event (:func:`gnnu.models.cost.flops_per_event`
@@ -67,7 +67,7 @@ from ..config import read_yaml, to_dict
 from ..errors import ConfigError, GnnuError, InputError, OutputExistsError
 from ..graph.store import read_manifest
 from ..models import count_parameters, create_model, flops_per_event
-from .checkpoint import checkpoint_meta, freeze, load_checkpoint, load_matching, model_state
+from ..models.checkpoint import checkpoint_meta, freeze, load_checkpoint, load_matching, model_state
 from .config import TrainConfig, load_train_config
 from .data import EventDataModule, check_labels, class_weights, dataset_tasks, manifest_hash
 
@@ -218,6 +218,10 @@ def _plan(opts: TrainOptions) -> _Plan:
             if old and old != new:
                 raise InputError(f"the run was trained on dataset {old}, this one is {new}", cfg.data)
         resume_from = out / LAST if (out / LAST).exists() else None
+        if resume_from is not None:
+            # a corrupt or hostile last.ckpt: one InputError here (weights_only), not a pickle
+            # traceback from inside Lightning
+            load_checkpoint(resume_from)
     elif contents and _global_rank() == 0:
         if opts.resume:
             raise OutputExistsError(f"{out}: not a gnnu-train run directory (no {CONFIG_FILE}); "

@@ -13,7 +13,7 @@ Initial weights (``params.weights``):
   (``torch.hub.get_dir()/checkpoints/resnet18-f37072fd.pth``, where torchvision itself keeps
   them) or from ``params.weights_path``; every tensor of the body must be in the file with its
   shape (the 1000-class ``fc`` is ignored). Needs V = 3 views;
-- a path to a gnnu checkpoint (``gnnu-train``'s ``.ckpt``, :mod:`gnnu.train.checkpoint`): pretrain
+- a path to a gnnu checkpoint (``gnnu-train``'s ``.ckpt``, :mod:`gnnu.models.checkpoint`): pretrain
   on one simulated sample, fine-tune on another. The whole body must match; heads are copied where
   names and shapes match and otherwise keep their fresh initialisation.
 
@@ -26,7 +26,7 @@ Fine-tuning depth (``params.freeze``): the level names the part that keeps train
 ``head-only`` (the body is frozen), ``layer4`` (layer4 and the heads train), ``layer3+``,
 ``layer2+``, ``layer1+`` (layer1 … layer4 and the heads train; conv1/bn1 frozen), ``none``
 (nothing frozen). The model carries the frozen parameter-name prefixes as
-``model.default_freeze``; the trainer applies them with :func:`gnnu.train.checkpoint.freeze`
+``model.default_freeze``; the trainer applies them with :func:`gnnu.models.checkpoint.freeze`
 (which also keeps those modules' BatchNorm in eval mode), :func:`apply_freeze` does it directly.
 
 Simplification: the ImageNet statistics are the weights' own constants, not a detector number.
@@ -44,7 +44,7 @@ import torchvision
 from torch import Tensor, nn
 
 from ...errors import ConfigError, InputError
-from ...train.checkpoint import freeze, load_checkpoint, load_matching, model_state
+from ..checkpoint import freeze, load_checkpoint, load_matching, model_state
 from ..registry import register_model
 from .common import ImageModel
 

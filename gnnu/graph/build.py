@@ -55,7 +55,7 @@ from .. import __version__
 from ..config import to_dict
 from ..errors import ConfigError, InputError, OutputExistsError
 from ..events import Event, Flavour, Truth
-from ..images.frame import pixel_geometry, pixelize_events
+from .pixelize import pixel_geometry, pixelize_events
 from ..io.base import open_source
 from ..io.hitfile import temporary_path
 from .config import GraphConfig, load_graph_config
@@ -130,7 +130,7 @@ class GraphBlock:
 
 def graph_detector(detector, cfg: GraphConfig):
     """The geometry the graphs are built in: the source's, or with ``cfg.pixelize`` that of its
-    pixel maps (:func:`gnnu.images.frame.pixel_geometry`)."""
+    pixel maps (:func:`gnnu.graph.pixelize.pixel_geometry`)."""
     return pixel_geometry(detector, cfg.pixelize) if cfg.pixelize else detector
 
 
@@ -146,7 +146,7 @@ def make_graphs(events: list[Event], detector, cfg: GraphConfig) -> GraphBlock:
     Events with no hits, more than ``cfg.max_hits`` hits, view ids outside ``detector.views`` or
     non-finite values are left out and listed in ``bad``. Hits must carry the columns of
     :data:`gnnu.events.HIT_COLUMNS` (plus x, y, z when ``cfg.needs_xyz``). With ``cfg.pixelize``
-    the events first go through that pixel-map preset (:func:`gnnu.images.frame.pixelize_events`:
+    the events first go through that pixel-map preset (:func:`gnnu.graph.pixelize.pixelize_events`:
     one node per non-zero pixel, as DUNE CVN's released events are read).
     """
     if cfg.pixelize:

@@ -7,7 +7,7 @@ whether every node gets a self-loop, the shard size, the largest event accepted,
 defaults of the split and seed that ``gnnu-build --split/--seed`` override, and optionally
 ``pixelize``: a wire-time pixel-map preset (``dune-cvn``) that every event goes through before
 its graph is built — rendered around its truth vertex, then one node per non-zero pixel
-(:func:`gnnu.images.frame.pixelize_events`) — so simulated events get exactly the
+(:func:`gnnu.graph.pixelize.pixelize_events`) — so simulated events get exactly the
 representation of DUNE CVN's released ones (``configs/graphs/knn16_dune_cvn_pixels.yaml``). Unknown keys, wrong
 types and bad values are a :class:`gnnu.errors.ConfigError` naming the file and the key.
 
@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from ..config import from_dict, read_yaml, resolve_config, to_dict, to_json
 from ..errors import ConfigError
-from ..images.pixelmap import get_preset
+from ..pixelmap import get_preset
 from .edges import EDGE_BUILDERS
 from .features import FEATURES
 

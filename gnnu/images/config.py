@@ -3,7 +3,7 @@
 Example (in ``configs/models/<cnn>.yaml``)::
 
     image:
-      preset: resnet-rgb         # dune-cvn, nova-cvn or resnet-rgb (gnnu.images.pixelmap)
+      preset: resnet-rgb         # dune-cvn, nova-cvn or resnet-rgb (gnnu.pixelmap)
       size: [112, 112]           # optional: columns × time bins (plane-cell: rows × cell columns)
       ticks_per_bin: 25.6        # optional (wire-time presets)
       wires_per_column: 4        # optional: wires (or cells) per column
@@ -11,7 +11,7 @@ Example (in ``configs/models/<cnn>.yaml``)::
       centring: centroid         # optional: vertex (the dataset's truth vertex) or centroid
 
 Every key but ``preset`` defaults to the preset's value; the resolved
-:class:`~gnnu.images.pixelmap.PixelMapPreset` (:meth:`ImageConfig.preset_object`) is what the
+:class:`~gnnu.pixelmap.PixelMapPreset` (:meth:`ImageConfig.preset_object`) is what the
 image dataset renders with. The config travels inside the model config (``ModelConfig.image``),
 so a checkpoint renders at evaluation exactly as in training.
 """
@@ -22,7 +22,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-from .pixelmap import PRESETS, PixelMapPreset, get_preset
+from ..pixelmap import PRESETS, PixelMapPreset, get_preset
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
 the graph dataset's index (:class:`gnnu.graph.dataset.ShardIndex`), so it holds the same events
 of the same split in the same order with the same labels — one source of truth, nothing
 duplicated on disk. An item renders the event's stored hits (``/nodes/hit``, schema ≥ 1.1) with
-the image config's preset (:func:`gnnu.images.pixelmap.render`); the dataset stores hits only
+the image config's preset (:func:`gnnu.pixelmap.render`); the dataset stores hits only
 (sparse: ~16 bytes per hit, ~50 kB for a 3 k-hit event, against 750 kB for a dense 3 × 500 × 500
 uint8 map), so 100 k events need a few GB, not 75.
 
@@ -39,7 +39,7 @@ from ..graph.dataset import ShardIndex
 from ..graph.store import require_hits
 from .config import ImageConfig
 from .frame import HitFrame
-from .pixelmap import PixelMapPreset, get_preset, render
+from ..pixelmap import PixelMapPreset, get_preset, render
 
 
 def image_preset(image: ImageConfig | PixelMapPreset | str) -> PixelMapPreset:

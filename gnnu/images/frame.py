@@ -1,16 +1,16 @@
-"""Which units hits are in, and moving events between detector hits and map pixels.
+"""Which units a dataset's stored hits are in: detector hits or map pixels.
 
 Two kinds of hits reach the image side:
 
 - *detector hits* (gnnu simulation, NuML files): ``wire`` a wire (or cell) number, ``time`` in
   ticks (or ns), ``charge`` in ADC·tick (or PE), vertex from the truth in cm;
 - *pixel hits*: one hit per non-zero pixel of a wire-time map (DUNE CVN's released events, or
-  simulated events put through a preset with :func:`pixelize_events`): ``wire`` = column,
+  simulated events put through a preset with :func:`gnnu.graph.pixelize.pixelize_events`): ``wire`` = column,
   ``time`` = time bin, ``charge`` = pixel value, in the frame of the map (window origin 0), with
   the geometry :class:`gnnu.io.dune_cvn.PixelMapGeometry`.
 
 :class:`HitFrame` (built from a graph dataset's manifest) turns the hits a dataset stores into
-detector units for :func:`gnnu.images.pixelmap.render`, and gives each event's vertex in map
+detector units for :func:`gnnu.pixelmap.render`, and gives each event's vertex in map
 coordinates for vertex centring. Pixel hits carry their vertex implicitly: the map that made them
 was centred on it, so it sits at the map preset's anchor (:meth:`PixelMapPreset.frame_vertex`;
 for DUNE CVN's released maps this is the documented column-5, mid-time convention, not a
@@ -18,8 +18,6 @@ measured vertex). Detector hits use the truth vertex stored with the labels (sim
 analysis of real data would put a reconstructed vertex there); a missing vertex means centroid
 centring for that event.
 
-Simplifications: pixelising keeps no per-hit truth (x, y, z, particle); an event whose hits are
-all outside the window becomes empty (and is counted as such by the graph builder).
 """
 
 from __future__ import annotations
@@ -30,51 +28,7 @@ from typing import Mapping
 import numpy as np
 
 from ..detectors import detector_from_dict
-from ..errors import ConfigError
-from ..events import Event
-from .pixelmap import (PixelMapPreset, get_preset, pixel_hits_to_detector, render_sparse,
-                       sparse_to_hits, vertex_pixels)
-
-
-def pixel_geometry(detector, preset: PixelMapPreset | str):
-    """The geometry of ``preset``'s maps cut from ``detector`` (a LArTPC geometry object):
-    :class:`gnnu.io.dune_cvn.PixelMapGeometry`; ConfigError if the two do not fit (a source that
-    is already pixel maps, a segmented detector, a preset with several wires per column)."""
-    from ..io.dune_cvn import PixelMapGeometry
-
-    if getattr(detector, "kind", None) == "pixelmap":
-        raise ConfigError(f"pixelize: the source '{detector.name}' is pixel maps already")
-    return PixelMapGeometry(detector, get_preset(preset).name)
-
-
-def _renderable(hits, n_views: int) -> bool:
-    view = hits["view"]
-    return bool(np.all((view >= 0) & (view < n_views)) and np.isfinite(hits["time"]).all()
-                and np.isfinite(hits["charge"]).all())
-
-
-def pixelize_events(events: list[Event], detector, preset: PixelMapPreset | str
-                    ) -> tuple[list[Event], object]:
-    """Render each event with ``preset`` (centred on its truth vertex, or its charge centroid
-    where the vertex is not finite) and turn the map back into pixel hits (one per non-zero
-    pixel, pixel units: see the module docstring). Returns (events, their pixel-map geometry).
-
-    Events with view ids outside the detector or non-finite times or charges are returned
-    unchanged, so the graph builder's checks reject them with their reason.
-    """
-    p = get_preset(preset)
-    geometry = pixel_geometry(detector, p)
-    vertices = np.array([[e.truth.vtx_x, e.truth.vtx_y, e.truth.vtx_z] for e in events],
-                        np.float64).reshape(-1, 3)
-    vertex = vertex_pixels(detector, vertices, p)
-    out = []
-    for ev, vtx in zip(events, vertex):
-        if not _renderable(ev.hits, len(detector.views)):
-            out.append(ev)
-            continue
-        pixels, values = render_sparse(ev.hits, p, vtx if np.isfinite(vtx).all() else None)
-        out.append(Event(ev.event_id, ev.truth, sparse_to_hits(pixels, values, p.shape)))
-    return out, geometry
+from ..pixelmap import PixelMapPreset, get_preset, pixel_hits_to_detector, vertex_pixels
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ Pickles are read only through :mod:`gnnu.io.safe_pickle`. An event's id is (run 
 event N); a pickle id is matched to ``eventN.gz`` as the string ``"N"`` (as in the release) or
 ``"eventN"``.
 
-Each non-zero pixel becomes one hit (:func:`gnnu.images.pixelmap.pixels_to_hits`, the one
+Each non-zero pixel becomes one hit (:func:`gnnu.pixelmap.pixels_to_hits`, the one
 implementation of the reverse of rendering, re-exported here): ``view`` = map index, ``wire`` =
 column (wire) index, ``time`` = time-bin index, ``charge`` = pixel value, ``width`` =
 1/√12 bin (the rms of a charge spread uniformly over one bin). :class:`PixelMapGeometry` turns
@@ -55,7 +55,7 @@ from ..detectors import load_detector
 from ..detectors.lartpc import LArTPCConfig
 from ..errors import ConfigError, InputError
 from ..events import Event, Truth, bucket_count
-from ..images.pixelmap import DUNE_CVN, PIXEL_WIDTH_BINS, get_preset, pixels_to_hits
+from ..pixelmap import DUNE_CVN, PIXEL_WIDTH_BINS, get_preset, pixels_to_hits
 from . import safe_pickle
 from .base import EventReader
 

@@ -43,7 +43,7 @@ from ..config import from_dict, read_yaml
 from ..errors import ConfigError
 from ..events import NUM_CLASSES
 from ..images.config import ImageConfig
-from ..images.pixelmap import PRESETS
+from ..pixelmap import PRESETS
 from .heads import HeadsConfig
 
 #: Packages whose import registers model families (skipped when not installed).

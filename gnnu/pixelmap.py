@@ -59,7 +59,7 @@ from typing import Literal, Mapping
 
 import numpy as np
 
-from ..events import Hits
+from .events import Hits
 
 #: Hit width (rms, in time bins) of a pixel turned into a hit: a uniform spread over one bin.
 PIXEL_WIDTH_BINS = 1.0 / math.sqrt(12.0)
@@ -172,7 +172,7 @@ def vertex_pixels(detector, vertices, preset: PixelMapPreset | str) -> np.ndarra
     x, y, z = v[ok].T
     for s, view in enumerate(p.views):
         if p.layout == "plane-cell":
-            from ..detectors.scintillator import VIEW_MEASURES
+            from .detectors.scintillator import VIEW_MEASURES
 
             seg = detector.config.segmentation
             plane = (z - detector.plane_z(0)) / seg.plane_pitch_cm + 0.5

@@ -92,3 +92,46 @@ def test_sizes_larger_than_the_training_split_are_refused(study, capsys):
     bad = [a if a != "24,96" else "24,100000" for a in argv]
     assert tl_study.main(bad) == 2
     assert "100000" in capsys.readouterr().err
+
+
+def test_imagenet_resnet18_protocol(tmp_path, monkeypatch):
+    """The ResNet18 form of the study (the paper's own): "pretrained" = torchvision's ImageNet
+    file found in the torch hub cache (here a file in torchvision's format the test writes under
+    $TORCH_HOME), "scratch" = weights: none, and a freeze scan over the ResNet18 levels. Small
+    images (64 × 64) keep it quick; the run records say which initialisation each arm had and
+    how much of the body each freeze level left training."""
+    import torch
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
+    torch.manual_seed(123)      # torchvision's format and initialisation scale, other values
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(),
+               tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
+    data = make_dataset(tmp_path, n_events=120)
+    config = tmp_path / "resnet.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"name": "resnet18", "params": {"weights": "imagenet"},
+                  "image": {"preset": "resnet-rgb", "size": [64, 64], "wires_per_column": 4,
+                            "ticks_per_bin": 24.0, "centring": "centroid"},
+                  "heads": {"hidden": [], "enabled": ["flavour"]}},
+        "batch_size": 16, "num_workers": 0}))
+    argv = ["--config", str(config), "--data", str(data), "--out", str(tmp_path / "study"),
+            "--sizes", "16,32", "--repeats", "1", "--epochs", "1", "--device", "cpu",
+            "--pretrained-set", "model.params.weights=imagenet",
+            "--scratch-set", "model.params.weights=none",
+            "--freeze-key", "model.params.freeze", "--freeze-values", "head-only,none",
+            "--scan-size", "16"]
+    assert tl_study.main(argv) == 0
+    rows = _rows(tmp_path / "study")
+    assert len(rows) == 2 * 2 + 2
+    for r in rows:
+        run = json.loads((Path(r["run_dir"]) / "run.json").read_text())
+        cfg = yaml.safe_load((Path(r["run_dir"]) / "config.yaml").read_text())
+        assert cfg["model"]["params"]["weights"] == ("none" if r["arm"] == "scratch" else "imagenet")
+        if r["freeze"]:
+            assert cfg["model"]["params"]["freeze"] == r["freeze"]
+            frozen = run.get("frozen") or []
+            assert (frozen == ["encoder.body"]) == (r["freeze"] == "head-only"), frozen
+    assert (tmp_path / "study" / "tl_study.png").is_file()
+    assert (tmp_path / "study" / "freeze_scan.png").is_file()

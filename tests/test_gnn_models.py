@@ -173,11 +173,23 @@ def test_dynedgeconv_first_block_uses_positions():
     assert seen[0].shape == (35, F_IN)
 
 
+@pytest.mark.parametrize("aggregation", ["neighbour table", "scatter"])
 @pytest.mark.parametrize("act", [None, "relu", "leaky_relu"])
-def test_decomposed_edgeconv_equals_naive(act):
+def test_decomposed_edgeconv_equals_naive(act, aggregation, monkeypatch):
     """Per-node EdgeConv == PyG's per-edge EdgeConv (h_θ = Linear on [x_i, x_j − x_i], max),
-    values and gradients, on a graph with duplicate edges, self-loops and isolated targets."""
+    values and gradients, on a graph with duplicate edges, self-loops and isolated targets —
+    with the max taken through a neighbour table (dense gather, arg-max backward) and through
+    the scatter form."""
     from torch_geometric.nn import EdgeConv as PygEdgeConv
+
+    from gnnu.models.gnn import edgeconv as module
+    from gnnu.models.gnn.ops import neighbour_table
+
+    if aggregation == "scatter":
+        monkeypatch.setattr(module, "neighbour_table", lambda *a, **k: None)
+    else:
+        monkeypatch.setattr(module, "neighbour_table",
+                            lambda e, n: neighbour_table(e, n, max_padding=float("inf")))
 
     rng = np.random.default_rng(7)
     n = 30
@@ -318,3 +330,24 @@ def test_overfits_toy_two_class_dataset(name):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.1 * losses[0], losses[::10]
+
+
+def test_neighbour_table_and_gather_max():
+    """The table holds each target's sources in edge order, N in empty slots; gather_max equals
+    the scatter max where a target has edges (−∞ elsewhere); refused when padding would exceed
+    max_padding × E."""
+    from gnnu.models.gnn.ops import gather_max, neighbour_table, segment_max
+
+    edge_index = torch.tensor([[4, 1, 2, 0, 3], [2, 0, 0, 3, 0]])     # targets 0 (×3), 2, 3; 1, 4 none
+    t = neighbour_table(edge_index, 5, max_padding=10)
+    assert t.index.tolist() == [[1, 2, 3], [5, 5, 5], [4, 5, 5], [0, 5, 5], [5, 5, 5]]
+    assert t.has_edges.view(-1).tolist() == [True, False, True, True, False]
+    assert neighbour_table(edge_index, 5) is None          # 5 × 3 slots > 2 × 5 edges
+    v = torch.randn(5, 4, requires_grad=True)
+    got = gather_max(v, t)
+    want = segment_max(v.index_select(0, edge_index[0]), edge_index[1], 5)
+    assert torch.equal(got[t.has_edges.view(-1)], want[t.has_edges.view(-1)])
+    assert torch.isinf(got[~t.has_edges.view(-1)]).all()
+    masked = torch.where(t.has_edges, got, torch.zeros_like(got))
+    (g,) = torch.autograd.grad(masked.sum(), v)
+    assert g.sum().item() == pytest.approx(3 * 4)          # one unit per (target with edges, channel)

@@ -1,7 +1,11 @@
-"""GNN forward cost on the CPU: parameters, FLOPs/event and ms/event (kNN share) per model.
+"""GNN cost on the CPU: parameters, FLOPs/event and ms/event (kNN share) per model, forward and
+training step, and EdgeConv's max aggregation through a neighbour table vs the scatter form.
 
 Batch of ``--batch`` random point clouds of ``--nodes`` nodes (2-D positions, stored kNN k = 16
-edges in random order, as a dataset would give them), fp32, eval mode; medians of ``--repeats``.
+edges in random order, as a dataset would give them), fp32; forward in eval mode, training step
+= forward + backward of the summed outputs in train mode; medians of ``--repeats`` after one
+warm-up. The two EdgeConv aggregations (:mod:`gnnu.models.gnn.ops`) are timed side by side in
+the same run: "scatter" disables the neighbour table.
 
     python tools/bench_models.py --nodes 1000 --batch 8 --repeats 7
 """
@@ -9,6 +13,7 @@ edges in random order, as a dataset would give them), fp32, eval mode; medians o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 
@@ -50,21 +55,54 @@ def main():
 
     KNNGraph.forward = timed
     print(describe())
-    print(f"\nbatch {args.batch} × {n} nodes, fp32, eval, torch threads {torch.get_num_threads()}")
-    for name in ("edgeconv", "dynedgeconv", "gravnet"):
-        model = create_model(name, in_features=f).eval()
+    print(f"\nbatch {args.batch} × {n} nodes, fp32, torch threads {torch.get_num_threads()}")
+
+    def median_time(fn) -> tuple[float, float]:
+        fn()
         times, knns = [], []
-        with torch.no_grad():
-            model(batch)
-            for _ in range(args.repeats):
-                knn_time[0] = 0.0
-                t0 = time.perf_counter()
-                model(batch)
-                times.append(time.perf_counter() - t0)
-                knns.append(knn_time[0])
-        print(f"  {name:12s} params {count_parameters(model):8d}  FLOPs/event "
-              f"{flops_per_event(model, batch) / 1e6:7.1f} M  forward {statistics.median(times) / args.batch * 1e3:7.2f}"
-              f" ms/event  (kNN {statistics.median(knns) / args.batch * 1e3:6.2f} ms)")
+        for _ in range(args.repeats):
+            knn_time[0] = 0.0
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+            knns.append(knn_time[0])
+        return statistics.median(times) / args.batch * 1e3, statistics.median(knns) / args.batch * 1e3
+
+    print("| model | aggregation | parameters | MFLOP/event | forward ms/event (kNN) | training step ms/event |")
+    print("|---|---|---|---|---|---|")
+    for name, aggregation in (("edgeconv", "neighbour table"), ("edgeconv", "scatter"),
+                              ("dynedgeconv", "neighbour table"), ("dynedgeconv", "scatter"),
+                              ("gravnet", "scatter")):
+        torch.manual_seed(0)
+        model = create_model(name, in_features=f)
+        with _aggregation(aggregation):
+            model.eval()
+            with torch.no_grad():
+                fwd, fwd_knn = median_time(lambda: model(batch))
+            model.train()
+
+            def step():
+                out = model(batch)
+                sum(v.float().sum() for v in out.values()).backward()
+
+            train, _ = median_time(step)
+            flops = flops_per_event(model, batch)
+        print(f"| {name} | {aggregation} | {count_parameters(model):,} | {flops / 1e6:.1f} | "
+              f"{fwd:.2f} ({fwd_knn:.2f}) | {train:.2f} |", flush=True)
+
+
+@contextlib.contextmanager
+def _aggregation(kind: str):
+    """EdgeConv's max through the neighbour table (default) or the scatter form."""
+    from gnnu.models.gnn import edgeconv
+
+    original = edgeconv.neighbour_table
+    if kind == "scatter":
+        edgeconv.neighbour_table = lambda *a, **k: None
+    try:
+        yield
+    finally:
+        edgeconv.neighbour_table = original
 
 
 if __name__ == "__main__":

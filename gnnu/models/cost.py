@@ -6,8 +6,9 @@ batch. Convention, the same for GNNs and CNNs:
 
 - matrix products and convolutions: 2 FLOPs per multiply-add (FlopCounterMode's own formulas);
 - segment reductions that FlopCounterMode does not know (``scatter_reduce`` max/mean/sum,
-  ``scatter_add``, ``index_add``: the GNNs' neighbour and graph pooling): 1 FLOP per element
-  reduced (an added formula);
+  ``scatter_add``, ``index_add``: the GNNs' neighbour and graph pooling; ``amax`` / ``max`` over
+  a dimension: the neighbour-table max, padding slots included): 1 FLOP per element reduced (an
+  added formula);
 - not counted, as is usual for CNNs: elementwise operations (activations, BatchNorm, residual
   additions, GravNet's distance weights exp(−λd²)), gathers and copies;
 - kNN graph construction (the dynamic layers' :class:`~gnnu.models.gnn.ops.KNNGraph` calls) is
@@ -43,6 +44,14 @@ _aten = torch.ops.aten
 REDUCTION_FLOPS = {op: _reduced_elements for op in (
     _aten.scatter_reduce, _aten.scatter_reduce_, _aten.scatter_add, _aten.scatter_add_,
     _aten.index_add, _aten.index_add_)}
+
+
+def _dense_reduced_elements(self_shape, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of a max over a dimension (neighbour-table aggregation): one per input element."""
+    return math.prod(self_shape)
+
+
+REDUCTION_FLOPS.update({_aten.amax: _dense_reduced_elements, _aten.max.dim: _dense_reduced_elements})
 
 
 def _num_events(batch) -> int:

@@ -189,5 +189,11 @@ def compute_features(names, nodes: NodeTable) -> np.ndarray:
     """``x`` [N, F] float32: the features ``names`` of every node of ``nodes``, side by side."""
     if not names:
         return np.zeros((len(nodes), 0), np.float32)
-    return np.concatenate([np.asarray(FEATURES[n].compute(nodes), np.float32).reshape(len(nodes), -1)
-                           for n in names], axis=1)
+    return np.concatenate([_columns(FEATURES[n].compute(nodes), len(nodes)) for n in names], axis=1)
+
+
+def _columns(values, n: int) -> np.ndarray:
+    """A feature's values as [n, k] float32 (k = 1 for a 1-D feature; also when n = 0, where
+    ``reshape(0, -1)`` cannot infer k: a block whose events were all bad)."""
+    values = np.asarray(values, np.float32)
+    return values.reshape(n, -1) if n else values.reshape(0, values.shape[1] if values.ndim == 2 else 1)

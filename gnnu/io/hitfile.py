@@ -262,7 +262,11 @@ class HitFileWriter:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
-            self.close()
+            try:
+                self.close()
+            except BaseException:       # e.g. disk full on the last flush: leave no temporary file
+                self.abort()
+                raise
         else:
             self.abort()
 

@@ -71,7 +71,7 @@ from ..detectors import load_detector
 from ..errors import ConfigError, InputError, SchemaError
 from ..events import Event, Hits, Particles, Process, Truth, bucket_count
 from ..sim.pdg import MASS_GEV
-from .base import EventReader, open_hdf5
+from .base import HDF5_ERRORS, EventReader, cast_column, hdf5_column, hdf5_group, open_hdf5
 
 #: Hit position columns (view, wire-like, time-like) of each NuML generation, preferred first.
 GENERATIONS = {
@@ -88,6 +88,17 @@ _VISIBILITY_FIELD = {"n_proton": "proton_ke_mev", "n_charged_pion": "charged_pio
 _EM_PROCESSES = {"conv", "compt", "phot", "eBrem", "muBrems", "hBrems", "annihil", "muPairProd",
                  "hPairProd", "Rayl", "GammaToMuPair"}
 _IONISATION = {"eIoni", "muIoni", "hIoni", "ionIoni"}
+#: Columns holding integers (HDF5Maker writes them as 32-bit ints; a value that does not fit in
+#: int32 is damage, refused rather than wrapped around).
+INTEGER_COLUMNS = {"event_id", "hit_id", "g4_id", "parent_id", "type", "g4_pdg", "is_cc",
+                   "nu_pdg", "view", "plane", "global_plane", "local_plane", "from_nu", SEQ_CNT,
+                   SEQ}
+#: Columns of names (strings); every other column read holds numbers.
+TEXT_COLUMNS = {"start_process", "end_process"}
+#: Trailing shapes allowed per column: (n, 3) vectors, (n, ≥ 3) ids, (m, 2) seq_cnt, else (n, 1)
+#: or (n,).
+_VECTOR_COLUMNS = {"start_position", "end_position", "nu_vtx", "nu_vtx_corr", "nu_dir"}
+_INT32 = np.iinfo(np.int32)
 
 
 def process_code(name: str) -> int:
@@ -178,6 +189,12 @@ class NuMLReader(EventReader):
     ``detector``: detector config name or YAML path giving pitches, tick length, drift velocity
     and visibility thresholds. ``generation``: ``"auto"`` (view/proj/drift, else global_*, else
     local_*) or one of :data:`GENERATIONS` to force a set of hit columns.
+
+    Bad input is one InputError naming the file (and event): every column used must be a
+    dataset stored in the file (links are not followed) of numbers of the column's shape
+    (integers, fitting in int32, for :data:`INTEGER_COLUMNS`); every table's rows must carry the
+    id of the event the index gives them to; hit time, charge and width must be finite as
+    float32, views inside the detector, wires inside int32.
     """
 
     format = "numl"
@@ -195,35 +212,81 @@ class NuMLReader(EventReader):
         except InputError:
             self.close()
             raise
-        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+        except HDF5_ERRORS as exc:
             self.close()
-            raise InputError(f"unreadable NuML file (corrupt or truncated?): {exc}",
+            raise InputError(f"unreadable NuML file (corrupt or truncated?): "
+                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                              self.path) from None
 
     # -- opening -----------------------------------------------------------------------------
+    def _table(self, table: str):
+        """The group ``/table``, checked to be a group stored in the file."""
+        return hdf5_group(self._f, table, self.path)
+
+    def _ds(self, table: str, name: str):
+        """Dataset ``table/name``, checked: stored in the file, of numbers (integers for
+        :data:`INTEGER_COLUMNS`) or, for :data:`TEXT_COLUMNS`, strings, and of the column's
+        shape; SchemaError naming the file and the column otherwise."""
+        key = (table, name)
+        if key not in self._datasets:
+            group = self._table(table)
+            if name in TEXT_COLUMNS:
+                import h5py
+
+                link = group.get(name, getlink=True)
+                ds = group.get(name) if isinstance(link, h5py.HardLink) else None
+                if (not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in "SOU"
+                        or ds.ndim not in (1, 2) or ds.shape[1:] not in ((), (1,))):
+                    raise SchemaError(f"{table}/{name} is not a column of names stored in the "
+                                      f"file", self.path)
+            else:
+                if name == "event_id":
+                    trailing = tuple((k,) for k in range(3, 17))
+                elif name == SEQ_CNT:
+                    trailing = ((2,),)
+                elif name in _VECTOR_COLUMNS:
+                    trailing = ((3,),)
+                else:
+                    trailing = ((1,), ())
+                ds = hdf5_column(group, name, self.path,
+                                 np.int32 if name in INTEGER_COLUMNS else np.float32, trailing)
+            self._datasets[key] = ds
+        return self._datasets[key]
+
+    def _checked(self, table: str, name: str, arr: np.ndarray) -> np.ndarray:
+        """``arr`` of ``table/name`` as read; InputError if an integer column's value does
+        not fit in int32 (at open: no event to name)."""
+        if name in INTEGER_COLUMNS and cast_column(arr, np.int32) is None:
+            raise InputError(f"{table}/{name} holds values outside the range of int32 "
+                             f"(corrupt file?)", self.path)
+        return arr
+
     def _require(self, table: str, names) -> None:
         for name in names:
-            if name not in self._f[table]:
+            if name not in self._table(table):
                 raise SchemaError(f"missing column {table}/{name}", self.path)
+            self._ds(table, name)
 
     def _whole(self, table: str, name: str) -> np.ndarray:
-        arr = self._f[table][name][...]
+        arr = self._checked(table, name, self._ds(table, name)[...])
         return arr[:, 0] if arr.ndim == 2 and arr.shape[1] == 1 else arr
 
     def _rows(self, table: str, names) -> int:
         """Common row count of ``names`` in ``table``; InputError if the columns disagree."""
-        lengths = {name: self._f[table][name].shape[0] for name in names}
+        lengths = {name: self._ds(table, name).shape[0] for name in names}
         if len(set(lengths.values())) > 1:
             raise InputError(f"columns of {table} have different lengths {lengths} "
                              f"(truncated file?)", self.path)
         return next(iter(lengths.values()))
 
     def _open(self, generation: str) -> None:
+        self._datasets = {}
         for table in ("event_table", "hit_table"):
             if table not in self._f:
                 raise SchemaError(f"missing group /{table} (not a NuML file?)", self.path)
+            self._table(table)
         self._require("event_table", ["event_id"])
-        ids = self._f["event_table"]["event_id"][...]
+        ids = self._whole("event_table", "event_id")
         if ids.ndim != 2 or ids.shape[1] < 3:
             raise SchemaError(f"event_table/event_id has shape {ids.shape}, expected (n, 3)",
                               self.path)
@@ -233,9 +296,6 @@ class NuMLReader(EventReader):
         if "hit_id" in self._f["hit_table"]:
             self._hit_cols.append("hit_id")
         self._require("hit_table", self._hit_cols)
-        shape = self._f["hit_table"]["event_id"].shape
-        if len(shape) != 2 or shape[1] < 3:
-            raise SchemaError(f"hit_table/event_id has shape {shape}, expected (n, 3)", self.path)
         self._index = {"hit_table": self._table_index("hit_table", self._hit_cols)}
         self._setup_particles()
         self._setup_edeps()
@@ -248,7 +308,7 @@ class NuMLReader(EventReader):
             self._cm_per_tick = cfg.tick_us * cfg.drift_velocity_cm_per_us
 
     def _pick_generation(self, generation: str) -> None:
-        hit = self._f["hit_table"]
+        hit = self._table("hit_table")
         if generation == "auto":
             for name, cols in GENERATIONS.items():
                 if any(c in hit for c in cols):
@@ -265,7 +325,7 @@ class NuMLReader(EventReader):
         self.has_particles = "particle_table" in self._f
         if not self.has_particles:
             return
-        table = self._f["particle_table"]
+        table = self._table("particle_table")
         pdg = next((c for c in ("type", "g4_pdg") if c in table), None)
         if pdg is None:
             raise SchemaError("missing column particle_table/type (or g4_pdg)", self.path)
@@ -282,7 +342,7 @@ class NuMLReader(EventReader):
         self.has_edeps = "edep_table" in self._f and "hit_id" in self._hit_cols
         if not self.has_edeps:
             return
-        table = self._f["edep_table"]
+        table = self._table("edep_table")
         weight = next((c for c in ("energy", "energy_fraction") if c in table), None)
         if weight is None:
             raise SchemaError("missing column edep_table/energy (or energy_fraction)", self.path)
@@ -297,9 +357,9 @@ class NuMLReader(EventReader):
         """(offset, count) per event of ``table``'s rows, from seq_cnt, seq or event_id."""
         n_rows = self._rows(table, columns)
         n = len(self._ids)
-        group = self._f[table]
+        group = self._table(table)
         if SEQ_CNT in group:
-            sc = group[SEQ_CNT][...]
+            sc = self._whole(table, SEQ_CNT)
             if sc.ndim != 2 or sc.shape[1] != 2:
                 raise InputError(f"{table}/{SEQ_CNT} has shape {sc.shape}, expected (m, 2)",
                                  self.path)
@@ -311,7 +371,7 @@ class NuMLReader(EventReader):
             count = np.zeros(n, np.int64)
             count[seq] = cnt
         elif SEQ in group:
-            seq = group[SEQ][...].reshape(-1).astype(np.int64)
+            seq = self._whole(table, SEQ).reshape(-1).astype(np.int64)
             if (len(seq) != n_rows or np.any(np.diff(seq) < 0)
                     or (n_rows and (seq[0] < 0 or seq[-1] >= n))):
                 raise InputError(f"{table}/{SEQ} inconsistent with {n} events and {n_rows} rows "
@@ -327,7 +387,7 @@ class NuMLReader(EventReader):
         count = np.zeros(n, np.int64)
         if n_rows == 0:
             return count
-        rows = self._f[table]["event_id"][...][:, :3].astype(np.int64)
+        rows = self._whole(table, "event_id")[:, :3].astype(np.int64)
         starts = np.flatnonzero(np.r_[True, np.any(rows[1:] != rows[:-1], axis=1)])
         lengths = np.diff(np.r_[starts, n_rows])
         keys = np.concatenate([self._ids, rows[starts]])
@@ -353,7 +413,7 @@ class NuMLReader(EventReader):
         n = len(self._ids)
         out = {k: np.full(n, np.nan if d.kind == "f" else (0 if k == "nu_pdg" else -1), d)
                for k, d in Truth.columns().items()}
-        ev = self._f["event_table"]
+        ev = self._table("event_table")
         has = [k for k in ("is_cc", "nu_pdg") if k in ev]
         if len(has) == 1:
             raise SchemaError(f"event_table has {has[0]} but not "
@@ -377,10 +437,7 @@ class NuMLReader(EventReader):
         vtx = next((k for k in ("nu_vtx", "nu_vtx_corr") if k in ev), None)
         if vtx is not None:
             self._rows("event_table", ["event_id", vtx])
-            pos = ev[vtx][...]
-            if pos.ndim != 2 or pos.shape[1] != 3:
-                raise SchemaError(f"event_table/{vtx} has shape {pos.shape}, expected (n, 3)",
-                                  self.path)
+            pos = self._whole("event_table", vtx)
             for j, c in enumerate("xyz"):
                 out[f"vtx_{c}"] = pos[:, j].astype(np.float64)
         return out
@@ -396,18 +453,36 @@ class NuMLReader(EventReader):
         return InputError(message, self.path, event=i, event_id=self._ids[i])
 
     def _block(self, table: str, columns: dict[str, str], start: int, stop: int):
-        """Columns of ``table`` for events start..stop−1 and each row's event (0-based in block)."""
+        """Columns of ``table`` for events start..stop−1 and each row's event (0-based in block).
+
+        Every row's ``event_id`` must be its event's (the index and the rows agree) and integer
+        columns must fit in int32; InputError naming the first bad event otherwise."""
         offset, count = self._index[table]
         a, b = int(offset[start]), int(offset[stop - 1] + count[stop - 1])
         out = {}
+        columns = {**columns, "event_id": "event_id"}
         try:
             for key, name in columns.items():
-                arr = self._f[table][name][a:b]
+                arr = self._ds(table, name)[a:b]
                 out[key] = arr[:, 0] if arr.ndim == 2 and arr.shape[1] == 1 else arr
-        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        except HDF5_ERRORS as exc:
             raise self._error(f"cannot read {table} (corrupt or truncated file?): "
-                              f"{str(exc).splitlines()[0]}", start) from None
+                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                              start) from None
         event = np.repeat(np.arange(stop - start), count[start:stop])
+        for key, name in columns.items():
+            if name in INTEGER_COLUMNS:
+                values = out[key]
+                ok = (values >= _INT32.min) & (values <= _INT32.max)
+                self._check(ok if ok.ndim == 1 else ok.all(axis=tuple(range(1, ok.ndim))),
+                            event, start,
+                            lambda r, v=values, n=name: f"{table}/{n} = {v[r].tolist()} outside "
+                                                        f"the range of int32 (corrupt file?)")
+        expected = np.repeat(self._ids[start:stop], count[start:stop], axis=0)
+        got = out["event_id"][:, :3]
+        self._check(np.all(got == expected, axis=-1), event, start,
+                    lambda r: f"{table} row carries event id {tuple(int(v) for v in got[r])} "
+                              f"(index inconsistent with the rows: corrupt file?)")
         return out, event, offset[start:stop] - a
 
     def _check(self, ok: np.ndarray, event: np.ndarray, start: int, message) -> None:
@@ -419,11 +494,6 @@ class NuMLReader(EventReader):
     def _hits(self, start: int, stop: int):
         cols, event, rel = self._block("hit_table", dict(zip(self._hit_cols, self._hit_cols)),
                                        start, stop)
-        expected = np.repeat(self._ids[start:stop], self._index["hit_table"][1][start:stop], axis=0)
-        got = cols["event_id"][:, :3]
-        self._check(np.all(got == expected, axis=-1), event, start,
-                    lambda r: f"hit_table row carries event id {tuple(int(v) for v in got[r])} "
-                              f"(index inconsistent with the rows: corrupt file?)")
         view_col, wire_col, time_col = self._gen_cols
         for name in (view_col, wire_col, time_col, "integral", "rms"):
             values = cols[name]
@@ -434,14 +504,21 @@ class NuMLReader(EventReader):
         self._check((view >= 0) & (view < self._n_views), event, start,
                     lambda r: f"hit_table/{view_col} = {view[r]} outside the {self._n_views} "
                               f"views of detector '{self.detector.name}'")
-        if self._gen == "proj":
-            wire = np.rint(cols[wire_col] / self._pitch[view])
-            time = cols[time_col] / self._cm_per_tick
-        else:
-            wire, time = np.rint(cols[wire_col]), cols[time_col]
-        hits = {"view": view.astype(np.int8), "wire": wire.astype(np.int32),
-                "time": time.astype(np.float32), "charge": cols["integral"].astype(np.float32),
-                "width": cols["rms"].astype(np.float32)}
+        with np.errstate(over="ignore"):
+            if self._gen == "proj":
+                wire = np.rint(cols[wire_col] / self._pitch[view])
+                time = cols[time_col] / self._cm_per_tick
+            else:
+                wire, time = np.rint(cols[wire_col].astype(np.float64)), cols[time_col]
+            self._check((wire >= _INT32.min) & (wire <= _INT32.max), event, start,
+                        lambda r: f"hit_table/{wire_col} = {cols[wire_col][r]} is not a wire "
+                                  f"number (outside the range of int32)")
+            hits = {"view": view.astype(np.int8), "wire": wire.astype(np.int32),
+                    "time": time.astype(np.float32), "charge": cols["integral"].astype(np.float32),
+                    "width": cols["rms"].astype(np.float32)}
+        for name, key in ((time_col, "time"), ("integral", "charge"), ("rms", "width")):
+            self._check(np.isfinite(hits[key]), event, start,
+                        lambda r, n=name: f"hit_table/{n} = {cols[n][r]} overflows float32")
         hit_id = cols.get("hit_id")
         return hits, hit_id, event, rel
 
@@ -557,9 +634,10 @@ class NuMLReader(EventReader):
                             for k in ("pdg", "parent_id", "momentum")}
                     from_nu = (self._whole("particle_table", "from_nu")
                                if "from_nu" in self._part_cols else None)
-                except (OSError, KeyError, ValueError, RuntimeError) as exc:
+                except HDF5_ERRORS as exc:
                     raise InputError(f"cannot read particle_table (corrupt or truncated file?): "
-                                     f"{str(exc).splitlines()[0]}", self.path) from None
+                                     f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                                     self.path) from None
                 event = np.repeat(np.arange(n), self._index["particle_table"][1])
                 self._counts_all = primary_counts(cols["pdg"], cols["parent_id"], cols["momentum"],
                                                   from_nu, event, n,

@@ -65,8 +65,9 @@ def loads(data: bytes, where: str | os.PathLike = "<bytes>"):
         raise InputError("not a readable pickle (nested too deeply)", where) from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError,
             AttributeError, UnicodeDecodeError, OverflowError, MemoryError) as exc:
+        # one line: some of pickle's messages span two
         raise InputError(f"not a readable pickle (corrupt or truncated?): "
-                         f"{type(exc).__name__}: {exc}", where) from None
+                         f"{type(exc).__name__}: {' '.join(str(exc).split())}", where) from None
     return obj
 
 

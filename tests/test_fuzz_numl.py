@@ -1,0 +1,291 @@
+"""Fuzzing the NuML HDF5 reader (issue #8): truncations, bit flips, overwritten byte runs and
+structural HDF5 mutations (:mod:`fuzz_hdf5`) of a small NuML file in HDF5Maker's layout after
+ph5concat indexing (built with :func:`test_numl.write_numl`).
+
+NuML files come from LArSoft (HDF5 "earliest" format, gzip chunks with zlib's Adler-32, no
+metadata checksums), so a flipped bit in a value can be undetectable: such a case may read,
+but then every event must still be one the reader could return for *some* valid file
+(:func:`plausible`: finite hit values, view ids of the detector, parents and hit→particle links
+inside the event, labels in range, 32-bit integers that fit). Structural mutations of the
+columns the reader maps one to one (hit charge/width/time/wire/view, the event table's truth)
+have exact oracles (:func:`expectation`); changes of the row index (``event_id``,
+``event_id.seq_cnt``) must be rejected; unknown objects must be ignored.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import fuzz_hdf5
+from fuzzlib import Base, flip_bits, fuzz_settings, judge, read_source, record_outcome, splat
+from gnnu.events import HIT_COLUMNS, PARTICLE_COLUMNS, Truth, bucket_count
+from gnnu.io.numl import NuMLReader
+from test_numl import make_event, write_numl
+
+READER = "numl"
+HITS_PER_EVENT = [30, 0, 45, 12, 20]          # event 1 has no hits (but particles)
+N_VIEWS = 3
+#: Objects the reader never uses: any change to them must leave the reading identical.
+IGNORED = {"hit_table/tpc", "particle_table/end_process", "event_table/event_id.seq_cnt"}
+#: Objects whose absence (or damage) makes the file unreadable.
+REQUIRED = {"event_table", "hit_table", "event_table/event_id", "event_table/is_cc",
+            "event_table/nu_pdg", "hit_table/event_id", "hit_table/integral", "hit_table/rms",
+            "hit_table/global_plane", "hit_table/global_wire", "hit_table/global_time",
+            "particle_table/event_id", "particle_table/g4_id", "particle_table/type",
+            "particle_table/parent_id", "particle_table/momentum", "edep_table/event_id",
+            "edep_table/hit_id", "edep_table/g4_id", "edep_table/energy"}
+#: Row-index objects: any change of their values must be rejected.
+INDEX = {f"{t}/{c}" for t in ("hit_table", "particle_table", "edep_table")
+         for c in ("event_id", "event_id.seq_cnt")} | {"event_table/event_id"}
+#: hit_table column → (hit field, dtype); the mapping of the "global" generation.
+DIRECT_HITS = {"integral": "charge", "rms": "width", "global_time": "time",
+               "global_wire": "wire", "global_plane": "view"}
+DIRECT_EVENTS = {"is_cc", "nu_pdg", "nu_energy", "lep_energy", "nu_vtx"}
+HIT_TRUTH = ("x", "y", "z", "energy", "particle")
+INT32 = (-2**31, 2**31 - 1)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, dune):
+    """A NuML file of 5 events (one without hits) and its reference reading."""
+    root = tmp_path_factory.mktemp("fuzz_numl")
+    events = [make_event(i, n, dune, "global") for i, n in enumerate(HITS_PER_EVENT)]
+    path = write_numl(root / "base.h5", events)
+    reference = read_source(NuMLReader, path)
+    assert not reference.rejected and len(reference.events) == len(HITS_PER_EVENT)
+    assert [len(r["hits.view"]) for r in reference.events] == HITS_PER_EVENT
+    return Base(root, path, path.read_bytes(), reference.events)
+
+
+# -- what any NuML event read may look like -----------------------------------------------------
+def plausible(rec: dict) -> None:
+    """Assert ``rec`` is an event the reader may return for some valid NuML file."""
+    assert isinstance(rec["event_id"], tuple) and len(rec["event_id"]) == 3
+    assert all(INT32[0] <= v <= INT32[1] for v in rec["event_id"])
+    hits = {k[5:]: v for k, v in rec.items() if k.startswith("hits.")}
+    parts = {k[10:]: v for k, v in rec.items() if k.startswith("particles.")}
+    assert len({len(v) for v in hits.values()}) == 1, "hit columns of different lengths"
+    for k, v in hits.items():
+        assert v.dtype == HIT_COLUMNS[k][0], f"hits.{k} has dtype {v.dtype}"
+    for k in ("time", "charge", "width"):
+        assert np.isfinite(hits[k]).all(), f"non-finite hits.{k} accepted"
+    assert ((hits["view"] >= 0) & (hits["view"] < N_VIEWS)).all()
+    n_particles = len(parts["pdg"]) if parts else 0
+    if parts:
+        assert len({len(v) for v in parts.values()}) == 1, "particle columns of different lengths"
+        for k, v in parts.items():
+            assert v.dtype == PARTICLE_COLUMNS[k][0], f"particles.{k} has dtype {v.dtype}"
+        assert ((parts["parent"] >= -1) & (parts["parent"] < n_particles)).all()
+    if "particle" in hits:
+        assert ((hits["particle"] >= -1) & (hits["particle"] < n_particles)).all()
+    t = {k[6:]: v for k, v in rec.items() if k.startswith("truth.")}
+    assert t["flavour"] in (-1, 0, 1, 2, 3) and t["is_antinu"] in (-1, 0, 1)
+    assert t["interaction"] == -1 and t["mode"] == -1
+    for label in ("n_proton", "n_charged_pion", "n_neutral_pion", "n_neutron"):
+        assert t[label] == int(bucket_count(t[f"{label}_raw"]))
+    assert all(INT32[0] <= v <= INT32[1] for k, v in t.items() if isinstance(v, int))
+
+
+# -- byte-level damage ----------------------------------------------------------------------------
+def _check(base, data: bytes, kind: str) -> str:
+    path = base.root / "case.h5"
+    path.write_bytes(data)
+    return judge(READER, kind, read_source(NuMLReader, path), base.reference,
+                 plausible=plausible)
+
+
+@fuzz_settings(30)
+@given(cut=st.floats(0, 1, exclude_max=True))
+def test_truncated_files(base, cut):
+    assert _check(base, base.data[: int(cut * len(base.data))], "truncation") == "rejected"
+
+
+@fuzz_settings(100)
+@given(flips=st.lists(st.tuples(st.integers(0, 2**31), st.integers(0, 7)), min_size=1, max_size=4))
+def test_bit_flips(base, flips):
+    _check(base, flip_bits(base.data, flips), "bit flips")
+
+
+@fuzz_settings(40)
+@given(start=st.integers(0, 2**31), chunk=st.binary(min_size=1, max_size=64) | st.just(bytes(512)))
+def test_overwritten_bytes(base, start, chunk):
+    _check(base, splat(base.data, start, chunk), "overwritten bytes")
+
+
+# -- structural mutations -------------------------------------------------------------------------
+def _owners(original: dict, table: str) -> np.ndarray:
+    """Event of each row of ``table`` (from its seq_cnt index in the unmutated file)."""
+    sc = original[f"{table}/event_id.seq_cnt"]
+    return np.repeat(sc[:, 0], sc[:, 1])
+
+
+def _flat(values: np.ndarray) -> np.ndarray:
+    return values[:, 0] if values.ndim == 2 and values.shape[1] == 1 else values
+
+
+def _expected_truth(rec: dict, ev: dict, i: int) -> None:
+    """Set the event-table truth of ``rec`` from the event-table columns ``ev`` (DESIGN §3.1)."""
+    is_cc, pdg = bool(ev["is_cc"][i] != 0), int(ev["nu_pdg"][i])
+    apdg = abs(pdg)
+    rec["truth.flavour"] = (3 if not is_cc else 0 if apdg == 14 else 1 if apdg == 12
+                            else 2 if apdg == 16 else -1)
+    rec["truth.is_antinu"] = 0 if pdg > 0 else 1 if pdg < 0 else -1
+    rec["truth.nu_pdg"] = pdg
+    nu = float(ev["nu_energy"][i]) if "nu_energy" in ev else float("nan")
+    lep = float(ev["lep_energy"][i]) if "lep_energy" in ev else float("nan")
+    rec["truth.nu_energy"], rec["truth.lep_energy"] = nu, lep
+    with np.errstate(all="ignore"):
+        rec["truth.y"] = float(1.0 - lep / nu) if nu > 0 else float("nan")
+    for j, c in enumerate("xyz"):
+        rec[f"truth.vtx_{c}"] = float(ev["nu_vtx"][i, j]) if "nu_vtx" in ev else float("nan")
+
+
+def _derived(reference, original: dict, table: str, column: str, new: np.ndarray | None):
+    """(expected records, must reject) when ``table/column`` holds ``new`` (None: deleted)."""
+    expected = [dict(r) for r in reference]
+    if table == "event_table":
+        ev = {c: _flat(original[f"event_table/{c}"]) for c in DIRECT_EVENTS}
+        if new is None:
+            del ev[column]
+        else:
+            ev[column] = _flat(new)
+        if not INT32[0] <= int(ev["nu_pdg"].min()) <= int(ev["nu_pdg"].max()) <= INT32[1]:
+            return None, True
+        for i, rec in enumerate(expected):
+            _expected_truth(rec, ev, i)
+        return expected, False
+    values = _flat(new)
+    if column != "global_wire" and column != "global_plane":
+        values = values.astype(np.float32)
+        if not np.isfinite(values).all():
+            return None, True
+    elif column == "global_plane":
+        if not ((values >= 0) & (values < N_VIEWS)).all():
+            return None, True
+        values = values.astype(np.int8)
+    else:
+        if not np.isfinite(values).all():
+            return None, True
+        values = np.rint(values.astype(np.float64))
+        if not (INT32[0] <= values.min() and values.max() <= INT32[1]):
+            return None, True
+        values = values.astype(np.int32)
+    owner = _owners(original, "hit_table")
+    for i, rec in enumerate(expected):
+        rec[f"hits.{DIRECT_HITS[column]}"] = values[owner == i]
+    return expected, False
+
+
+def _without(reference, drop) -> list[dict]:
+    return [{k: v for k, v in r.items() if not drop(k)} for r in reference]
+
+
+def _deleted(m, reference, original):
+    """(expected, must reject) after deleting object ``m.name`` (or replacing it by a link)."""
+    table, _, column = m.name.partition("/")
+    if m.name in REQUIRED:
+        return None, True
+    if column.endswith("seq_cnt"):
+        return reference, False                   # rows are then matched by event_id
+    if m.name == "particle_table":
+        expected = _without(reference, lambda k: k.startswith("particles.") or k == "hits.particle")
+        for rec in expected:
+            for label in ("n_proton", "n_charged_pion", "n_neutral_pion", "n_neutron"):
+                rec[f"truth.{label}"] = rec[f"truth.{label}_raw"] = -1
+        return expected, False
+    if m.name in ("edep_table", "hit_table/hit_id"):
+        return _without(reference, lambda k: k in {f"hits.{c}" for c in HIT_TRUTH}), False
+    if table == "edep_table" and column.endswith("_position"):
+        return _without(reference, lambda k: k in ("hits.x", "hits.y", "hits.z")), False
+    if m.name == "particle_table/start_process":
+        expected = [dict(r) for r in reference]
+        for rec in expected:
+            rec["particles.process"] = np.full(len(rec["particles.pdg"]), -1, np.int8)
+        return expected, False
+    if table == "particle_table" and column.endswith("_position"):
+        end = column.split("_")[0]
+        expected = [dict(r) for r in reference]
+        for rec in expected:
+            for c in "xyz":
+                rec[f"particles.{end}_{c}"] = np.full(len(rec["particles.pdg"]), np.nan, np.float32)
+        return expected, False
+    if table == "event_table" and column in DIRECT_EVENTS:
+        return _derived(reference, original, table, column, None)
+    raise AssertionError(f"no oracle for deleting {m.name}")
+
+
+def expectation(m: fuzz_hdf5.Mutation, reference, original: dict):
+    """(expected records or None, must the file be rejected) after mutation ``m``; expected
+    None: not known exactly (accepted events must then be :func:`plausible`)."""
+    table, _, column = m.name.partition("/")
+    if m.op in ("attr_delete", "attr_set", "add") or m.name in IGNORED:
+        return reference, False
+    if m.op in ("delete", "link"):
+        return _deleted(m, reference, original)
+    if m.op in ("as_group", "resize"):
+        return None, True
+    old = original[m.name]
+    if m.op == "reshape":
+        new = fuzz_hdf5.rewritten(old, m)
+        if new.shape == old.shape:
+            return reference, False
+        if old.ndim == 2 and old.shape[1] == 1 and new.shape == old.shape[:1]:
+            return reference, False               # (n,) for (n, 1): the same column
+        return None, True
+    if m.op == "retype":
+        new = fuzz_hdf5.rewritten(old, m)
+        if old.dtype.kind == "S":
+            return reference, False               # process names fit in 8 bytes
+        if new.dtype.kind == "S" or (old.dtype.kind in "iu" and new.dtype.kind == "f"):
+            return None, True                     # numbers as text; integers as floats
+    else:
+        index, value = m.arg
+        new = old.copy()
+        new[index] = fuzz_hdf5.cast(value, old.dtype)
+    if np.array_equal(new, old, equal_nan=old.dtype.kind == "f"):
+        return reference, False
+    if m.name in INDEX:
+        return None, True
+    if new.dtype.kind in "iu" and (new.min() < INT32[0] or new.max() > INT32[1]):
+        return None, True                         # HDF5Maker writes 32-bit integers
+    if table == "hit_table" and column in DIRECT_HITS:
+        return _derived(reference, original, table, column, new)
+    if table == "event_table" and column in DIRECT_EVENTS:
+        return _derived(reference, original, table, column, new)
+    return None, False
+
+
+@fuzz_settings(200)
+@given(data=st.data())
+def test_structural_mutations(base, data):
+    root, path, reference = base.root, base.path, base.reference
+    datasets, groups, attrs = fuzz_hdf5.objects(path)
+    original = fuzz_hdf5.values(path)
+    m = data.draw(fuzz_hdf5.mutations(datasets, groups, attrs))
+    # text columns (process names) cannot be rewritten as numbers
+    assume(not (m.op == "retype" and original[m.name].dtype.kind == "S" and m.arg != "S8"))
+    case = root / "case.h5"
+    fuzz_hdf5.apply(m, path, case)
+    expected, must_reject = expectation(m, reference, original)
+    outcome = judge(READER, m.kind, read_source(NuMLReader, case),
+                    expected if expected is not None else reference, reference, must_reject,
+                    plausible=None if expected is not None else plausible)
+    if m.op in ("add", "attr_set", "attr_delete") or (m.name in IGNORED and m.op != "link"):
+        assert outcome == "read: identical", "an unused or unknown object must be ignored"
+
+
+# -- sizes ----------------------------------------------------------------------------------------
+def test_file_of_empty_events(tmp_path, dune):
+    """Events without hits, deposits or particles read as empty events."""
+    events = [make_event(i, 0, dune, "global") for i in range(3)]
+    for ev in events:
+        ev["particle_table"] = {k: v[:0] for k, v in ev["particle_table"].items()}
+    path = write_numl(tmp_path / "empty.h5", events)
+    reading = read_source(NuMLReader, path)
+    assert not reading.rejected and len(reading.events) == 3
+    assert all(len(r["hits.view"]) == 0 and len(r["particles.pdg"]) == 0
+               for r in reading.records.values())
+    record_outcome(READER, "empty events", "read: identical")

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data, Dataset
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from ..events import Truth
 from .store import SPLITS, read_manifest
 
@@ -133,11 +133,15 @@ class GraphDataset(Dataset):
     """Graphs of one split of a gnnu graph dataset (see module docstring).
 
     ``root``: dataset directory. ``split``: ``'train'``, ``'val'``, ``'test'`` or ``'all'``.
-    ``normalize``: standardise ``x`` with the manifest statistics. ``transform``: as in PyG.
+    ``normalize``: standardise ``x`` with the manifest statistics — or with ``feature_stats``
+    (``{"mean": [F], "std": [F]}``, as :attr:`feature_stats` gives them), the statistics a model
+    was trained with, so a checkpoint sees its training standardisation on any dataset (the
+    manifest's are fitted on *this* dataset's training split, which another dataset, e.g. real
+    events with no training split, does not share). ``transform``: as in PyG.
     """
 
     def __init__(self, root: str | os.PathLike, split: str = "train", normalize: bool = True,
-                 transform=None):
+                 transform=None, feature_stats: dict | None = None):
         self.index = ShardIndex(root, split)
         self.path, self.split, self.manifest = self.index.path, split, self.index.manifest
         self.normalize = normalize
@@ -147,6 +151,12 @@ class GraphDataset(Dataset):
         std = np.array([f["std"] for f in feats], np.float64)
         self._mean = np.where(use, [f["mean"] for f in feats], 0.0).astype(np.float32)
         self._std = np.where(use & (std > 0), std, 1.0).astype(np.float32)
+        if feature_stats is not None:
+            mean, std = (np.asarray(feature_stats[k], np.float32) for k in ("mean", "std"))
+            if mean.shape != self._mean.shape or std.shape != self._std.shape or not (std > 0).all():
+                raise InputError(f"feature statistics for {len(mean)} features (std > 0) do not fit "
+                                 f"this dataset's {len(self._mean)}", self.path)
+            self._mean, self._std = mean, std
         super().__init__(None, transform)
 
     # -- PyG Dataset interface ------------------------------------------------------------------
@@ -171,6 +181,12 @@ class GraphDataset(Dataset):
     def labels(self, name: str | None = None):
         """Per-graph truth of the whole split without reading graphs (:meth:`ShardIndex.labels`)."""
         return self.index.labels(name)
+
+    @property
+    def feature_stats(self) -> dict[str, list[float]]:
+        """The standardisation applied to ``x``: per feature ``mean`` and ``std`` (0 and 1 where
+        a feature is not standardised); what a checkpoint records (``gnnu.train.run``)."""
+        return {"mean": self._mean.tolist(), "std": self._std.tolist()}
 
     @property
     def num_node_features(self) -> int:

@@ -68,13 +68,15 @@ def dataset_tasks(manifest: dict, overrides: dict[str, int] | None = None) -> di
     return {t: tasks[t] for t in CLASS_LABELS}
 
 
-def open_dataset(root: str | Path, split: str, model) -> EventDataset:
+def open_dataset(root: str | Path, split: str, model, feature_stats: dict | None = None) -> EventDataset:
     """The ``split`` of dataset ``root`` as the model config ``model`` reads it: a
-    :class:`GraphDataset`, or for image models (``model_inputs(model.name) == 'image'``) an
-    :class:`ImageDataset` rendered with ``model.image``."""
+    :class:`GraphDataset` (node features standardised with ``feature_stats`` when given — a
+    checkpoint's training statistics — else with the dataset's own), or for image models
+    (``model_inputs(model.name) == 'image'``) an :class:`ImageDataset` rendered with
+    ``model.image``."""
     if model_inputs(model.name) == "image":
         return ImageDataset(root, split, model.image)
-    return GraphDataset(root, split)
+    return GraphDataset(root, split, feature_stats=feature_stats)
 
 
 def make_loader(dataset: EventDataset, batch_size: int, **kwargs):

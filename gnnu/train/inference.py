@@ -18,9 +18,11 @@ Measured on the way (``metrics.json``: ``throughput_events_per_s``, ``peak_memor
   rendering the images) is timed separately (``timing.data_s``) and not included. The first ``warmup`` batches are run
   once before the timed pass and not counted (they are predicted again in the timed pass).
 - peak memory: on a GPU ``torch.cuda.max_memory_allocated`` during the timed pass (statistics
-  reset before it); on the CPU the growth of the process's peak resident set size
-  (``resource.getrusage(...).ru_maxrss``) from before the warm-up to the end of the timed pass —
-  0 if inference stays below an earlier peak of the process (loading), so a lower bound.
+  reset before it); on the CPU (Linux) the largest resident set size sampled every 2 ms from the
+  warm-up to the end of the timed pass, minus the resident set size just before it — the memory
+  inference itself takes, a lower bound (peaks shorter than 2 ms and memory the allocator had
+  already reserved are not seen). Where /proc is missing: the growth of the process's peak
+  resident set size (``ru_maxrss``), 0 when inference stays below an earlier peak.
 
 The precision is the one the model was trained with (``bf16-mixed`` → bfloat16 autocast,
 ``16-mixed`` → float16 autocast on GPU; float32 otherwise and for ``16-mixed`` on the CPU).
@@ -29,8 +31,10 @@ The precision is the one the model was trained with (``bf16-mixed`` → bfloat16
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -51,6 +55,41 @@ from .run import device_name, resolve_accelerator
 def _peak_rss_bytes() -> int:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)   # Linux reports KiB
+
+
+_STATM = "/proc/self/statm"
+
+
+def _rss_bytes() -> int | None:
+    """The process's current resident set size (Linux /proc), or None elsewhere."""
+    try:
+        with open(_STATM) as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _RssSampler:
+    """Largest current RSS seen while running: a thread reads /proc/self/statm every
+    ``interval_s``. Peaks shorter than the interval can be missed (a lower bound)."""
+
+    def __init__(self, interval_s: float = 0.002):
+        self.interval_s, self.peak = interval_s, _rss_bytes() or 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(self.interval_s):
+            self.peak = max(self.peak, _rss_bytes() or 0)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes() or 0)
 
 
 def _autocast(precision: str, device: torch.device):
@@ -89,7 +128,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, ou
         raise ConfigError(f"--warmup must be ≥ 0, got {warmup}")
     accelerator = resolve_accelerator(device)
     model, meta, cfg = load_model(checkpoint)
-    dataset = open_dataset(data, split, cfg.model)
+    dataset = open_dataset(data, split, cfg.model, meta.get("feature_stats"))
     if list(dataset.feature_names) != list(meta["feature_names"]):
         raise InputError(f"dataset features {dataset.feature_names} differ from the checkpoint's "
                          f"{meta['feature_names']} (rebuild the dataset with the training graph "
@@ -118,8 +157,9 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, ou
             torch.cuda.synchronize(dev)
         return scores, energies
 
-    rss0 = _peak_rss_bytes()
-    with torch.inference_mode():
+    rss0, max_rss0 = _rss_bytes(), _peak_rss_bytes()
+    sampler = _RssSampler() if rss0 is not None and dev.type != "cuda" else None
+    with torch.inference_mode(), (sampler or contextlib.nullcontext()):
         for i, batch in enumerate(loader):
             if i >= warmup:
                 break
@@ -144,8 +184,12 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, ou
             if "nu_energy" in e:
                 e_pred.append(e["nu_energy"].double().numpy())
         wall = time.perf_counter() - t_wall
-    peak = (torch.cuda.max_memory_allocated(dev) if dev.type == "cuda"
-            else max(0, _peak_rss_bytes() - rss0))
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(dev)
+    elif sampler is not None:
+        peak = max(0, sampler.peak - rss0)
+    else:
+        peak = max(0, _peak_rss_bytes() - max_rss0)
 
     n = len(dataset)
     predictions = Predictions(

@@ -315,7 +315,9 @@ def train(opts: TrainOptions) -> dict:
     mhash = manifest_hash(cfg.data)
     meta = {"version": __version__, "config": to_dict(cfg), "feature_names": dm.feature_names,
             "manifest_hash": mhash, "data": str(cfg.data), "tasks": tasks,
-            "regression": list(cfg.regression), "in_features": dm.in_features}
+            "regression": list(cfg.regression), "in_features": dm.in_features,
+            # node-feature standardisation of training: what gnnu-eval applies on any dataset
+            "feature_stats": getattr(dm.train_set, "feature_stats", None)}
     module = TrainModule(model, cfg, meta, class_weights(cfg.class_weights, dm.train_set, tasks,
                                                          cfg.primary_task), frozen)
     _check_monitors(cfg, module)

@@ -3,6 +3,8 @@
 Each notebook reads its size from ``GNNU_NOTEBOOK_SIZE`` and writes under ``GNNU_NOTEBOOK_OUT``;
 here every notebook is executed with nbclient at ``toy`` size in a temporary directory, and the
 test fails on the first cell that raises. Outputs are not written back (none are committed).
+A notebook that reads data from outside the repository (``03_dune_cvn_events``: the DUNE CVN
+sample in ``../shared``) is skipped where that data is absent, as in ``tests/test_dune_cvn.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
+from conftest import DUNE_CVN_SAMPLE
+
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+#: Notebook → (environment variable overriding its data directory, default data directory).
+NEEDS_DATA = {"03_dune_cvn_events": ("GNNU_DUNE_CVN_DIR", DUNE_CVN_SAMPLE)}
 
 
 def test_every_notebook_is_found_and_has_no_committed_outputs():
@@ -30,6 +36,11 @@ def test_every_notebook_is_found_and_has_no_committed_outputs():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_at_toy_size(path, tmp_path, monkeypatch):
+    if path.stem in NEEDS_DATA:
+        variable, default = NEEDS_DATA[path.stem]
+        data = Path(os.environ.get(variable) or default)
+        if not data.is_dir():
+            pytest.skip(f"{path.name}: its data {data} is not present")
     monkeypatch.setenv("GNNU_NOTEBOOK_SIZE", "toy")
     monkeypatch.setenv("GNNU_NOTEBOOK_OUT", str(tmp_path / "out"))
     monkeypatch.setenv("MPLBACKEND", "Agg")

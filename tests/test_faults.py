@@ -339,8 +339,9 @@ def test_disk_full_writing_the_manifest_keeps_the_build_resumable(tmp_path, monk
     _assert_same_dataset(out, ref)
 
 
-def test_disk_full_during_a_hit_file_leaves_no_file(tmp_path, monkeypatch, dune):
-    """ENOSPC while gnnu-sim flushes its hits: no output file and no temporary file remain."""
+def test_disk_full_during_a_hit_file_leaves_no_file(tmp_path, monkeypatch, dune, capsys):
+    """ENOSPC while gnnu-sim flushes its hits: one error line, exit 2, and no output file and no
+    temporary file remain (with --debug the OSError itself propagates)."""
     from gnnu.cli import sim
 
     flush = HitFileWriter.flush
@@ -357,10 +358,15 @@ def test_disk_full_during_a_hit_file_leaves_no_file(tmp_path, monkeypatch, dune)
 
     monkeypatch.setattr(HitFileWriter, "flush", failing_flush)
     out = tmp_path / "ev.h5"
-    with pytest.raises(OSError) as err:
-        sim.main(["--events", "4", "--seed", "2", "--out", str(out)])
-    assert err.value.errno == errno.ENOSPC and calls
-    assert list(tmp_path.iterdir()) == [], "a failed write left files behind"
+    assert sim.main(["--events", "4", "--seed", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("gnnu-sim: error:") and "no space left" in err[0], err
+    assert calls and list(tmp_path.iterdir()) == [], "a failed write left files behind"
+    calls.clear()
+    with pytest.raises(OSError) as exc:
+        sim.main(["--events", "4", "--seed", "2", "--out", str(out), "--debug"])
+    assert exc.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
 
 
 # -- reproducibility -----------------------------------------------------------------------------

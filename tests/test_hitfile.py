@@ -165,3 +165,21 @@ def test_unsealed_files_still_read(tmp_path, dune, monkeypatch):
     with HitFile(path) as f:
         assert not f.sealed and len(f) == 3
         np.testing.assert_array_equal(f[1].hits["charge"], events[1].hits["charge"])
+
+
+def test_stale_temporary_of_a_killed_writer_is_removed(tmp_path, dune):
+    """A killed writer leaves <out>.tmp-<pid>; the next write of <out> removes it once that
+    process is gone, and keeps the temporary file of a writer that is still alive."""
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"a.h5.tmp-{dead.pid}"
+    live = tmp_path / f"a.h5.tmp-{os.getppid()}"
+    stale.write_bytes(b"half-written")
+    live.write_bytes(b"in progress")
+    write_hits(tmp_path / "a.h5", _events(2), dune)
+    assert not stale.exists() and live.exists()
+    assert len(HitFile(tmp_path / "a.h5")) == 2

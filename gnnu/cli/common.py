@@ -2,12 +2,16 @@
 
 An expected failure (:class:`gnnu.errors.GnnuError`: bad input, bad config, refused overwrite)
 prints ``<prog>: error: <message>`` on stderr and exits with its code (2) — no traceback unless
-``--debug``. Ctrl-C exits 130. Anything else is a bug and keeps its traceback.
+``--debug``. Ctrl-C exits 130. A full disk or exceeded quota (``OSError`` ENOSPC / EDQUOT) is
+an expected failure too: one line naming the file, exit 2 (the writers have already discarded
+their temporary files, so nothing half-written is left). Anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import warnings
 from typing import Callable, Sequence
@@ -42,6 +46,13 @@ def run(prog: str, body: Callable[[argparse.Namespace], int | None],
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{prog}: error: {where}no space left on the device ({exc.strerror or exc}); "
+              "nothing half-written was kept: free space and run again", file=sys.stderr)
+        return 2
 
 
 def parse_fractions(text: str, n: int = 3) -> tuple[float, ...]:

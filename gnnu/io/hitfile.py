@@ -113,6 +113,27 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.tmp-{os.getpid()}")
 
 
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete the temporary files ``<path>.tmp-<pid>`` left by writers that were killed (their
+    process no longer exists); a live writer's file is kept. Returns the files removed."""
+    removed = []
+    for tmp in path.parent.glob(f"{path.name}.tmp-*"):
+        try:
+            pid = int(tmp.name.rsplit("-", 1)[1])
+        except ValueError:
+            continue
+        try:
+            os.kill(pid, 0)
+            continue                         # that writer is still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:              # alive, another user's
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
 def prepare_output(path: str | os.PathLike, overwrite: bool) -> Path:
     """Check that ``path`` may be written: refuse an existing file unless ``overwrite``."""
     path = Path(path)
@@ -136,6 +157,7 @@ class HitFileWriter:
     def __init__(self, path: str | os.PathLike, detector, generator: dict | None = None,
                  seed: int | None = None, overwrite: bool = False, compression: str = "lzf"):
         self.path = prepare_output(path, overwrite)
+        remove_stale_temporaries(self.path)      # left by a killed earlier run
         self.tmp = temporary_path(self.path)
         self._f = h5py.File(self.tmp, "w", track_order=True, libver=LIBVER,
                             userblock_size=USERBLOCK)

@@ -22,6 +22,8 @@ from ..errors import GnnuError
 # A dependency's import-time deprecation notice (torch.jit.script, used inside PyG/Lightning) is
 # not the user's business and would break "one line on stderr" for expected failures.
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+# Lightning 2.6's own notice about a torch pytree API it calls (printed on every gnnu-train).
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:

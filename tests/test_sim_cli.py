@@ -44,13 +44,18 @@ def test_writes_balanced_file_with_ids_and_truth(tmp_path):
         assert f.generator["flavours"] == ["numu_cc", "nue_cc", "nutau_cc", "nc"]
 
 
-def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
-    """Event i depends only on (seed, i): 1 and 2 workers (and different hash seeds) give identical files."""
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_same_seed_same_bytes_whatever_the_workers(tmp_path, compression):
+    """Event i depends only on (seed, i): 1 and 2 workers (and different hash seeds) give identical
+    files, with either chunk filter."""
     a, b = tmp_path / "a.h5", tmp_path / "b.h5"
-    r1 = _cli("--events", 10, "--seed", 3, "--workers", 1, "--out", a, env={"PYTHONHASHSEED": "1"})
-    r2 = _cli("--events", 10, "--seed", 3, "--workers", 2, "--out", b, env={"PYTHONHASHSEED": "2"})
+    common = ("--events", 10, "--seed", 3, "--compression", compression)
+    r1 = _cli(*common, "--workers", 1, "--out", a, env={"PYTHONHASHSEED": "1"})
+    r2 = _cli(*common, "--workers", 2, "--out", b, env={"PYTHONHASHSEED": "2"})
     assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
     assert a.read_bytes() == b.read_bytes()
+    with h5py.File(a, "r") as f:
+        assert f["hits/charge"].compression == (None if compression == "none" else "gzip")
 
 
 def test_different_seed_different_events(dune):

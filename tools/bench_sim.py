@@ -2,7 +2,9 @@
 
 Times the whole chain (generator → transport → readout) in one process on the default mixed
 sample (νμ CC, νe CC, ντ CC, NC round-robin, LBNF-like spectrum), repeats it and quotes the
-median; also the share of each stage and, with ``--workers``, the multi-process rate.
+median; also the share of each stage, the cost of writing the events to a hit file with each
+chunk filter (ms/event, kB/event, read-back ms/event), and, with ``--workers``, the
+multi-process rate.
 
     python tools/bench_sim.py --events 200 --repeats 3 [--workers 2]
 """
@@ -10,7 +12,9 @@ median; also the share of each stage and, with ``--workers``, the multi-process 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import tempfile
 import time
 from collections import defaultdict
 
@@ -18,6 +22,7 @@ import numpy as np
 
 from _env import describe
 from gnnu.detectors import load_detector
+from gnnu.io.hitfile import COMPRESSIONS, HitFile, HitFileWriter
 from gnnu.sim import generator, simulate, transport
 from gnnu.sim.simulate import SimRequest, iter_events
 
@@ -63,6 +68,24 @@ def main():
     for name, t in stage.items():
         print(f"  {name:10s} {100 * t / total:5.1f} % of stage time "
               f"({1e3 * t / (args.events * args.repeats):.2f} ms/event)")
+    print(f"\nhit-file writing of the last {len(evs)} events (median of {args.repeats})")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in COMPRESSIONS:
+            write, read = [], []
+            for r in range(args.repeats):
+                out = os.path.join(tmp, f"{name}-{r}.h5")
+                t0 = time.perf_counter()
+                with HitFileWriter(out, det, seed=0, compression=name) as w:
+                    w.write_all(evs)
+                write.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                with HitFile(out) as f:
+                    f.read_range(0, len(f))
+                read.append(time.perf_counter() - t0)
+            n = len(evs)
+            print(f"  {name:5s} write {1e3 * statistics.median(write) / n:.2f} ms/event, "
+                  f"read back {1e3 * statistics.median(read) / n:.2f} ms/event, "
+                  f"{os.path.getsize(out) / n / 1e3:.0f} kB/event")
     if args.workers > 1:
         req = SimRequest(detector=args.detector, n_events=args.events * args.workers, seed=5000)
         t0 = time.perf_counter()

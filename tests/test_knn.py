@@ -34,16 +34,17 @@ def _points(sizes, dim, seed):
 
 
 def _run(backend, pos, k, batch, include_self, **kw):
-    if backend == "scipy":
-        return knn(pos, k, batch, include_self, backend="scipy")
+    if backend in ("numba", "scipy"):
+        return knn(pos, k, batch, include_self, backend=backend)
     out = knn(torch.from_numpy(pos), k, None if batch is None else torch.from_numpy(batch),
               include_self, backend="torch", **kw)
     assert isinstance(out, torch.Tensor) and out.dtype == torch.long
     return out.numpy()
 
 
-BACKENDS = [("scipy", {}), ("torch", {}), ("torch", {"block_size": 700}), ("torch", {"block_size": 50})]
-IDS = ["scipy", "torch", "torch-padded-groups", "torch-row-blocks"]
+BACKENDS = [("numba", {}), ("scipy", {}), ("torch", {}), ("torch", {"block_size": 700}),
+            ("torch", {"block_size": 50})]
+IDS = ["numba", "scipy", "torch", "torch-padded-groups", "torch-row-blocks"]
 
 
 @pytest.mark.parametrize("backend,kw", BACKENDS, ids=IDS)
@@ -77,6 +78,61 @@ def test_ties_go_to_the_lower_index(backend, kw):
         for include_self in (False, True):
             np.testing.assert_array_equal(_run(backend, pos, k, batch, include_self, **kw),
                                           reference_knn(pos, k, batch, include_self))
+
+
+def _view_like(seed: int, n: int) -> np.ndarray:
+    """Hits of one detector view in (wire, drift) cm: straight tracks one hit per wire (0.479 cm
+    pitch), a shower blob, coincident hits, hits on one wire, noise far from everything."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for _ in range(3):
+        w = np.arange(n // 6) * 0.479
+        parts.append(np.stack([w, 50 + np.tan(rng.uniform(-1.5, 1.5)) * w
+                               + rng.normal(0, 0.05, len(w))], 1))
+    parts.append(rng.normal([30, 60], [4, 8], (n // 4, 2)))
+    parts.append(np.repeat(parts[-1][:5], 4, axis=0))                    # coincident hits
+    parts.append(np.stack([np.full(30, 12 * 0.479), np.arange(30) * 0.08], 1))  # one wire
+    parts.append(rng.uniform([-500, -500], [1500, 3000], (12, 2)))       # isolated noise
+    return np.round(np.concatenate(parts), 3)            # rounded: many exact distance ties
+
+
+@pytest.mark.parametrize("include_self", [False, True])
+def test_numba_equals_scipy_on_detector_like_views(include_self):
+    """The default backend of gnnu-build (numba) picks exactly scipy's neighbours on view-shaped
+    hit clouds, including the ~5 000-hit views of large showers, and the brute force on a smaller one."""
+    views = [_view_like(s, n) for s, n in ((1, 300), (2, 1000), (3, 5000), (4, 60))]
+    pos = np.concatenate(views)
+    batch = np.repeat(np.arange(len(views)), [len(v) for v in views])
+    got = knn(pos, 16, batch, include_self, backend="numba")
+    np.testing.assert_array_equal(got, knn(pos, 16, batch, include_self, backend="scipy"))
+    small = views[0]
+    np.testing.assert_array_equal(knn(small, 16, None, include_self, backend="numba"),
+                                  reference_knn(small, 16, None, include_self))
+
+
+def test_numba_in_higher_dimensions_and_degenerate_clouds():
+    """Exact in any dimension (feature space), and for points all on one line or all equal."""
+    pos, batch = _points([40, 200], 6, seed=5)
+    np.testing.assert_array_equal(knn(pos, 8, batch, backend="numba"),
+                                  reference_knn(pos, 8, batch, False))
+    line = np.stack([np.arange(100.0) % 7, np.zeros(100)], 1)
+    same = np.zeros((40, 3))
+    for p in (line, same):
+        np.testing.assert_array_equal(knn(p, 5, None, backend="numba"), reference_knn(p, 5, None, False))
+
+
+def test_auto_picks_the_compiled_tree_for_positions_and_scipy_for_features(monkeypatch):
+    import gnnu.graph.knn as mod
+
+    calls = []
+    monkeypatch.setattr(mod, "has_torch_cluster", lambda: False)
+    for name in ("_knn_numba", "_knn_scipy"):
+        real = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda *a, _n=name, _r=real: calls.append(_n) or _r(*a))
+    knn(np.zeros((10, 3)), 2)
+    knn(torch.zeros(10, 2), 2)
+    knn(np.zeros((10, 8)), 2)
+    assert calls == ["_knn_numba", "_knn_numba", "_knn_scipy"]
 
 
 def test_types_and_devices_follow_the_input():

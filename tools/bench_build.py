@@ -8,7 +8,8 @@ crossed, drift time linear in the wire, small jitter), one electromagnetic-showe
 event in total. Times are whole-pipeline medians over repeats of:
 
 1. ``make_graphs``: features + kNN edges for in-memory events, in the builder's sub-blocks, and
-   the edge builders alone on prepared node tables (the kNN share);
+   the edge builders alone on prepared node tables (the kNN share), then the config's kNN alone
+   with the numba and the scipy backend side by side;
 2. ``gnnu-build`` end to end in one process (read the hit file, build, write shards, manifest);
 3. ``GraphDataset`` + PyG ``DataLoader`` (batch 64) graphs/s, with 0 and 2 loader workers.
 
@@ -22,6 +23,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +33,7 @@ from gnnu.detectors import load_detector
 from gnnu.events import Event, Hits, Truth
 from gnnu.graph.build import SUB_BLOCK, BuildOptions, build_dataset, make_graphs
 from gnnu.graph.config import load_graph_config
-from gnnu.graph.edges import build_edges
+from gnnu.graph.edges import KnnEdges, build_edges, knn_edges
 from gnnu.graph.features import node_table
 from gnnu.io.hitfile import write_hits
 
@@ -121,12 +123,21 @@ def main():
         med, runs = _median_rate(lambda: [build_edges(t, cfg.edges, cfg.self_loops) for t in tables],
                                  args.events, args.repeats)
         rows.append(("edges only (the configured builders)", med, runs, "events/s, 1 core"))
+        knn_specs = [s for s in cfg.edges if isinstance(s, KnnEdges)]
+        for backend in ("numba", "scipy") if knn_specs else ():      # side by side, same events
+            spec = replace(knn_specs[0], backend=backend)
+            med, runs = _median_rate(lambda: [knn_edges(t, spec) for t in tables],
+                                     args.events, args.repeats)
+            rows.append((f"kNN alone, backend {backend}", med, runs, "events/s, 1 core"))
 
         def full():
             build_dataset(BuildOptions(inputs=(str(src),), out=str(work / "ds"), graph=args.graph,
                                        force=True))
         med, runs = _median_rate(full, args.events, args.repeats)
         rows.append(("gnnu-build end to end (read, build, write)", med, runs, "events/s, 1 core"))
+        disk = sum(p.stat().st_size for p in (work / "ds").glob("shard-*.h5"))
+        print(f"  dataset: {disk / args.events / 1e3:.0f} kB/event on disk "
+              f"(compression: {cfg.compression})")
 
         import torch
         from torch_geometric.loader import DataLoader

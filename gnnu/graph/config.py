@@ -64,7 +64,7 @@ class GraphConfig:
     self_loops: bool = False
     shard_size: int = 1024                        # events per shard
     max_hits: int = 200_000                       # larger events are bad input
-    compression: Literal["lzf", "gzip", "none"] = "lzf"
+    compression: Literal["lzf", "gzip", "none"] = "none"
     defaults: Defaults = field(default_factory=Defaults)
     pixelize: str | None = None                   # pixel-map preset events go through first
 

@@ -88,7 +88,7 @@ class KnnEdges:
     kind: Literal["knn"] = "knn"
     k: int = 16
     space: Literal["view", "3d"] = "view"
-    backend: Literal["auto", "scipy", "torch", "torch_cluster"] = "scipy"
+    backend: Literal["auto", "numba", "scipy", "torch", "torch_cluster"] = "numba"
 
     def __post_init__(self):
         if self.k < 1:

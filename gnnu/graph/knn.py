@@ -5,12 +5,15 @@
 the graphs of a batch. Backends:
 
 - ``torch_cluster``: ``torch_cluster.knn`` (optional extra, a source build); fast on CPU and CUDA.
+- ``numba``: gnnu's own compiled k-d tree per graph (:mod:`gnnu.graph.kdtree`, CPU); numpy in,
+  numpy out.
 - ``scipy``: one ``scipy.spatial.cKDTree`` per graph (CPU); numpy in, numpy out.
 - ``torch``: batched brute force in pure torch on the input's device (CPU or GPU); graphs are
   padded into blocks of at most ``block_size`` pairwise distances, so memory stays bounded.
 
-``backend='auto'`` uses torch-cluster when importable, else scipy for numpy arrays and CPU
-tensors, else the torch brute force. The result has the input's kind (numpy array or tensor,
+``backend='auto'`` uses torch-cluster when importable, else the torch brute force for tensors on
+a GPU, else numba for points of at most :data:`TREE_MAX_DIM` coordinates and scipy for more
+(feature-space kNN of dynamic models, where either tree is a slow brute force). The result has the input's kind (numpy array or tensor,
 same device).
 
 The result is the same for every backend (up to floating-point rounding of distances, which
@@ -21,7 +24,7 @@ to all of them. ``include_self`` says whether a point is its own neighbour (coun
 as in PyG's ``loop=True`` and DGCNN; ParticleNet and GravNet exclude it).
 
 Simplifications: the torch-cluster backend takes its neighbour choice at exact ties from
-torch-cluster (its distances are float32); only the scipy and torch backends apply the
+torch-cluster (its distances are float32); only the numba, scipy and torch backends apply the
 lower-index rule at the k-th place.
 """
 
@@ -30,7 +33,9 @@ from __future__ import annotations
 import numpy as np
 
 #: Backends accepted by :func:`knn`.
-BACKENDS = ("auto", "scipy", "torch", "torch_cluster")
+BACKENDS = ("auto", "numba", "scipy", "torch", "torch_cluster")
+#: ``auto`` takes the numba k-d tree up to this many coordinates per point.
+TREE_MAX_DIM = 3
 
 
 def has_torch_cluster() -> bool:
@@ -66,11 +71,12 @@ def knn(pos, k: int, batch=None, include_self: bool = False, backend: str = "aut
         elif is_tensor and pos.device.type != "cpu":
             backend = "torch"
         else:
-            backend = "scipy"
-    if backend == "scipy":
+            backend = "numba" if pos.ndim == 2 and pos.shape[1] <= TREE_MAX_DIM else "scipy"
+    if backend in ("numba", "scipy"):
         p = pos.detach().cpu().numpy() if is_tensor else pos
         b = None if batch is None else (batch.detach().cpu().numpy() if is_tensor else batch)
-        edges = _knn_scipy(np.asarray(p), int(k), b, include_self)
+        run = _knn_numba if backend == "numba" else _knn_scipy
+        edges = run(np.asarray(p), int(k), b, include_self)
         if is_tensor:
             import torch
             return torch.from_numpy(edges).to(pos.device)
@@ -119,6 +125,28 @@ def _sq_dist(a, b):
     return d
 
 
+def _centres(ptr: np.ndarray, k: int, include_self: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(neighbours per point of each graph, the centre of every edge) for graphs ``ptr``."""
+    sizes = np.diff(ptr)
+    count = np.minimum(k, np.maximum(sizes - (0 if include_self else 1), 0))
+    return count, np.repeat(np.arange(ptr[-1]), np.repeat(count, sizes))
+
+
+# -- numba --------------------------------------------------------------------------------------
+def _knn_numba(pos: np.ndarray, k: int, batch, include_self: bool) -> np.ndarray:
+    from .kdtree import knn_kdtree
+
+    if pos.ndim != 2:
+        raise ValueError(f"pos must have shape [N, D], got {list(pos.shape)}")
+    pos = np.ascontiguousarray(pos, dtype=np.float64)
+    ptr = graph_pointers(batch, len(pos))
+    _, dst = _centres(ptr, k, include_self)
+    src = np.empty(len(dst), np.int64)
+    if len(dst):
+        knn_kdtree(pos, ptr, k, include_self, src)
+    return np.stack([src, dst])
+
+
 # -- scipy ------------------------------------------------------------------------------------
 def _knn_scipy(pos: np.ndarray, k: int, batch, include_self: bool) -> np.ndarray:
     from scipy.spatial import cKDTree
@@ -131,11 +159,10 @@ def _knn_scipy(pos: np.ndarray, k: int, batch, include_self: bool) -> np.ndarray
     sizes = np.diff(ptr)
     extra = 0 if include_self else 1
     q = k + extra + 1               # one candidate beyond the k (+ self) shows ties at the k-th place
-    count = np.minimum(k, np.maximum(sizes - extra, 0))       # neighbours per point, per graph
+    count, dst = _centres(ptr, k, include_self)               # neighbours per point, per graph
     first = np.zeros(n_total + 1, np.int64)                   # edge offset of each centre
     first[1:] = np.cumsum(np.repeat(count, sizes))
     src = np.empty(first[-1], np.int64)
-    dst = np.repeat(np.arange(n_total), np.repeat(count, sizes))
     trees: dict[int, cKDTree] = {}
     dists, idxs, rows = [], [], []
     for g in np.flatnonzero(sizes >= q):                      # graphs with more than k others

@@ -19,6 +19,7 @@ from conftest import REPO, make_event
 from gnnu.cli.build import main
 from gnnu.config import CONFIG_ROOT, to_dict
 from gnnu.detectors import detector_from_dict
+from gnnu.errors import InputError
 from gnnu.events import Event, Hits
 from gnnu.graph.build import assign_split
 from gnnu.graph.config import load_graph_config
@@ -285,6 +286,51 @@ def test_workers_do_not_change_the_output(tmp_path, dune, capsys):
                      "--workers", w)[0] == 0
     _assert_same_dataset(tmp_path / "w1", tmp_path / "w2")
     assert len(read_manifest(tmp_path / "w1")["shards"]) == 8       # shards never span sources
+
+
+def _files(d) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+
+def test_job_array_parts_then_merge_equal_a_single_build_byte_for_byte(tmp_path, dune, capsys):
+    """DESIGN §5 scale-out: three --shard-index jobs (run out of order, into one directory),
+    then --merge: every shard file and manifest.json are byte-identical to one ordinary build."""
+    src = write_hits(tmp_path / "a.h5", [make_event(i, n_hits=50) for i in range(60)], dune)
+    src2 = write_hits(tmp_path / "b.h5", [make_event(i, n_hits=50, seed=1) for i in range(15)], dune)
+    cfg = graph_config(tmp_path, shard_size=10)                                   # 8 shards
+    common = ("--input", src, src2, "--graph", cfg)
+    assert build(capsys, *common, "--out", tmp_path / "one")[0] == 0
+    parts = tmp_path / "parts"
+    for i in (2, 0):
+        rc, out, err = build(capsys, *common, "--out", parts, "--shard-index", i, "--num-shards", 3)
+        assert rc == 0, err
+        assert f"part {i} of 0…2" in out and "--merge" in out
+    assert sorted(p.name for p in parts.glob("shard-*.h5")) == \
+        [f"shard-{s:05d}.h5" for s in (0, 2, 3, 5, 6)]
+    with pytest.raises(InputError, match="did not finish"):          # not a dataset yet
+        GraphDataset(parts)
+    rc, out, err = build(capsys, *common, "--out", parts, "--merge")
+    assert rc == 2 and "cannot merge: 3 of 8 shards missing" in err and "shard-00001.h5" in err
+    rc, out, err = build(capsys, *common, "--out", parts, "--shard-index", 1, "--num-shards", 3)
+    assert rc == 0, err
+    rc, out, err = build(capsys, *common, "--out", parts, "--merge")
+    assert rc == 0, err
+    assert "read 75 events" in out and "8 shards, 8 kept" in out
+    assert _files(parts) == _files(tmp_path / "one")
+    assert len(GraphDataset(parts, split="all")) == 75
+
+
+def test_job_array_arguments_are_checked(tmp_path, dune, capsys):
+    src = write_hits(tmp_path / "a.h5", [make_event(i, n_hits=20) for i in range(5)], dune)
+    out = tmp_path / "ds"
+    for args, message in [(("--shard-index", 0), "go together"),
+                          (("--shard-index", 3, "--num-shards", 3), "must be in 0"),
+                          (("--shard-index", 0, "--num-shards", 2, "--force"), "other jobs' shards"),
+                          (("--merge", "--resume"), "--merge takes no"),
+                          (("--merge",), "nothing to merge")]:
+        rc, _, err = build(capsys, "--input", src, "--out", out, *args)
+        assert rc == 2 and message in err and err.count("\n") == 1, (args, err)
+    assert not out.exists() or not list(out.glob("shard-*"))
 
 
 def test_inspect_reports_counts_features_and_graph_diagnostics(tmp_path, dune, capsys):

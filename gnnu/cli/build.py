@@ -26,6 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--resume", action="store_true",
                       help="continue an interrupted build in DIR, keeping its finished shards")
     mode.add_argument("--force", action="store_true", help="replace an existing dataset in DIR")
+    p.add_argument("--shard-index", type=int, metavar="I",
+                   help="job I of a job array (0-based): build only shards s with s mod N = I into "
+                        "the shared DIR (with --num-shards N)")
+    p.add_argument("--num-shards", type=int, metavar="N", help="number of jobs in the array")
+    p.add_argument("--merge", action="store_true",
+                   help="after every --shard-index job: check all shards and write the complete "
+                        "manifest (same other arguments)")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip bad events (empty, non-finite, unreadable) and count them, instead of stopping")
     p.add_argument("--detector", metavar="NAME",
@@ -45,6 +52,9 @@ def _body(args) -> int:
 
     if not args.input or not args.out:
         raise ConfigError("--input SRC … and --out DIR are required (or --inspect DIR)")
+    if (args.shard_index is None) != (args.num_shards is None):
+        raise ConfigError("--shard-index and --num-shards go together")
+    part = None if args.num_shards is None else (args.shard_index, args.num_shards)
     options = {}
     if args.detector:
         if args.format == "gnnu":
@@ -54,7 +64,8 @@ def _body(args) -> int:
     summary = build_dataset(BuildOptions(
         inputs=tuple(args.input), out=args.out, format=args.format, graph=args.graph,
         split=args.split, seed=args.seed, workers=args.workers, resume=args.resume,
-        force=args.force, skip_bad=args.skip_bad, reader_options=options, progress=True))
+        force=args.force, skip_bad=args.skip_bad, reader_options=options, progress=True,
+        part=part, merge=args.merge))
     print(summary.report())
     return 0
 

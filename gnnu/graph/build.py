@@ -19,6 +19,12 @@ Guarantees:
 - Atomic shards: each is written to a temporary file and renamed; ``resume`` keeps every shard
   whose recorded source, range and build hash match and redoes missing or unreadable ones.
   An existing directory is refused unless ``force`` (our files are deleted first) or ``resume``.
+- Scale-out: ``part=(i, n)`` (``--shard-index i --num-shards n``) builds only the shards s with
+  s mod n = i into a shared directory, so n batch jobs build a dataset together; a final
+  ``merge`` run checks that every shard is finished (listing the missing ones otherwise) and
+  writes the complete manifest. Shards do not depend on who built them, and the merge combines
+  the same per-shard records in the same order, so the result equals a single-machine build byte
+  for byte (uncompressed or gzip shards).
 - Split: event i goes to train/val/test by a hash of (seed, detector name, run, subrun, event)
   (:func:`assign_split`): no file names or positions involved, so adding events or files never
   moves an existing event, and an event present in two sources lands in the same split.
@@ -439,6 +445,11 @@ class BuildOptions:
     skip_bad: bool = False
     reader_options: dict = field(default_factory=dict)
     progress: bool = False
+    #: (i, n): build only part i of n (shards s with s mod n = i) into a shared ``out``, for job
+    #: arrays; the complete manifest is written by a final ``merge`` run.
+    part: tuple[int, int] | None = None
+    #: Build nothing: check every shard of ``out`` is finished and write the complete manifest.
+    merge: bool = False
 
 
 @dataclass
@@ -458,6 +469,7 @@ class BuildSummary:
     n_sources: int
     workers: int
     seconds: float
+    part: tuple[int, int] | None = None
 
     def report(self) -> str:
         """The closing summary printed by ``gnnu-build``."""
@@ -466,11 +478,33 @@ class BuildSummary:
         splits = ", ".join(f"{k} {v}" for k, v in self.per_split.items())
         rate = self.processed / self.seconds if self.seconds > 0 else float("inf")
         kept = f", {self.kept_shards} kept from an earlier run" if self.kept_shards else ""
-        return (f"gnnu-build: read {self.read} events from {self.n_sources} source(s): wrote "
+        part = "" if self.part is None else (
+            f"part {self.part[0]} of 0…{self.part[1] - 1}: ")
+        tail = "" if self.part is None else (
+            "\n  the dataset is complete once every part has run and the same command with "
+            "--merge (instead of --shard-index/--num-shards) has written the manifest")
+        return (f"gnnu-build: {part}read {self.read} events from {self.n_sources} source(s): wrote "
                 f"{self.written} graphs ({splits}), skipped {n_skip}" + (f" ({reasons})" if n_skip else "")
                 + f"\n  {self.n_nodes} nodes, {self.n_edges} edges "
                 f"({self.n_edges / max(self.n_nodes, 1):.2f} per node); {self.n_shards} shards{kept}; "
-                f"{self.seconds:.1f} s ({rate:.0f} events/s, {self.workers} worker(s)) → {self.out}")
+                f"{self.seconds:.1f} s ({rate:.0f} events/s, {self.workers} worker(s)) → {self.out}"
+                + tail)
+
+
+def _part_summary(opts, out, mine, results, todo, kept, n_sources, t0) -> BuildSummary:
+    """Counts of one part's shards (the manifest stays ``in_progress`` until the merge)."""
+    own = [results[t.shard] for t in mine]
+    skipped: dict[str, int] = {}
+    for r in own:
+        for k, v in r["skipped"].items():
+            skipped[k] = skipped.get(k, 0) + v
+    return BuildSummary(out=out, read=sum(r["read"] for r in own),
+                        written=sum(r["written"] for r in own), skipped=dict(sorted(skipped.items())),
+                        per_split={s: sum(r["per_split"][s] for r in own) for s in SPLITS},
+                        n_nodes=sum(r["n_nodes"] for r in own), n_edges=sum(r["n_edges"] for r in own),
+                        n_shards=len(mine), kept_shards=kept,
+                        processed=sum(results[t.shard]["read"] for t in todo), n_sources=n_sources,
+                        workers=opts.workers, seconds=time.perf_counter() - t0, part=opts.part)
 
 
 @dataclass
@@ -523,14 +557,29 @@ def _open_sources(opts: BuildOptions, cfg: GraphConfig) -> list[_Source]:
     return sources
 
 
-def _prepare_out(out: Path, opts: BuildOptions, build_hash: str) -> None:
+def _check_part(opts: BuildOptions) -> None:
+    if opts.part is not None:
+        i, n = opts.part
+        if n < 1 or not 0 <= i < n:
+            raise ConfigError(f"--shard-index must be in 0 … --num-shards − 1, got {i} of {n}")
+        if opts.force:
+            raise ConfigError("--force with --shard-index would delete the other jobs' shards; "
+                              "clear the directory once before starting the jobs")
+    if opts.merge and (opts.part is not None or opts.force or opts.resume):
+        raise ConfigError("--merge takes no --shard-index/--num-shards, --force or --resume")
+
+
+def _prepare_out(out: Path, opts: BuildOptions, build_hash: str, mine=None) -> None:
+    """Make ``out`` ready; ``mine``: the shard files this run may write (None: all)."""
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is not a directory")
+    if opts.merge and not (out / MANIFEST).exists():
+        raise InputError("nothing to merge: no manifest.json (run the --shard-index jobs first)", out)
     if out.exists() and any(out.iterdir()):
         if opts.force:
             for p in list(out.glob("shard-*.h5*")) + list(out.glob(f"{MANIFEST}*")):
                 p.unlink()
-        elif opts.resume:
+        elif opts.resume or opts.part is not None or opts.merge:
             if (out / MANIFEST).exists():
                 manifest = read_manifest(out, complete=False)
                 if manifest.get("build_hash") != build_hash:
@@ -541,8 +590,11 @@ def _prepare_out(out: Path, opts: BuildOptions, build_hash: str) -> None:
             raise OutputExistsError(f"{out}: output directory exists and is not empty (use --force "
                                     f"to overwrite or --resume to continue a build)")
     out.mkdir(parents=True, exist_ok=True)
-    for p in out.glob("*.tmp-*"):               # left by a killed build
-        p.unlink()
+    if opts.merge:                               # other jobs' temporaries: removed after the merge
+        return
+    for p in out.glob("*.tmp-*"):               # left by a killed build (a part: of its own shards)
+        if mine is None or p.name.split(".tmp-")[0] in mine:
+            p.unlink()
 
 
 def build_dataset(opts: BuildOptions) -> BuildSummary:
@@ -556,6 +608,7 @@ def build_dataset(opts: BuildOptions) -> BuildSummary:
         raise ConfigError("--force and --resume exclude each other")
     if not opts.inputs:
         raise ConfigError("no input given (--input SRC …)")
+    _check_part(opts)
     cfg = load_graph_config(opts.graph)
     fractions = tuple(float(f) for f in (opts.split or cfg.defaults.split))
     seed = cfg.defaults.seed if opts.seed is None else int(opts.seed)
@@ -567,14 +620,18 @@ def build_dataset(opts: BuildOptions) -> BuildSummary:
                 "split": list(fractions), "seed": seed, "schema_version": SCHEMA_VERSION}
     build_hash = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     out = Path(opts.out)
-    _prepare_out(out, opts, build_hash)
-
     tasks = []
     for si, src in enumerate(sources):
         for start in range(0, src.n_events, cfg.shard_size):
             tasks.append(ShardTask(len(tasks), si, src.path, src.sha256, opts.format, reader_options,
                                    start, min(start + cfg.shard_size, src.n_events), cfg, fractions,
                                    seed, opts.skip_bad, build_hash, str(out)))
+    if opts.part is None:
+        mine = tasks
+    else:
+        mine = [t for t in tasks if t.shard % opts.part[1] == opts.part[0]]
+    _prepare_out(out, opts, build_hash,
+                 None if opts.part is None else {shard_name(t.shard) for t in mine})
     columns = feature_columns(cfg.features, detector)
     det_name, det_json = _detector_identity(detector)
     manifest = {
@@ -592,19 +649,25 @@ def build_dataset(opts: BuildOptions) -> BuildSummary:
         "shards": [{"file": shard_name(t.shard), "source": t.source, "start": t.start, "stop": t.stop}
                    for t in tasks],
     }
-    write_json_atomic(out / MANIFEST, manifest)
+    if not opts.merge:
+        write_json_atomic(out / MANIFEST, manifest)     # the same bytes from every part's job
 
     results: dict[int, dict] = {}
     todo = []
-    for t in tasks:
+    for t in mine:
         done = finished_shard(out / shard_name(t.shard), t)
         if done is None:
-            (out / shard_name(t.shard)).unlink(missing_ok=True)
             todo.append(t)
         else:
             results[t.shard] = done
+    if opts.merge and todo:
+        names = ", ".join(shard_name(t.shard) for t in todo[:5]) + (" …" if len(todo) > 5 else "")
+        raise InputError(f"cannot merge: {len(todo)} of {len(tasks)} shards missing or unfinished "
+                         f"({names}); rerun the --shard-index job(s) that write them", out)
+    for t in todo:
+        (out / shard_name(t.shard)).unlink(missing_ok=True)
     kept = len(results)
-    total = sum(s.n_events for s in sources)
+    total = sum(t.stop - t.start for t in mine)
     bar = tqdm(total=total, initial=sum(r["read"] for r in results.values()), unit="ev",
                desc="gnnu-build", file=sys.stderr, disable=None if opts.progress else True)
     try:
@@ -622,6 +685,8 @@ def build_dataset(opts: BuildOptions) -> BuildSummary:
         bar.close()
         _close_readers()
 
+    if opts.part is not None:
+        return _part_summary(opts, out, mine, results, todo, kept, len(sources), t0)
     ordered = [results[t.shard] for t in tasks]
     n_train, mean, m2 = _combine_moments([(r["train_moments"]["n"], r["train_moments"]["mean"],
                                            r["train_moments"]["m2"]) for r in ordered], len(columns))
@@ -662,6 +727,9 @@ def build_dataset(opts: BuildOptions) -> BuildSummary:
                    for t, r in zip(tasks, ordered)],
     })
     write_json_atomic(out / MANIFEST, manifest)
+    if opts.merge:
+        for p in out.glob("*.tmp-*"):            # every shard is finished: no job writes any more
+            p.unlink()
     return BuildSummary(out=out, read=read, written=written, skipped=dict(sorted(skipped.items())),
                         per_split=per_split, n_nodes=manifest["counts"]["nodes"],
                         n_edges=manifest["counts"]["edges"], n_shards=len(tasks), kept_shards=kept,

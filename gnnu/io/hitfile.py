@@ -59,8 +59,8 @@ _FLUSH_ROWS = 1 << 20
 #: every run, so a seeded ``gnnu-sim`` gives byte-identical files whatever its ``--workers``.
 #: h5py's LZF is not offered: its encoder hashes with an uninitialised table, so the same chunk can
 #: come out as different (equally valid) bytes from one run to the next. LZF files of older gnnu
-#: versions still read. Measured on 400 simulated events (BENCHMARKS.md): ``none`` writes in
-#: 0.3 ms/event and takes 129 kB/event; ``gzip`` (level 1, byte shuffle) 1.9 ms/event, 62 kB/event.
+#: versions still read. ``tools/bench_sim.py`` (BENCHMARKS.md): ``none`` writes in 0.34 ms/event and
+#: takes 136 kB/event; ``gzip`` (level 1, byte shuffle) 1.6 ms/event, 63 kB/event.
 COMPRESSIONS = {"none": {}, "gzip": {"compression": "gzip", "compression_opts": 1, "shuffle": True}}
 #: HDF5 user block of a sealed hit file: SEAL_MAGIC, the hex SHA-256 of the rest, zero padding.
 USERBLOCK = 512

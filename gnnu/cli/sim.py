@@ -29,8 +29,8 @@ def build_parser():
     p.add_argument("--energy", default="beam",
                    help="neutrino energy: 'beam' (detector spectrum), 'MIN:MAX' flat or a fixed value, GeV")
     p.add_argument("--compression", choices=("none", "gzip"), default="none",
-                   help="hit-file chunks: none (fastest, ~130 kB/event) or gzip (~2x smaller, "
-                        "~6x slower to write); the same seed gives the same bytes either way")
+                   help="hit-file chunks: none (fastest, ~140 kB/event) or gzip (~2x smaller, "
+                        "~5x slower to write); the same seed gives the same bytes either way")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--display", metavar="PNG", help="draw one event per flavour (every view side by side) to this PNG")
     p.add_argument("--inspect", metavar="FILE", help="validate an existing hit file and print a summary")

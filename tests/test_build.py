@@ -318,6 +318,10 @@ def test_job_array_parts_then_merge_equal_a_single_build_byte_for_byte(tmp_path,
     assert "read 75 events" in out and "8 shards, 8 kept" in out
     assert _files(parts) == _files(tmp_path / "one")
     assert len(GraphDataset(parts, split="all")) == 75
+    rc, out, err = build(capsys, *common, "--out", parts, "--seed", 5, "--shard-index", 0,
+                         "--num-shards", 3)                     # other settings: refused, nothing lost
+    assert rc == 2 and "cannot add this part" in err and err.count("\n") == 1
+    assert _files(parts) == _files(tmp_path / "one")
 
 
 def test_job_array_arguments_are_checked(tmp_path, dune, capsys):

@@ -51,7 +51,7 @@ import multiprocessing
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import h5py
@@ -491,19 +491,23 @@ class BuildSummary:
                 + tail)
 
 
-def _part_summary(opts, out, mine, results, todo, kept, n_sources, t0) -> BuildSummary:
-    """Counts of one part's shards (the manifest stays ``in_progress`` until the merge)."""
-    own = [results[t.shard] for t in mine]
+def _summarise(opts, out: Path, records: list[dict], n_sources: int, kept: int, processed: int,
+               t0: float) -> BuildSummary:
+    """The counts of the shard result ``records`` (a part's or the whole build's); checks that
+    every event read was written or skipped."""
     skipped: dict[str, int] = {}
-    for r in own:
+    for r in records:
         for k, v in r["skipped"].items():
             skipped[k] = skipped.get(k, 0) + v
-    return BuildSummary(out=out, read=sum(r["read"] for r in own),
-                        written=sum(r["written"] for r in own), skipped=dict(sorted(skipped.items())),
-                        per_split={s: sum(r["per_split"][s] for r in own) for s in SPLITS},
-                        n_nodes=sum(r["n_nodes"] for r in own), n_edges=sum(r["n_edges"] for r in own),
-                        n_shards=len(mine), kept_shards=kept,
-                        processed=sum(results[t.shard]["read"] for t in todo), n_sources=n_sources,
+    read = sum(r["read"] for r in records)
+    written = sum(r["written"] for r in records)
+    if read != written + sum(skipped.values()):
+        raise RuntimeError(f"event accounting broken: {read} read, {written} written, {skipped} skipped")
+    return BuildSummary(out=out, read=read, written=written, skipped=dict(sorted(skipped.items())),
+                        per_split={s: sum(r["per_split"][s] for r in records) for s in SPLITS},
+                        n_nodes=sum(r["n_nodes"] for r in records),
+                        n_edges=sum(r["n_edges"] for r in records), n_shards=len(records),
+                        kept_shards=kept, processed=processed, n_sources=n_sources,
                         workers=opts.workers, seconds=time.perf_counter() - t0, part=opts.part)
 
 
@@ -583,7 +587,8 @@ def _prepare_out(out: Path, opts: BuildOptions, build_hash: str, mine=None) -> N
             if (out / MANIFEST).exists():
                 manifest = read_manifest(out, complete=False)
                 if manifest.get("build_hash") != build_hash:
-                    raise ConfigError(f"{out}: cannot resume: the dataset there was built with other "
+                    what = "resume" if opts.resume else "merge" if opts.merge else "add this part"
+                    raise ConfigError(f"{out}: cannot {what}: the dataset there was built with other "
                                       f"settings (graph config, sources, format, split or seed); "
                                       f"use --force to rebuild it")
         else:
@@ -685,26 +690,21 @@ def build_dataset(opts: BuildOptions) -> BuildSummary:
         bar.close()
         _close_readers()
 
-    if opts.part is not None:
-        return _part_summary(opts, out, mine, results, todo, kept, len(sources), t0)
+    processed = sum(results[t.shard]["read"] for t in todo)
+    if opts.part is not None:          # the manifest stays in_progress until the merge
+        return _summarise(opts, out, [results[t.shard] for t in mine], len(sources), kept,
+                          processed, t0)
     ordered = [results[t.shard] for t in tasks]
+    summary = _summarise(opts, out, ordered, len(sources), kept, processed, t0)
     n_train, mean, m2 = _combine_moments([(r["train_moments"]["n"], r["train_moments"]["mean"],
                                            r["train_moments"]["m2"]) for r in ordered], len(columns))
     std = np.sqrt(m2 / n_train) if n_train else np.ones(len(columns))
-    skipped: dict[str, int] = {}
     per_class: dict[str, dict[str, int]] = {s: {} for s in SPLITS}
     for r in ordered:
-        for k, v in r["skipped"].items():
-            skipped[k] = skipped.get(k, 0) + v
         for s, classes in r["per_class"].items():
             for c, v in classes.items():
                 per_class[s][c] = per_class[s].get(c, 0) + v
     skip_list = [{"source": t.source, **s} for t, r in zip(tasks, ordered) for s in r["skipped_events"]]
-    read = sum(r["read"] for r in ordered)
-    written = sum(r["written"] for r in ordered)
-    if read != written + sum(skipped.values()):
-        raise RuntimeError(f"event accounting broken: {read} read, {written} written, {skipped} skipped")
-    per_split = {s: sum(r["per_split"][s] for r in ordered) for s in SPLITS}
     manifest.update({
         "status": "complete",
         "features": [{"name": c.name, "unit": c.unit, "normalize": c.normalize,
@@ -715,11 +715,11 @@ def build_dataset(opts: BuildOptions) -> BuildSummary:
                                     "(float64 per-shard moments combined in shard order); the dataset "
                                     "applies (x - mean) / std to columns with normalize = true "
                                     "(std 0 → 1)"},
-        "counts": {"in": read, "out": written, "skipped": sum(skipped.values()),
-                   "skipped_by_reason": dict(sorted(skipped.items())), "per_split": per_split,
+        "counts": {"in": summary.read, "out": summary.written,
+                   "skipped": sum(summary.skipped.values()), "skipped_by_reason": summary.skipped,
+                   "per_split": summary.per_split,
                    "per_class": {s: dict(sorted(c.items())) for s, c in per_class.items()},
-                   "nodes": sum(r["n_nodes"] for r in ordered),
-                   "edges": sum(r["n_edges"] for r in ordered)},
+                   "nodes": summary.n_nodes, "edges": summary.n_edges},
         "skipped_events": skip_list[:MAX_LISTED_SKIPS],
         "skipped_events_listed": min(len(skip_list), MAX_LISTED_SKIPS),
         "shards": [{"file": shard_name(t.shard), "source": t.source, "start": t.start, "stop": t.stop,
@@ -730,8 +730,4 @@ def build_dataset(opts: BuildOptions) -> BuildSummary:
     if opts.merge:
         for p in out.glob("*.tmp-*"):            # every shard is finished: no job writes any more
             p.unlink()
-    return BuildSummary(out=out, read=read, written=written, skipped=dict(sorted(skipped.items())),
-                        per_split=per_split, n_nodes=manifest["counts"]["nodes"],
-                        n_edges=manifest["counts"]["edges"], n_shards=len(tasks), kept_shards=kept,
-                        processed=sum(results[t.shard]["read"] for t in todo),
-                        n_sources=len(sources), workers=opts.workers, seconds=time.perf_counter() - t0)
+    return replace(summary, seconds=time.perf_counter() - t0)

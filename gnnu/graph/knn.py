@@ -13,8 +13,8 @@ the graphs of a batch. Backends:
 
 ``backend='auto'`` uses torch-cluster when importable, else the torch brute force for tensors on
 a GPU, else numba for points of at most :data:`TREE_MAX_DIM` coordinates and scipy for more
-(feature-space kNN of dynamic models, where either tree is a slow brute force). The result has the input's kind (numpy array or tensor,
-same device).
+(feature-space kNN of dynamic models, where either tree is a slow brute force). The result has
+the input's kind (numpy array or tensor, same device).
 
 The result is the same for every backend (up to floating-point rounding of distances, which
 matters only for near-ties): edges are grouped by centre in ascending order, and each centre's

@@ -14,6 +14,7 @@ event in total. Times are whole-pipeline medians over repeats of:
 3. ``GraphDataset`` + PyG ``DataLoader`` (batch 64) graphs/s, with 0 and 2 loader workers.
 
     python tools/bench_build.py --events 2000 --repeats 3 [--hits 1000] [--graph knn16]
+        [--compression none|lzf|gzip]    (overrides the graph config's shard compression)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from _env import describe
 from gnnu.detectors import load_detector
@@ -96,12 +98,19 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--graph", default="knn16")
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--compression", choices=("none", "lzf", "gzip"),
+                    help="shard compression instead of the graph config's")
     args = ap.parse_args()
     det = load_detector("dune")
     cfg = load_graph_config(args.graph)
+    work = Path(tempfile.mkdtemp(prefix="gnnu-bench-build-"))
+    graph = args.graph
+    if args.compression:                   # the same config with other shard compression, as a file
+        cfg = replace(cfg, compression=args.compression)
+        graph = str(work / f"{cfg.name}.yaml")
+        Path(graph).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     events = [realistic_event(i, args.hits, det) for i in range(args.events)]
     n_hits = np.array([len(e.hits) for e in events])
-    work = Path(tempfile.mkdtemp(prefix="gnnu-bench-build-"))
     try:
         src = write_hits(work / "events.h5", events, det)
         print(describe())
@@ -131,7 +140,7 @@ def main():
             rows.append((f"kNN alone, backend {backend}", med, runs, "events/s, 1 core"))
 
         def full():
-            build_dataset(BuildOptions(inputs=(str(src),), out=str(work / "ds"), graph=args.graph,
+            build_dataset(BuildOptions(inputs=(str(src),), out=str(work / "ds"), graph=graph,
                                        force=True))
         med, runs = _median_rate(full, args.events, args.repeats)
         rows.append(("gnnu-build end to end (read, build, write)", med, runs, "events/s, 1 core"))

@@ -60,10 +60,10 @@ Simplifications (deliberate, documented):
 
 Speed: the (plane, deposit) entries are ordered by (wire group, tick) with one ``np.argsort`` of
 the deposits' ticks and one stable radix sort of the entries' 16-bit group numbers (≈15 % faster
-than one argsort of a combined float64 key over all entries), then segment reductions over hits (one
-sparse hit × deposit product for the seven weighted sums, ≈5× faster than seven reduceats); the
-hits come out sorted, so the few noise hits are merged in by binary search instead of re-sorting
-everything. No Python loop over deposits, hits or wires (only over the three planes).
+than one argsort of a combined float64 key over all entries); one compiled pass over the sorted
+entries then makes the pulses and hits, their weighted sums and dominant tracks (≈1.3× faster
+for the whole readout than numpy segment reductions, with bit-identical hits). The hits come out
+sorted, so the few noise hits are merged in by binary search instead of re-sorting everything.
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ import functools
 import math
 
 import numpy as np
-from scipy.sparse import csr_array
 
+from .._jit import jit
 from ..events import HIT_COLUMNS, Hits
 from .pdg import ELECTRON_MASS_MEV
 from .records import Deposits
@@ -199,30 +199,13 @@ def _charge_hits(dep: Deposits, detector, rng: np.random.Generator) -> dict[str,
     g = g[order]
     t = tick[dep_of]
 
-    # pulses: a new pulse where the wire changes or the gap exceeds the merge distance;
-    # long pulses are cut into hits of long_pulse_ticks counted from the pulse start
+    # pulses and hits in one pass over the sorted entries (compiled): the seven weighted sums
+    # and the dominant track of every hit
     shaping_ticks = el.shaping_us / cfg.tick_us
     merge_gap = el.pulse_merge_widths * np.sqrt(shaping_ticks ** 2 + sig_l2)
-    new_pulse = np.empty(len(t), bool)
-    new_pulse[0] = True
-    np.greater(np.diff(t), merge_gap[dep_of[1:]], out=new_pulse[1:])
-    new_pulse[1:] |= g[1:] != g[:-1]
-    pulse_start = np.flatnonzero(new_pulse)
-    pulse_t0 = t[pulse_start].take(np.cumsum(new_pulse) - 1)
-    chunk = np.floor((t - pulse_t0) * (1.0 / el.long_pulse_ticks))
-    new_hit = new_pulse
-    new_hit[1:] |= chunk[1:] != chunk[:-1]
-    starts = np.flatnonzero(new_hit)
-
-    # segment sums over hits of per-deposit weighted quantities, as one sparse product
-    # (hit × deposit incidence, CSR straight from the sorted entries) · (deposit × 7)
-    weighted = np.stack([electrons, electrons * tick, electrons * (tick * tick + sig_l2),
-                         electrons * dep.pos[:, 0], electrons * dep.pos[:, 1],
-                         electrons * dep.pos[:, 2], dep.de], axis=1)
-    incidence = csr_array((np.ones(len(dep_of)), dep_of, np.append(starts, len(dep_of))),
-                          shape=(len(starts), n))
-    sums = incidence @ weighted                          # [hits, 7]
-    particle = _dominant_track(dep.track[dep_of], electrons[dep_of], starts)
+    starts, sums, particle = _pulse_hits(
+        g, t, dep_of, merge_gap, 1.0 / el.long_pulse_ticks, electrons, tick, sig_l2,
+        dep.pos, dep.de, dep.track.astype(np.int64))
 
     # electronic noise on the integral, threshold, readout window
     qh = sums[:, 0] + rng.standard_normal(len(sums)) * el.noise_electrons
@@ -251,38 +234,67 @@ def _charge_hits(dep: Deposits, detector, rng: np.random.Generator) -> dict[str,
     }
 
 
-def _dominant_track(track: np.ndarray, q: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Per segment (hits starting at ``starts``), the track id with the most charge ``q``.
+@jit
+def _pulse_hits(g, t, dep_of, merge_gap, inv_long, electrons, tick, sig_l2, pos, de, track):
+    """Hits of the (plane, deposit) entries sorted by (wire group ``g``, tick ``t``).
 
-    Segments made by one track are read off directly; the entries of mixed segments are sorted
-    by (segment, track) and their charge summed per run. Ties go to the smaller track id.
+    A new pulse starts where the wire group changes or the gap to the previous arrival exceeds
+    the merge distance ``merge_gap`` of the arriving deposit; a pulse is cut into hits of
+    1/``inv_long`` ticks counted from its start. Per hit: the first entry, the sums over its
+    deposits (``dep_of``) of (q, q·tick, q·(tick² + σ_L²), q·x, q·y, q·z, de), q = ``electrons``,
+    and the track with the most charge (ties to the smaller track id).
+    Returns (starts [h], sums [h, 7], particle [h]).
     """
-    out = track[starts].astype(np.int64)
-    change = np.flatnonzero(track[1:] != track[:-1]) + 1
-    seg = np.searchsorted(starts, change, side="right") - 1
-    is_mixed = np.zeros(len(starts), bool)
-    is_mixed[seg[starts[seg] != change]] = True         # a track change inside a segment
-    mixed = np.flatnonzero(is_mixed)
-    if len(mixed) == 0:
-        return out
-    length = np.diff(np.append(starts, len(track)))[mixed]
-    row_start = np.concatenate([[0], np.cumsum(length)])
-    sel = np.repeat(starts[mixed] - row_start[:-1], length) + np.arange(row_start[-1])
-    # key = row·n_ids + (track + 1): sorting it groups each (segment, track) pair
-    n_ids = int(track.max()) + 2
-    key = np.repeat(np.arange(len(mixed)) * n_ids, length) + track[sel] + 1
-    order = np.argsort(key)
-    key = key[order]
-    run = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
-    charge = np.add.reduceat(q[sel][order], run)        # per (segment, track) pair
-    key = key[run]
-    row = key // n_ids
-    row_first = np.flatnonzero(np.concatenate([[True], row[1:] != row[:-1]]))
-    best = np.maximum.reduceat(charge, row_first)
-    winners = np.flatnonzero(charge >= best[row])
-    winners = winners[np.concatenate([[True], row[winners[1:]] != row[winners[:-1]]])]
-    out[mixed] = key[winners] - row[winners] * n_ids - 1
-    return out
+    n = len(t)
+    starts = np.empty(n, np.int64)
+    h = 0
+    pulse_t0 = 0.0
+    chunk = 0.0
+    for i in range(n):
+        if i == 0 or g[i] != g[i - 1] or t[i] - t[i - 1] > merge_gap[dep_of[i]]:
+            pulse_t0 = t[i]
+            chunk = 0.0
+            starts[h] = i
+            h += 1
+        else:
+            c = math.floor((t[i] - pulse_t0) * inv_long)
+            if c != chunk:
+                chunk = c
+                starts[h] = i
+                h += 1
+    starts = starts[:h]
+    sums = np.zeros((h, 7))
+    particle = np.empty(h, np.int64)
+    for k in range(h):
+        a = starts[k]
+        b = starts[k + 1] if k + 1 < h else n
+        mixed = False
+        for i in range(a, b):
+            d = dep_of[i]
+            q = electrons[d]
+            sums[k, 0] += q
+            sums[k, 1] += q * tick[d]
+            sums[k, 2] += q * (tick[d] * tick[d] + sig_l2[d])
+            sums[k, 3] += q * pos[d, 0]
+            sums[k, 4] += q * pos[d, 1]
+            sums[k, 5] += q * pos[d, 2]
+            sums[k, 6] += de[d]
+            mixed |= track[d] != track[dep_of[a]]
+        if not mixed:
+            particle[k] = track[dep_of[a]]
+            continue
+        ids = track[dep_of[a:b]]
+        order = np.argsort(ids)
+        best, best_q = ids[order[0]], -1.0
+        run_q = 0.0
+        for j in range(b - a):
+            run_q += electrons[dep_of[a + order[j]]]
+            if j + 1 == b - a or ids[order[j + 1]] != ids[order[j]]:
+                if run_q > best_q:               # ascending ids: ties keep the smaller one
+                    best, best_q = ids[order[j]], run_q
+                run_q = 0.0
+        particle[k] = best
+    return starts, sums, particle
 
 
 def _noise_hits(detector, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -350,7 +350,8 @@ def test_same_seed_same_output(dune):
     for name in ("pos", "de", "dx", "time", "track"):
         assert np.array_equal(getattr(a, name), getattr(b, name))
     assert np.array_equal(runs[0].end_pos, runs[1].end_pos)
-    assert not np.array_equal(shoot(dune, 11, 1.0, 3, seed=10).deposits.de.sum(), a.de.sum())
+    other = shoot(dune, 11, 1.0, 3, seed=10).deposits       # (same total: energy is conserved)
+    assert not np.array_equal(other.pos[:100], a.pos[:100])
 
 
 def test_particles_leaving_the_volume_stop(dune):

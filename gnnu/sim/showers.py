@@ -5,19 +5,19 @@ handled together. Photons advance one interaction per *step*, all live photons i
 vectorised step (a Compton-scattered photon goes on in the next step, one below the cut-off is
 absorbed at its next interaction point). The e± they make wait for a *pass* that follows every
 waiting e± over its **whole life** at once: its discrete interactions are the points of a
-Poisson process along its path, its energy along that path is an affine recurrence solved with
-cumulative sums, its trajectory a random walk built with cumulative sums; e± below the cut-off
-just deposit their energy. A pass's brems photons join the live photons, its δ-rays wait for
+Poisson process along its path, followed point by point and then sub-step by sub-step by two
+compiled kernels (:func:`_lives`, :func:`_walks`); e± below the cut-off just deposit their
+energy. A pass's brems photons join the live photons, its δ-rays wait for
 the next pass. A pass runs when the photons can make no more e± (none left at or above the
 cut-off), or at once when a waiting e± is above the critical energy (its own sub-shower would
 otherwise start late and lengthen the cascade; softer e± wait for the photons' Compton chains
 to end and share a pass with their electrons). Particles are independent, so this order changes
 no physics, only the number of steps and passes (≈ the e → γ → e alternations of the deepest
 branch, plus Compton chains). There is no Python loop over particles or over the steps of one
-particle. Particles are rows of one array (energy, position, direction, time, owner, charge),
-so selecting and joining them costs one numpy call: at the ~10–1000 particles of a step or a
-pass, numpy's per-call overhead, not arithmetic, sets the speed; the random numbers are drawn
-in blocks, in an order that depends on this scheduling.
+particle: photons are vectorised with numpy, e± lives run in compiled loops. Particles are rows
+of one array (energy, position, direction, time, owner, charge), so selecting and joining them
+costs one numpy call; the random numbers are drawn by numpy in blocks (the kernels take them as
+arrays), in an order that depends on this scheduling.
 
 Every deposit carries the ``track_id`` of the batch particle that started its cascade; shower
 daughters are not added to the particle table.
@@ -68,8 +68,8 @@ Physics (units: MeV, cm, ns) and the simplifications made:
   few MeV); no LPM or dielectric suppression, no electron–electron distinction beyond X0.
   Photons are proposed above the fraction y_min = T_c/T₀ fixed at the electron's birth energy
   T₀, at a constant rate along the electron's life, and thinned to the exact spectrum at the
-  energy of the emission (found by one fixed-point step of the energy recurrence from complete
-  screening, because that energy depends on the earlier emissions). While the electron slows
+  electron's energy at the emission (the life is followed point by point, so that energy is
+  known exactly). While the electron slows
   down this also makes some photons below T_c — they are handled like any photon below the
   cut-off; the spectrum below y_min (≤ (4/3)·T_c/X0 ≈ 0.1 MeV/cm) is not emitted (the electron
   keeps that energy). Photon polar angle θ = (m_e/E)·u as for pairs.
@@ -103,6 +103,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._jit import jit
 from ..detectors.common import Material
 from .pdg import ELECTRON_MASS_MEV
 from .records import Deposits, ParticleBatch, StageOutput
@@ -125,17 +126,31 @@ MAX_STEPS = 1000
 # Cross-section and stopping-power tables
 # --------------------------------------------------------------------------------------------
 
-def _phi12(delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+@jit
+def _phi12_one(d: float) -> tuple[float, float]:
     """Butcher–Messel screening functions Φ1(δ), Φ2(δ) (dimensionless): for δ ≤ 1
     Φ1 = 20.867 − 3.242δ + 0.625δ², Φ2 = 20.209 − 1.930δ − 0.086δ², above both
     21.12 − 4.184 ln(δ + 0.952) (EGS4; Geant4's Bethe–Heitler models use 3Φ1 − Φ2 and
     (3Φ1 + Φ2)/2 of these)."""
+    if d <= 1.0:
+        return 20.867 - 3.242 * d + 0.625 * d * d, 20.209 - 1.930 * d - 0.086 * d * d
+    far = 21.12 - 4.184 * math.log(d + 0.952)
+    return far, far
+
+
+@jit
+def _phi12_many(d: np.ndarray) -> np.ndarray:
+    out = np.empty((2, len(d)))
+    for i in range(len(d)):
+        out[0, i], out[1, i] = _phi12_one(d[i])
+    return out
+
+
+def _phi12(delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Φ1(δ), Φ2(δ) of :func:`_phi12_one` for an array ``delta``."""
     d = np.asarray(delta, np.float64)
-    near = d <= 1.0
-    far = 21.12 - 4.184 * np.log(np.maximum(d, 1.0) + 0.952)
-    d2 = d * d
-    return (np.where(near, 20.867 - 3.242 * d + 0.625 * d2, far),
-            np.where(near, 20.209 - 1.930 * d - 0.086 * d2, far))
+    phi = _phi12_many(d.ravel())
+    return phi[0].reshape(d.shape), phi[1].reshape(d.shape)
 
 
 def _coulomb_correction(z: float) -> float:
@@ -175,16 +190,30 @@ def _pair_ratio(k: np.ndarray, z: float, n_eps: int = 400) -> np.ndarray:
     return out
 
 
-def _brems_shape(y: np.ndarray, delta, fz_half: float) -> np.ndarray:
-    """Screened Bethe–Heitler bremsstrahlung y·dσ/dy (arbitrary units; Butcher–Messel form);
-    ``delta`` = 0 (a number): complete screening."""
-    if np.ndim(delta) == 0 and delta == 0.0:                          # Φ1(0), Φ2(0) of _phi12
-        a1, a2 = max(20.867 - fz_half, 0.0), max(20.209 - fz_half, 0.0)
-    else:
-        phi1, phi2 = _phi12(delta)
-        a1, a2 = np.maximum(phi1 - fz_half, 0.0), np.maximum(phi2 - fz_half, 0.0)
+@jit
+def _brems_acceptance_one(y: float, t_mev: float, z: float, fz_half: float,
+                          brems_max: float) -> float:
+    """Screened Bethe–Heitler bremsstrahlung y·dσ/dy (Butcher–Messel form) of a photon of
+    fraction ``y`` of an electron's kinetic energy ``t_mev`` (MeV; < 0: complete screening),
+    over its maximum ``brems_max`` (y = 0, complete screening): the probability of keeping a
+    photon proposed with dN ∝ dy/y."""
+    delta = 0.0
+    if t_mev >= 0.0:
+        k = y * t_mev
+        e = t_mev + ME
+        delta = 136.0 * ME * z ** (-1.0 / 3.0) * k / (e * (e - k))
+    phi1, phi2 = _phi12_one(delta)
     one_my = 1.0 - y
-    return (1.0 + one_my * one_my) * a1 - (2.0 / 3.0) * one_my * a2
+    return ((1.0 + one_my * one_my) * max(phi1 - fz_half, 0.0)
+            - (2.0 / 3.0) * one_my * max(phi2 - fz_half, 0.0)) / brems_max
+
+
+@jit
+def _brems_acceptance_many(y, t_mev, z, fz_half, brems_max):
+    out = np.empty(len(y))
+    for i in range(len(y)):
+        out[i] = _brems_acceptance_one(y[i], t_mev[i], z, fz_half, brems_max)
+    return out
 
 
 def klein_nishina_per_electron(k_mev) -> np.ndarray:
@@ -326,13 +355,9 @@ class EMTables:
     def brems_acceptance(self, y: np.ndarray, t_mev: np.ndarray | None) -> np.ndarray:
         """Probability in [0, 1] of keeping a proposed brems photon of fraction ``y`` [n] of the
         kinetic energy ``t_mev`` [n] (MeV) of the electron; ``None``: complete screening (E = ∞)."""
-        if t_mev is None:
-            delta = 0.0
-        else:
-            k = y * t_mev
-            e = t_mev + ME
-            delta = 136.0 * ME * self.z ** (-1.0 / 3.0) * k / (e * (e - k))
-        return _brems_shape(y, delta, self.fz_half) / self.brems_max
+        y = np.asarray(y, np.float64)
+        t = np.full(len(y), -1.0) if t_mev is None else np.asarray(t_mev, np.float64)
+        return _brems_acceptance_many(y, t, self.z, self.fz_half, self.brems_max)
 
     def sample_pair(self, k_mev: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Energy fraction ε ∈ [m_e/k, ½] of the lighter lepton for photons ``k_mev`` [n]
@@ -410,37 +435,32 @@ def _join(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else _no_particles()
 
 
-def _seg_cumsum(x: np.ndarray, starts: np.ndarray, gid: np.ndarray,
-                exclusive: bool = False) -> np.ndarray:
-    """Cumulative sum of ``x`` (along its last axis) restarting at each group start: inclusive
-    (x_0 + … + x_j), or ``exclusive`` (x_0 + … + x_{j−1}, 0 at a group start).
-
-    ``starts`` [g]: first element of each group (groups contiguous, in order); ``gid`` [n]: group
-    of each element.
-    """
-    c = np.add.accumulate(x, axis=-1)
-    before = c - x
-    return (before if exclusive else c) - before.take(starts, axis=-1).take(gid, axis=-1)
-
-
-def _turn(d: np.ndarray, cos_t: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``cos_t``·d + a·u + b·v [3, n] for unit directions ``d`` [3, n] (components first: each
-    a contiguous row, which suits the long sub-step arrays), where (u, v, d) is the
+@jit
+def _turn_one(x: float, y: float, z: float, cos_t: float, a: float, b: float):
+    """``cos_t``·d + a·u + b·v for the unit direction d = (x, y, z), where (u, v, d) is the
     orthonormal frame of Duff et al., JCGT 6 (2017) 1 (branch-free): with s = sign(d_z),
     c = −1/(s + d_z), u = (1 + s d_x² c, s d_x d_y c, −s d_x), v = (d_x d_y c, s + d_y² c, −d_y).
     With a = sin θ cos φ, b = sin θ sin φ this is the direction at polar angle θ and azimuth φ
-    about d. Written out per component (it saves numpy calls on small arrays)."""
-    x, y, z = d
-    s = np.copysign(1.0, z)
+    about d."""
+    s = math.copysign(1.0, z)
     q = s * a * x + b * y                                   # = −(a·u_z + b·v_z)
     w = q / (s + z)
-    return np.array([cos_t * x + a - x * w, cos_t * y + s * b - y * w, cos_t * z - q])
+    return cos_t * x + a - x * w, cos_t * y + s * b - y * w, cos_t * z - q
+
+
+@jit
+def _turn_many(d, cos_t, a, b):
+    out = np.empty((len(cos_t), 3))
+    for i in range(len(cos_t)):
+        out[i, 0], out[i, 1], out[i, 2] = _turn_one(d[i, 0], d[i, 1], d[i, 2], cos_t[i], a[i],
+                                                    b[i])
+    return out
 
 
 def _rotate(d: np.ndarray, cos_t: np.ndarray, phi: np.ndarray) -> np.ndarray:
     """Unit directions at polar angle acos(``cos_t``) and azimuth ``phi`` about ``d`` [n, 3]."""
     sin_t = np.sqrt(np.maximum(1.0 - cos_t * cos_t, 0.0))
-    return _turn(d.T, cos_t, sin_t * np.cos(phi), sin_t * np.sin(phi)).T
+    return _turn_many(d, cos_t, sin_t * np.cos(phi), sin_t * np.sin(phi))
 
 
 def _small_angle_cos(e_total: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -619,33 +639,216 @@ def _photon_step(g: np.ndarray, tab: EMTables, lo: np.ndarray, hi: np.ndarray, s
 # Electrons and positrons
 # --------------------------------------------------------------------------------------------
 
-def _growth(log_a: np.ndarray, s: np.ndarray, starts: np.ndarray, gid: np.ndarray,
-            log_p_floor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(a_j = exp(``log_a``), P_j = Π_{i≤j} a_i within each life, a_j s_j / P_j) for
-    :func:`_solve_energies`, ``s`` the free paths (cm); ln P is floored at ``log_p_floor``
-    (reached only after the electron is dead: alive means P ≥ T_c/T₀) to keep the sums finite."""
-    a = np.exp(log_a)
-    p = np.exp(np.maximum(_seg_cumsum(log_a, starts, gid), log_p_floor))
-    return a, p, a * s / p
+# Rows of the per-point array of :func:`_lives` ([_NPT, m]) and of its per-life array ([_NLIFE, n]).
+_PL, _PL_PREV, _PT_PREV, _PT_BEFORE, _PEPS, _PION, _PY, _PDLT, _PBREM = range(9)
+_NPT = 9
+_LL_END, _LT_RES, _LJD, _LIN_GAP = range(4)
+_NLIFE = 4
+#: Rows of the per-life end array of :func:`_walks`: end position (3), whether it stopped inside.
+_EL_STOP = 3
 
 
-def _solve_energies(t0, t0_of, starts, gid, s, eps_ion, p, asp, dlt=None):
-    """Kinetic energies at each electron's Poisson points (an affine recurrence).
+@jit
+def _interp_uniform(x: float, grid: np.ndarray, values: np.ndarray) -> float:
+    """Linear interpolation of ``values`` on the uniform ``grid`` at ``x`` (clamped at the ends,
+    as ``np.interp``)."""
+    n = len(grid)
+    if x <= grid[0]:
+        return values[0]
+    if x >= grid[n - 1]:
+        return values[n - 1]
+    f = (x - grid[0]) / (grid[1] - grid[0])
+    i = min(int(f), n - 2)
+    f -= i
+    return values[i] + f * (values[i + 1] - values[i])
 
-    At point j of a life: T_before_j = T_{j−1} − ε_j s_j (ionisation over the free path s_j),
-    then T_j = a_j T_before_j − δ_j (a_j = 1 − y_j for a brems photon, δ_j a δ-ray).
-    Closed form T_j = P_j (T₀ + Σ_{i≤j} b_i/P_i), P_j = Π a_i, b_i = −a_i ε_i s_i − δ_i
-    (``p`` and ``asp`` = a s/P from :func:`_growth`; ``dlt`` None: no δ-rays). ``t0`` [n] birth
-    energies, ``t0_of`` [m] the birth energy of each point's electron. Returns
-    (T_prev, T_before) [m], MeV; the caller gets T_after = a·T_before − δ, exact at the point
-    where the electron dies.
+
+@jit
+def _lives(starts, r, t0, l_max, p_brem, cut, log_t, dedx, z, fz_half, brems_max):
+    """Every e± life point by point (the Poisson points along its path, see the module docstring).
+
+    ``starts`` [n]: first point of each life in the point arrays (the last point of a life is
+    its terminal point at ``l_max``, the longest possible life); ``r`` [5, m] uniforms per point
+    (position along the life, brems or δ-ray, brems fraction, brems thinning, δ-ray energy);
+    ``t0`` [n] birth kinetic energies (MeV); ``p_brem`` [n] the brems share of the proposals;
+    ``log_t``, ``dedx``: the restricted stopping power on a uniform ln T grid. Over a free path
+    the electron loses the stopping power at the energy where it starts times the path; at a
+    brems point it keeps a photon of fraction y with the screened spectrum's acceptance at its
+    energy there (exact thinning), at a δ-ray point it gives the δ-ray its energy if that is at
+    most half of what it has. It dies at the first point whose free path ends at the cut-off
+    (``in_gap``: it stops inside that free path) or whose emission leaves it below the cut-off.
+
+    Returns (points [_NPT, m]: path length L at the point, L and T at the previous point (the
+    free path's start), T just before the point, stopping power over the free path, ionisation
+    before the free path, brems fraction y, δ-ray energy (0 if none), brems kept (1/0); lives
+    [_NLIFE, n]: path length and kinetic energy at death, index of the death point, in_gap).
     """
-    b_over_p = eps_ion * asp if dlt is None else eps_ion * asp + dlt / p
-    t_scan = p * (t0_of - _seg_cumsum(b_over_p, starts, gid))
-    t_prev = np.empty_like(t_scan)
-    t_prev[1:] = t_scan[:-1]
-    t_prev[starts] = t0
-    return t_prev, t_prev - eps_ion * s
+    n = len(starts)
+    m = r.shape[1]
+    pts = np.zeros((_NPT, m))
+    life = np.empty((_NLIFE, n))
+    for i in range(n):
+        a = starts[i]
+        last = starts[i + 1] - 1 if i + 1 < n else m - 1
+        u = np.sort(r[0, a:last])
+        tb0 = t0[i]
+        t = tb0
+        l_prev = 0.0
+        ion = 0.0
+        for j in range(a, last + 1):
+            lj = (u[j - a] if j < last else 1.0) * l_max[i]
+            eps = _interp_uniform(math.log(max(max(t, cut), 1e-2)), log_t, dedx)
+            t_before = t - eps * (lj - l_prev)
+            y = min((cut / tb0) ** r[2, j], 1.0 - 1e-6)
+            keep = 0.0
+            dlt = 0.0
+            if j < last:
+                if r[1, j] < p_brem[i]:
+                    if r[3, j] < _brems_acceptance_one(y, max(t_before, cut), z, fz_half,
+                                                       brems_max):
+                        keep = 1.0
+                else:                                    # (δ-rays: only when T₀ > 2 T_c)
+                    dlt = min(cut / (1.0 - r[4, j]), tb0)
+                    if dlt > 0.5 * t_before:
+                        dlt = 0.0
+            t_after = (1.0 - y if keep > 0 else 1.0) * t_before - dlt
+            pts[_PL, j] = lj
+            pts[_PL_PREV, j] = l_prev
+            pts[_PT_PREV, j] = t
+            pts[_PT_BEFORE, j] = t_before
+            pts[_PEPS, j] = eps
+            pts[_PION, j] = ion
+            pts[_PY, j] = y
+            pts[_PBREM, j] = keep
+            in_gap = t_before <= cut
+            if in_gap or t_after < cut or j == last:
+                if in_gap:
+                    life[_LL_END, i] = l_prev + (t - cut) / eps
+                    life[_LT_RES, i] = cut
+                else:
+                    if t_after < 0.0:                    # the δ-ray takes all that is left
+                        dlt = t_before
+                    life[_LL_END, i] = lj
+                    life[_LT_RES, i] = max(t_after, 0.0)
+                pts[_PDLT, j] = dlt
+                life[_LJD, i] = j
+                life[_LIN_GAP, i] = 1.0 if in_gap else 0.0
+                break
+            pts[_PDLT, j] = dlt
+            ion += eps * (lj - l_prev)
+            l_prev = lj
+            t = t_after
+    return pts, life
+
+
+@jit
+def _walks(starts, nsub, kick, pts, life, pos0, w, time0, lo, hi, h_max, x0, cut):
+    """The sub-steps of every e± life of :func:`_lives` (``nsub`` [n] of length ``h_max`` cm,
+    the last one shorter, up to the death point): ionisation of each (the stopping power of
+    the free paths it overlaps), Highland multiple scattering for the path since birth
+    differenced over the sub-step (``kick`` [2, Σ nsub] standard normals), direction as the
+    exponential map of the summed deflections in the birth frame of ``w`` [n, 3], positions
+    from ``pos0`` [n, 3]; a life that leaves the box lo–hi ends with the first sub-step ending
+    outside.
+
+    Returns (steps [7, k]: midpoint (3), energy (MeV), length (cm), time (ns), life index;
+    ends [4, n]: end position (clipped onto the box for a life that left), 1 if it stopped
+    inside; emitted [8, e]: point index, life index, position (3), direction (3) of the brems
+    photons and δ-rays emitted before the death point and before leaving the box).
+    """
+    n = len(starts)
+    m = pts.shape[1]
+    ns = kick.shape[1]
+    steps = np.empty((7, ns))
+    ends = np.empty((4, n))
+    emitted = np.empty((8, m))
+    k_out = 0
+    e_out = 0
+    sub0 = 0
+    for i in range(n):
+        a = starts[i]
+        jd = int(life[_LJD, i])
+        l_end = life[_LL_END, i]
+        wx, wy, wz = w[i, 0], w[i, 1], w[i, 2]
+        px, py, pz = pos0[i, 0], pos0[i, 1], pos0[i, 2]
+        ang0 = 0.0
+        ang1 = 0.0
+        ja = a
+        jb = a
+        jp = a
+        j_emit = jd - 1 if life[_LIN_GAP, i] > 0 else jd
+        left = False
+        l_stop = l_end
+        for k in range(nsub[i]):
+            la = k * h_max
+            lb = min((k + 1) * h_max, l_end)
+            while ja < jd and pts[_PL, ja] <= la:          # the free path holding la
+                ja += 1
+            if jb < ja:
+                jb = ja
+            while jb < jd and pts[_PL, jb] < lb:
+                jb += 1
+            ion_a = pts[_PION, ja] + pts[_PEPS, ja] * (la - pts[_PL_PREV, ja])
+            ion_b = pts[_PION, jb] + pts[_PEPS, jb] * (lb - pts[_PL_PREV, jb])
+            hk = lb - la
+            l_mid = 0.5 * (la + lb)
+            t_mid = max(pts[_PT_PREV, ja] - pts[_PEPS, ja] * (l_mid - pts[_PL_PREV, ja]), cut)
+            p2 = t_mid * (t_mid + 2.0 * ME)
+            beta2 = p2 / ((t_mid + ME) * (t_mid + ME))
+            xa = la / x0
+            xb = lb / x0
+            fa = xa * (1.0 + HIGHLAND_LOG * math.log(max(xa, 1e-12) / beta2)) ** 2
+            fb = xb * (1.0 + HIGHLAND_LOG * math.log(max(xb, 1e-12) / beta2)) ** 2
+            sigma = HIGHLAND_MEV * math.sqrt(max(fb - fa, 0.0) / (beta2 * p2))
+            # direction of this sub-step: the deflection summed before it, in the birth frame
+            alpha = math.sqrt(ang0 * ang0 + ang1 * ang1)
+            sinc = math.sin(alpha) / alpha if alpha > 0.0 else 0.0
+            dx, dy, dz = _turn_one(wx, wy, wz, math.cos(alpha), sinc * ang0, sinc * ang1)
+            ang0 += kick[0, sub0 + k] * sigma
+            ang1 += kick[1, sub0 + k] * sigma
+            px += hk * dx
+            py += hk * dy
+            pz += hk * dz
+            steps[0, k_out] = px - 0.5 * hk * dx
+            steps[1, k_out] = py - 0.5 * hk * dy
+            steps[2, k_out] = pz - 0.5 * hk * dz
+            steps[3, k_out] = ion_b - ion_a
+            steps[4, k_out] = hk
+            steps[5, k_out] = time0[i] + l_mid / C_CM_PER_NS
+            steps[6, k_out] = i
+            k_out += 1
+            out = not (lo[0] <= px <= hi[0] and lo[1] <= py <= hi[1] and lo[2] <= pz <= hi[2])
+            if out:
+                left = True
+                l_stop = lb
+                ends[0, i] = min(max(px, lo[0]), hi[0])
+                ends[1, i] = min(max(py, lo[1]), hi[1])
+                ends[2, i] = min(max(pz, lo[2]), hi[2])
+            # the points in this sub-step (L/h_max rounded down; the last sub-step takes the
+            # rest) that emitted, before the death point (at it, if the electron dies by that
+            # emission) and before leaving the box
+            while jp <= j_emit and min(int(pts[_PL, jp] / h_max), nsub[i] - 1) == k:
+                lj = pts[_PL, jp]
+                if (pts[_PBREM, jp] > 0 or pts[_PDLT, jp] > 0) and lj <= l_stop:
+                    emitted[0, e_out] = jp
+                    emitted[1, e_out] = i
+                    emitted[2, e_out] = px + (lj - lb) * dx
+                    emitted[3, e_out] = py + (lj - lb) * dy
+                    emitted[4, e_out] = pz + (lj - lb) * dz
+                    emitted[5, e_out] = dx
+                    emitted[6, e_out] = dy
+                    emitted[7, e_out] = dz
+                    e_out += 1
+                jp += 1
+            if out:
+                break
+        if not left:
+            ends[0, i] = px
+            ends[1, i] = py
+            ends[2, i] = pz
+        ends[_EL_STOP, i] = 0.0 if left else 1.0
+        sub0 += nsub[i]
+    return steps[:, :k_out], ends, emitted[:, :e_out]
 
 
 def _electron_lives(g: np.ndarray, tab: EMTables, lo: np.ndarray, hi: np.ndarray, h_max: float,
@@ -685,154 +888,51 @@ def _electron_lives(g: np.ndarray, tab: EMTables, lo: np.ndarray, hi: np.ndarray
     lam_b = (tab.brems_c / x0) * np.log(t0 / cut)                     # brems proposals / cm
     lam = lam_b + np.where(t0 > 2.0 * cut, tab.moller_c / cut, 0.0)   # + δ-ray proposals / cm
     npts = rng.poisson(lam * l_max) + 1
-    ends = npts.cumsum()
-    m = int(ends[-1])
-    starts = ends - npts
-    last = ends - 1
-    gid = np.repeat(np.arange(n), npts)
-    r = rng.random((5, m))
-    u = r[0]
-    u[last] = 1.0
-    u = np.sort(gid + u * (1.0 - 1e-9)) - gid                        # sorted within each life
-    u[last] = 1.0
-    L = u * l_max[gid]
-    l_prev = np.empty(m)
-    l_prev[1:] = L[:-1]
-    l_prev[starts] = 0.0
-    s = L - l_prev
-    t0_of = t0[gid]
-    is_brem = r[1] < (lam_b / lam)[gid]
-    is_brem[last] = False
-    y = np.minimum((cut / t0_of) ** r[2], 1.0 - 1e-6)
-    log_1my = np.log1p(-y)
-    dlt = np.where(is_brem, 0.0, np.minimum(cut / (1.0 - r[4]), t0_of))
-    dlt[last] = 0.0
-    floor = np.log(cut / t0_of) - 2.0
-    eps0 = tab.stopping_power(t0)[gid]
+    starts = npts.cumsum() - npts
+    r = rng.random((5, int(npts.sum())))
 
-    # --- energies. Brems thinning (exact spectrum) needs the energy at each emission, which
-    # depends on the earlier emissions: one fixed-point step from complete screening (a second
-    # step changes < 0.2 % of the decisions). Then the δ-rays (kept if ≤ T/2) and the stopping
-    # power at the energy of each free path. (Screening only lowers the spectrum, so a photon
-    # rejected at complete screening stays rejected.)
-    ib = is_brem.nonzero()[0]
-    brem = np.zeros(m, bool)
-    brem[ib] = r[3, ib] < tab.brems_acceptance(y[ib], None)
-    _, p, asp = _growth(np.where(brem, log_1my, 0.0), s, starts, gid, floor)
-    _, t_before = _solve_energies(t0, t0_of, starts, gid, s, eps0, p, asp)
-    ib = brem.nonzero()[0]
-    brem[ib] = r[3, ib] < tab.brems_acceptance(y[ib], np.maximum(t_before[ib], cut))
-    a, p, asp = _growth(np.where(brem, log_1my, 0.0), s, starts, gid, floor)
-    t_prev, t_before = _solve_energies(t0, t0_of, starts, gid, s, eps0, p, asp)
-    dlt[dlt > 0.5 * t_before] = 0.0
-    eps_ion = tab.stopping_power(np.maximum(t_prev, cut))
-    t_prev, t_before = _solve_energies(t0, t0_of, starts, gid, s, eps_ion, p, asp, dlt)
-    t_after = a * t_before - dlt
+    # --- each life point by point (compiled): energies, brems thinning, δ-rays, death
+    pts, life = _lives(starts, r, t0, l_max, lam_b / lam, cut, tab.log_t, tab.dedx, tab.z,
+                       tab.fz_half, tab.brems_max)
+    L, t_before, y, dlt, brem = pts[_PL], pts[_PT_BEFORE], pts[_PY], pts[_PDLT], pts[_PBREM]
+    l_end, t_res, jd, in_gap = life[_LL_END], life[_LT_RES], life[_LJD], life[_LIN_GAP]
 
-    # --- death: first point whose free path ends at the cut, or whose emission drops below it
-    die_gap = t_before <= cut
-    j = np.arange(m)
-    jd = np.minimum.reduceat(np.where(die_gap | (t_after < cut), j, m), starts)
-    in_gap = die_gap[jd]
-    l_end = np.where(in_gap, l_prev[jd] + (t_prev[jd] - cut) / eps_ion[jd], L[jd])
-    swallowed = jd[~in_gap & (t_after[jd] < 0.0)]                    # δ-ray takes all that is left
-    dlt[swallowed] = t_before[swallowed]
-    t_res = np.where(in_gap, cut, np.maximum(t_after[jd], 0.0))
-    ion = eps_ion * s
-    ion_before = _seg_cumsum(ion, starts, gid, exclusive=True)       # ionisation before gap j
-
-    # --- sub-steps: ionisation, energy, multiple scattering, positions
+    # --- sub-steps (compiled): ionisation, multiple scattering, positions, leaving the volume
     nsub = np.maximum(np.ceil(l_end / h_max), 1.0).astype(np.int64)
-    send = nsub.cumsum()
-    sstart = send - nsub
-    ns = int(send[-1])
-    sid = np.repeat(np.arange(n), nsub)
-    k_sub = np.arange(ns) - sstart[sid]
-    la = k_sub * h_max
-    lb = np.minimum((k_sub + 1) * h_max, l_end[sid])
-    hk = lb - la
-    width = float(l_max.max()) + 1.0
-    keys = gid * width + L
-    ja = np.searchsorted(keys, sid * width + la, side="right")        # free path holding la
-    jb = np.minimum(np.searchsorted(keys, sid * width + lb, side="left"), last[sid])
-    # (the two ends of each sub-step, la and lb, are handled as one [2, ns] array)
-    j_ab = np.array([ja, jb])
-    l_ab = np.array([la, lb])
-    eps_ab = eps_ion[j_ab]
-    lp_ab = l_prev[j_ab]
-    ion_ab = ion_before[j_ab] + eps_ab * (l_ab - lp_ab)                # ionisation since birth
-    de = ion_ab[1] - ion_ab[0]
-    l_mid = 0.5 * (la + lb)
-    t_mid = np.maximum(t_prev[ja] - eps_ab[0] * (l_mid - lp_ab[0]), cut)
-    p2 = t_mid * (t_mid + 2.0 * ME)
-    beta2 = p2 / (t_mid + ME) ** 2
-    # Highland θ0² for the path since birth, x(1 + 0.038 ln(x/β²))² with x in X0, differenced
-    x_ab = l_ab / x0
-    f_ab = x_ab * (1.0 + HIGHLAND_LOG * np.log(np.maximum(x_ab, 1e-12) / beta2)) ** 2
-    sigma = HIGHLAND_MEV * np.sqrt(np.maximum(f_ab[1] - f_ab[0], 0.0) / (beta2 * p2))
-    # directions and positions of the sub-steps as [3, ns] arrays (components first)
-    kick = rng.standard_normal((2, ns)) * sigma
-    ang = _seg_cumsum(kick, sstart, sid, exclusive=True)              # deflection before sub-step
-    alpha = np.sqrt(ang[0] * ang[0] + ang[1] * ang[1])
-    sinc = np.sin(alpha) / np.maximum(alpha, 1e-300)                  # (sinc = 0 where ang = 0)
-    # direction: exponential map of the deflection in the electron's birth frame (w, u, v)
-    dirs = _turn(w.T.take(sid, axis=1), np.cos(alpha), sinc * ang[0], sinc * ang[1])
-    disp = hk * dirs
-    p_b = pos0.T.take(sid, axis=1) + _seg_cumsum(disp, sstart, sid)
-
-    # --- leaving the volume: keep the sub-steps up to the first one that ends outside
-    c = (p_b >= lo[:, None]) & (p_b <= hi[:, None])
-    out = ~(c[0] & c[1] & c[2])
-    l_stop = l_end
-    mid_t = time0[sid] + l_mid / C_CM_PER_NS
-    if np.count_nonzero(out):
-        keep = _seg_cumsum(out.astype(np.int64), sstart, sid, exclusive=True) == 0
-        first_out = (out & keep).nonzero()[0]
-        left = sid[first_out]                                         # the e± that left
-        l_stop = l_end.copy()
-        l_stop[left] = lb[first_out]
-        sink.add_steps((p_b - 0.5 * disp)[:, keep].T, de[keep], hk[keep], mid_t[keep],
-                       own[sid[keep]])
-    else:
-        left = None
-        sink.add_steps((p_b - 0.5 * disp).T, de, hk, mid_t, own[sid])
+    kick = rng.standard_normal((2, int(nsub.sum())))
+    steps, ends, em = _walks(starts, nsub, kick, pts, life, pos0, w, time0, lo, hi, h_max, x0,
+                             cut)
+    stop = ends[_EL_STOP] > 0
+    sink.add_steps(steps[0:3].T, steps[3], steps[4], steps[5], own.take(steps[6].astype(np.intp)))
 
     # --- end of range (or where the volume was left): end points, residual energy, annihilation
-    end_live = p_b.take(send - 1, axis=1).T
+    end_live = ends[0:3].T
     t_end = time0 + l_end / C_CM_PER_NS
-    ann = g[:, _Q] > 0
-    if left is None:
-        sink.add_steps(end_live, t_res, np.zeros(n), t_end, own)
-    else:
-        end_live[left] = np.clip(p_b[:, first_out].T, lo, hi)
-        stop = np.ones(n, bool)
-        stop[left] = False
-        sink.add_steps(end_live[stop], t_res[stop], np.zeros(stop.sum()), t_end[stop], own[stop])
-        ann &= stop
+    sink.add_steps(end_live[stop], t_res[stop], np.zeros(np.count_nonzero(stop)), t_end[stop],
+                   own[stop])
     if live is None:
         end = end_live
     else:
         end[live] = end_live
+    ann = (g[:, _Q] > 0) & stop
     if np.count_nonzero(ann):
         made.append(_stopped_positrons(end_live[ann], t_end[ann], own[ann], tab, sink, rng))
 
     # --- secondaries emitted along the life (before its end and before leaving the volume)
-    emitted = (brem | (dlt > 0)) & (j < (jd + ~in_gap)[gid]) & (L <= l_stop[gid])
-    je = emitted.nonzero()[0]
+    je = em[0].astype(np.intp)
     ne = len(je)
     if ne:
-        e_of = gid[je]
+        e_of = em[1].astype(np.intp)
+        d_e = em[5:8].T
         lj = L[je]
-        ks = np.minimum((lj / h_max).astype(np.int64), nsub[e_of] - 1) + sstart[e_of]
-        d_e = dirs.take(ks, axis=1).T
         tb = t_before[je]
-        is_b = brem[je]
+        is_b = brem[je] > 0
         de_ = dlt[je]
         rr = rng.random((2, ne))
         cos_moller = np.sqrt(np.minimum(de_ * (tb + 2.0 * ME) / (tb * (de_ + 2.0 * ME)), 1.0))
         sec = np.empty((ne, _NCOL))
         sec[:, _E] = np.where(is_b, y[je] * tb, de_)
-        sec[:, _POS] = p_b.take(ks, axis=1).T + (lj - lb[ks])[:, None] * d_e
+        sec[:, _POS] = em[2:5].T
         sec[:, _DIR] = _rotate(d_e, np.where(is_b, _small_angle_cos(tb + ME, rr[0]), cos_moller),
                                2.0 * math.pi * rr[1])
         sec[:, _T] = time0[e_of] + lj / C_CM_PER_NS

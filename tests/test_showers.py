@@ -30,6 +30,7 @@ from scipy.optimize import curve_fit
 
 from gnnu.detectors.lartpc import LArTPC
 from gnnu.sim import showers
+from gnnu.sim.directions import rotate
 from gnnu.sim.records import ParticleBatch
 
 MIP_MEV_PER_CM = 2.1          # minimum-ionising dE/dx in LAr (DESIGN §4.1 table)
@@ -424,7 +425,7 @@ def test_rotate_gives_the_requested_polar_angle_and_azimuth():
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     cos_t = rng.uniform(-1.0, 1.0, 500)
     phi = rng.uniform(0.0, 2.0 * math.pi, 500)
-    a, b = showers._rotate(d, cos_t, phi), showers._rotate(d, cos_t, phi + math.pi)
+    a, b = rotate(d, cos_t, phi), rotate(d, cos_t, phi + math.pi)
     assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-12)
     assert np.allclose(np.einsum("ij,ij->i", a, d), cos_t, atol=1e-12)
     assert np.allclose(a + b, 2.0 * cos_t[:, None] * d, atol=1e-12)

@@ -105,6 +105,7 @@ import numpy as np
 
 from .._jit import jit
 from ..detectors.common import Material
+from .directions import rotate, turn_one
 from .pdg import ELECTRON_MASS_MEV
 from .records import Deposits, ParticleBatch, StageOutput
 
@@ -435,34 +436,6 @@ def _join(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else _no_particles()
 
 
-@jit
-def _turn_one(x: float, y: float, z: float, cos_t: float, a: float, b: float):
-    """``cos_t``·d + a·u + b·v for the unit direction d = (x, y, z), where (u, v, d) is the
-    orthonormal frame of Duff et al., JCGT 6 (2017) 1 (branch-free): with s = sign(d_z),
-    c = −1/(s + d_z), u = (1 + s d_x² c, s d_x d_y c, −s d_x), v = (d_x d_y c, s + d_y² c, −d_y).
-    With a = sin θ cos φ, b = sin θ sin φ this is the direction at polar angle θ and azimuth φ
-    about d."""
-    s = math.copysign(1.0, z)
-    q = s * a * x + b * y                                   # = −(a·u_z + b·v_z)
-    w = q / (s + z)
-    return cos_t * x + a - x * w, cos_t * y + s * b - y * w, cos_t * z - q
-
-
-@jit
-def _turn_many(d, cos_t, a, b):
-    out = np.empty((len(cos_t), 3))
-    for i in range(len(cos_t)):
-        out[i, 0], out[i, 1], out[i, 2] = _turn_one(d[i, 0], d[i, 1], d[i, 2], cos_t[i], a[i],
-                                                    b[i])
-    return out
-
-
-def _rotate(d: np.ndarray, cos_t: np.ndarray, phi: np.ndarray) -> np.ndarray:
-    """Unit directions at polar angle acos(``cos_t``) and azimuth ``phi`` about ``d`` [n, 3]."""
-    sin_t = np.sqrt(np.maximum(1.0 - cos_t * cos_t, 0.0))
-    return _turn_many(d, cos_t, sin_t * np.cos(phi), sin_t * np.sin(phi))
-
-
 def _small_angle_cos(e_total: np.ndarray, r: np.ndarray) -> np.ndarray:
     """cos θ for θ = (m_e/E)·u, u from p(u) ∝ u/(1+u²)² (inverse CDF of uniforms ``r``):
     the angle of a brems photon or of a pair lepton of total energy ``e_total`` (MeV)."""
@@ -581,7 +554,7 @@ def _pair_leptons(g: np.ndarray, tab: EMTables, rng: np.random.Generator) -> np.
     phi = 2.0 * math.pi * r[2]
     out = np.concatenate([g, g])
     cos_t = _small_angle_cos(e_both, r[3:].ravel())
-    out[:, _DIR] = _rotate(out[:, _DIR], cos_t, np.concatenate([phi, phi + math.pi]))
+    out[:, _DIR] = rotate(out[:, _DIR], cos_t, np.concatenate([phi, phi + math.pi]))
     out[:, _E] = e_both - ME
     out[:m, _Q] = -1.0
     out[m:, _Q] = 1.0
@@ -623,7 +596,7 @@ def _photon_step(g: np.ndarray, tab: EMTables, lo: np.ndarray, hi: np.ndarray, s
     r = rng.random((2, len(g)))
     eps = tab.sample_compton(k, r[0])
     cos_g = np.maximum(1.0 - (1.0 - eps) / (eps * k / ME), -1.0)       # (≤ 1: eps ≤ 1)
-    d_gamma = _rotate(d, cos_g, 2.0 * math.pi * r[1])
+    d_gamma = rotate(d, cos_g, 2.0 * math.pi * r[1])
     k_out = eps * k
     electrons = g.copy()
     electrons[:, _E] = k - k_out
@@ -803,7 +776,7 @@ def _walks(starts, nsub, kick, pts, life, pos0, w, time0, lo, hi, h_max, x0, cut
             # direction of this sub-step: the deflection summed before it, in the birth frame
             alpha = math.sqrt(ang0 * ang0 + ang1 * ang1)
             sinc = math.sin(alpha) / alpha if alpha > 0.0 else 0.0
-            dx, dy, dz = _turn_one(wx, wy, wz, math.cos(alpha), sinc * ang0, sinc * ang1)
+            dx, dy, dz = turn_one(wx, wy, wz, math.cos(alpha), sinc * ang0, sinc * ang1)
             ang0 += kick[0, sub0 + k] * sigma
             ang1 += kick[1, sub0 + k] * sigma
             px += hk * dx
@@ -933,7 +906,7 @@ def _electron_lives(g: np.ndarray, tab: EMTables, lo: np.ndarray, hi: np.ndarray
         sec = np.empty((ne, _NCOL))
         sec[:, _E] = np.where(is_b, y[je] * tb, de_)
         sec[:, _POS] = em[2:5].T
-        sec[:, _DIR] = _rotate(d_e, np.where(is_b, _small_angle_cos(tb + ME, rr[0]), cos_moller),
+        sec[:, _DIR] = rotate(d_e, np.where(is_b, _small_angle_cos(tb + ME, rr[0]), cos_moller),
                                2.0 * math.pi * rr[1])
         sec[:, _T] = time0[e_of] + lj / C_CM_PER_NS
         sec[:, _OWNER] = own[e_of]

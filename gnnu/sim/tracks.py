@@ -88,7 +88,9 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..events import Process
+from .._jit import jit
 from . import material as mat
+from .directions import rotate, turn_one
 from .pdg import MASS_GEV
 from .records import Deposits, ParticleBatch, StageOutput
 
@@ -195,29 +197,9 @@ def _unit(v: np.ndarray, norm: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def _frame_components(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Components (uₓ, u_y, u_z, vₓ, v_y, v_z) [n] each of unit vectors u, v completing unit
-    vectors d = (``x``, ``y``, ``z``) to right-handed orthonormal frames (branch-free
-    construction of Duff et al., J. Comput. Graph. Tech. 6 (2017) 1)."""
-    sign = np.where(z >= 0, 1.0, -1.0)
-    a = -1.0 / (sign + z)
-    b = x * y * a
-    return 1.0 + sign * x * x * a, sign * b, -sign * x, b, sign + y * y * a, -y
-
-
-def _frame(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unit vectors u, v [n, 3] completing unit vectors ``d`` [n, 3] to orthonormal frames."""
-    uv = np.array(_frame_components(d[:, 0], d[:, 1], d[:, 2])).T
-    return uv[:, :3], uv[:, 3:]
-
-
 def _rotate(d: np.ndarray, cos: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Unit vectors at polar angle arccos(``cos``) around ``d`` [n, 3], uniform azimuth."""
-    u, v = _frame(d)
-    phi = rng.random(len(d)) * (2.0 * math.pi)
-    sin = np.sqrt(np.maximum(1.0 - cos * cos, 0.0))
-    return (cos[:, None] * d + (sin * np.cos(phi))[:, None] * u
-            + (sin * np.sin(phi))[:, None] * v)
+    return rotate(d, cos, rng.random(len(d)) * (2.0 * math.pi))
 
 
 def _isotropic(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -401,31 +383,13 @@ def _walk(ctx: _Context, sp, r0, s0, s1, e0, pos, d0, t0, stopping, track_id):
     growth[born] = ell[born] / x0 * log_first * log_first
     theta = HIGHLAND_MEV * gamma / (massk * bg2) * np.sqrt(np.maximum(growth, 0.0))
     noise = rng.standard_normal((3, n))           # two scattering kicks, one energy-loss variate
-    kick = noise[:2] * theta
     core_noise = noise[2]
-    alpha = kick.cumsum(axis=1) - kick
-    alpha -= spread(alpha[:, first])
-    # Directions of every step [3, n] and at the end of each track [3, m], computed together:
-    # d = cos|α|·d0 + sinc|α|·(α₁u + α₂v) with the frame (d0, u, v) [9, ·] of each column's track.
-    al = np.concatenate([alpha, alpha[:, last] + kick[:, last]], axis=1)
-    cos, sinc = _cos_sinc(al[0] * al[0] + al[1] * al[1])
-    frame = np.array([*d0.T, *_frame_components(*d0.T)])
-    if m > 1:
-        frame = frame[:, np.concatenate([trk, np.arange(m)])]
-    all_dirs = cos * frame[0:3] + sinc * (al[0] * frame[3:6] + al[1] * frame[6:9])
-    dirs, end_dir = all_dirs[:, :n], all_dirs[:, n:]
-    seg = dirs * ell
-    p_lo = seg.cumsum(axis=1) - seg
-    p_lo += spread(pos.T - p_lo[:, first])
-    p_hi = p_lo + seg
+    dirs, p_lo, p_hi, end_dir, k_exit = _scatter(first, nst, ell, theta, noise, d0, pos, ctx.lo,
+                                                 ctx.hi)
 
     # Leaving the volume: cut the first step that ends outside at the boundary, drop the rest.
-    lo, hi = ctx.lo[:, None], ctx.hi[:, None]
-    out = ((p_hi < lo) | (p_hi > hi)).any(axis=0)
-    exited = np.zeros(m, bool)
-    if out.any():
-        k_exit = np.minimum.reduceat(np.where(out, k, n), first)
-        exited = k_exit < nst
+    exited = k_exit < nst
+    if exited.any():
         e = first[exited] + k_exit[exited]
         ell[e] = np.minimum(_exit_distance(p_lo[:, e].T, dirs[:, e].T, ctx.lo, ctx.hi), ell[e])
         p_hi[:, e] = p_lo[:, e] + dirs[:, e] * ell[e]
@@ -471,16 +435,59 @@ def _walk(ctx: _Context, sp, r0, s0, s1, e0, pos, d0, t0, stopping, track_id):
     return p_hi[:, last].T, end_dir.T, t_step[last] + dt[last], t_hi[last], exited
 
 
-def _cos_sinc(a2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+@jit
+def _cos_sinc(a2: float) -> tuple[float, float]:
     """cos a and sin(a)/a from a² (Taylor series where a < 0.5, exact elsewhere)."""
-    cos = 1.0 - 0.5 * a2 * (1.0 - a2 / 12.0 * (1.0 - a2 / 30.0))
-    sinc = 1.0 - a2 / 6.0 * (1.0 - a2 / 20.0 * (1.0 - a2 / 42.0))
-    big = np.flatnonzero(a2 > 0.25)
-    if len(big):
-        a = np.sqrt(a2[big])
-        cos[big] = np.cos(a)
-        sinc[big] = np.sin(a) / a
-    return cos, sinc
+    if a2 > 0.25:
+        a = math.sqrt(a2)
+        return math.cos(a), math.sin(a) / a
+    return (1.0 - 0.5 * a2 * (1.0 - a2 / 12.0 * (1.0 - a2 / 30.0)),
+            1.0 - a2 / 6.0 * (1.0 - a2 / 20.0 * (1.0 - a2 / 42.0)))
+
+
+@jit
+def _scatter(first, nst, ell, theta, noise, d0, pos, lo, hi):
+    """Directions and positions of the steps of every track (compiled).
+
+    Track i's steps are ``first[i]`` … + ``nst[i]`` of the step arrays: lengths ``ell`` (cm),
+    Highland widths ``theta`` (rad), two standard normals per step in ``noise[:2]``. A step's
+    direction is the exponential map, in the frame of the track's start direction ``d0[i]``, of
+    the summed projected deflections before it; the track starts at ``pos[i]``. Returns (step
+    directions [3, n], step starts and ends [3, n] each, direction after the last step [3, m],
+    index within its track of the first step ending outside the box lo–hi, ``nst`` if none
+    [m]).
+    """
+    m = len(first)
+    n = len(ell)
+    dirs = np.empty((3, n))
+    p_lo = np.empty((3, n))
+    p_hi = np.empty((3, n))
+    end_dir = np.empty((3, m))
+    k_exit = nst.copy()
+    for i in range(m):
+        wx, wy, wz = d0[i, 0], d0[i, 1], d0[i, 2]
+        x, y, z = pos[i, 0], pos[i, 1], pos[i, 2]
+        a0 = 0.0
+        a1 = 0.0
+        for k in range(nst[i] + 1):                  # (k = nst: the direction at the end)
+            cos, sinc = _cos_sinc(a0 * a0 + a1 * a1)
+            dx, dy, dz = turn_one(wx, wy, wz, cos, sinc * a0, sinc * a1)
+            if k == nst[i]:
+                end_dir[0, i], end_dir[1, i], end_dir[2, i] = dx, dy, dz
+                break
+            j = first[i] + k
+            dirs[0, j], dirs[1, j], dirs[2, j] = dx, dy, dz
+            p_lo[0, j], p_lo[1, j], p_lo[2, j] = x, y, z
+            x += dx * ell[j]
+            y += dy * ell[j]
+            z += dz * ell[j]
+            p_hi[0, j], p_hi[1, j], p_hi[2, j] = x, y, z
+            if k_exit[i] == nst[i] and not (lo[0] <= x <= hi[0] and lo[1] <= y <= hi[1]
+                                            and lo[2] <= z <= hi[2]):
+                k_exit[i] = k
+            a0 += noise[0, j] * theta[j]
+            a1 += noise[1, j] * theta[j]
+    return dirs, p_lo, p_hi, end_dir, k_exit
 
 
 def _energy_loss(ctx: _Context, mean, ell, gamma, bg2, beta2, mass, normal):

@@ -4,7 +4,8 @@ A fuzz case mutates a small, valid input and reads it back with the real reader.
 exactly two ways:
 
 - **rejected**: a :class:`gnnu.errors.GnnuError` whose message names the input (and, for an
-  error raised while reading event *i*, names ``event i``);
+  error raised while reading event *i*, names ``event i``; an error from ``read_range()`` names
+  the first event that single reads reject, one from ``truth()`` an event they reject);
 - **read**: every event either rejected as above, or equal to what the mutated input holds
   (the case's *oracle*, see :func:`run_case`).
 
@@ -167,11 +168,15 @@ def read_source(opener: Callable, path: Path, where: Path | None = None) -> Read
                 except GnnuError as exc:
                     _check_message(exc, where, i)
                     out.events.append(exc)
+            bad = [i for i, r in enumerate(out.events) if isinstance(r, GnnuError)]
             try:
                 block = reader.read_range(0, n)
             except GnnuError as exc:
-                _check_message(exc, where, None)
-                assert out.rejected, f"read_range refused what single reads accepted: {exc}"
+                assert bad, f"read_range refused what single reads accepted: {exc}"
+                # a block read stops at its first bad event and must name that one
+                assert exc.event == bad[0], (f"read_range(0, {n}) error names event {exc.event}, "
+                                             f"not the first one read() rejects ({bad[0]}): {exc}")
+                _check_message(exc, where, bad[0])
             else:
                 assert not out.rejected, "read_range accepted what single reads refused"
                 for i, ev in enumerate(block):
@@ -180,7 +185,10 @@ def read_source(opener: Callable, path: Path, where: Path | None = None) -> Read
             try:
                 truth = reader.truth()
             except GnnuError as exc:
-                _check_message(exc, where, None)
+                # truth() reads less than read(i), so it may stop at any event read(i) rejects
+                assert exc.event in bad, (f"truth() error names event {exc.event}, not one "
+                                          f"read() rejects ({bad}): {exc}")
+                _check_message(exc, where, exc.event)
             else:
                 for i, rec in out.records.items():
                     for k, col in truth.items():
@@ -195,13 +203,15 @@ def judge(reader: str, kind: str, reading: Reading, expected: list[dict] | None,
     """Check one case against its oracle, tally it and return the outcome.
 
     ``expected``: the records the mutated input holds (None: unknown, only with
-    ``plausible``); an accepted event must equal its expected record. ``reference``: the
+    ``plausible``); an accepted event must equal its expected record, and an event whose
+    expected record is None must be rejected. ``reference``: the
     unmutated records — an accepted case whose ``expected`` differs from them counts as "reflects
     mutation" (the reader returned exactly the changed values). ``must_reject``: the input is
     invalid, some error is required. ``plausible``: for formats without checksums, an accepted
     record that differs from ``expected`` must pass this check (an AssertionError otherwise) and
     counts as "changed, undetectable".
     """
+    must_reject = must_reject or (expected is not None and any(e is None for e in expected))
     if must_reject:
         assert reading.rejected, "invalid input was read without any error"
     outcome = "rejected" if reading.rejected else "read: identical"
@@ -214,6 +224,8 @@ def judge(reader: str, kind: str, reading: Reading, expected: list[dict] | None,
             diff = "unknown"
         elif len(reading.events) != len(expected):
             diff = f"{len(reading.events)} events, expected {len(expected)}"
+        elif expected[i] is None:
+            raise AssertionError(f"event {i} is invalid but was read without error")
         else:
             diff = difference(rec, expected[i])
         if diff is None:

@@ -171,6 +171,23 @@ def cast_column(values: np.ndarray, dtype) -> np.ndarray | None:
     return out
 
 
+def first_bad_event(read_block, start: int, stop: int) -> list[Event]:
+    """``read_block(start, stop)``, a reader's one-pass read of events ``start`` ≤ i < ``stop``;
+    if it fails, the InputError of the first event that fails when read alone, so a block read
+    names the same event (the first bad one) as reading its events one by one. A block read
+    reports the first failing *check*, which may concern a later event or, for a damaged chunk,
+    the block's first event; the events are reread one by one only on this error path."""
+    try:
+        return read_block(start, stop)
+    except InputError as exc:
+        if stop - start == 1:
+            raise
+        block_error = exc
+    for i in range(start, stop):
+        read_block(i, i + 1)
+    raise block_error
+
+
 def open_source(path: str | os.PathLike, format: str, **options) -> EventReader:
     """Open ``path`` with the reader registered for ``format``."""
     if format not in READERS:

@@ -47,7 +47,8 @@ from .. import __version__
 from ..detectors import detector_from_dict, detector_json
 from ..errors import ConfigError, InputError, OutputExistsError, SchemaError
 from ..events import HIT_COLUMNS, PARTICLE_COLUMNS, Event, Hits, Particles, Truth
-from .base import HDF5_ERRORS, EventReader, cast_column, hdf5_column, hdf5_group, open_hdf5
+from .base import (HDF5_ERRORS, EventReader, cast_column, first_bad_event, hdf5_column, hdf5_group,
+                   open_hdf5)
 
 SCHEMA = "gnnu-hits"
 SCHEMA_VERSION = "1.0"
@@ -459,11 +460,15 @@ class HitFile(EventReader):
         return self.read_range(i, i + 1)[0]
 
     def read_range(self, start: int, stop: int) -> list[Event]:
-        """Events ``start`` ≤ i < ``stop`` with one read per column."""
+        """Events ``start`` ≤ i < ``stop`` with one read per column; bad input raises the
+        InputError of the first bad event, the one ``read`` raises for it."""
         if start >= stop:
             return []
         self.check_index(start)
         self.check_index(stop - 1)
+        return first_bad_event(self._read_block, start, stop)
+
+    def _read_block(self, start: int, stop: int) -> list[Event]:
         a, b = int(self._offset[start]), int(self._offset[stop - 1] + self._count[stop - 1])
         cols = self._slice("hits", {k: HIT_COLUMNS[k][0] for k in self.hit_columns}, a, b, start)
         rel = self._offset[start:stop] - a

@@ -71,7 +71,8 @@ from ..detectors import load_detector
 from ..errors import ConfigError, InputError, SchemaError
 from ..events import Event, Hits, Particles, Process, Truth, bucket_count
 from ..sim.pdg import MASS_GEV
-from .base import HDF5_ERRORS, EventReader, cast_column, hdf5_column, hdf5_group, open_hdf5
+from .base import (HDF5_ERRORS, EventReader, cast_column, first_bad_event, hdf5_column, hdf5_group,
+                   open_hdf5)
 
 #: Hit position columns (view, wire-like, time-like) of each NuML generation, preferred first.
 GENERATIONS = {
@@ -537,9 +538,17 @@ class NuMLReader(EventReader):
                  "energy": np.sqrt(momentum * momentum + mass * mass).astype(np.float32)}
         if "start_process" in cols:
             names, inverse = np.unique(cols["start_process"], return_inverse=True)
-            codes = np.array([process_code(v.decode() if isinstance(v, bytes) else str(v))
-                              for v in names], np.int8)
-            table["process"] = codes[inverse.reshape(-1)]
+            inverse = inverse.reshape(-1)
+            codes, text = np.zeros(len(names), np.int8), np.ones(len(names), bool)
+            for j, v in enumerate(names):
+                try:
+                    codes[j] = process_code(v.decode() if isinstance(v, bytes) else str(v))
+                except UnicodeDecodeError:
+                    text[j] = False
+            self._check(text[inverse], event, start,
+                        lambda r: f"particle_table/start_process = {cols['start_process'][r]!r} "
+                                  f"is not text (corrupt file?)")
+            table["process"] = codes[inverse]
         else:
             table["process"] = np.full(n, -1, np.int8)
         for end in ("start", "end"):
@@ -590,11 +599,15 @@ class NuMLReader(EventReader):
         return self.read(index)
 
     def read_range(self, start: int, stop: int) -> list[Event]:
-        """Events ``start`` ≤ i < ``stop`` with one read per column and table."""
+        """Events ``start`` ≤ i < ``stop`` with one read per column and table; bad input raises
+        the InputError of the first bad event, the one ``read`` raises for it."""
         if start >= stop:
             return []
         self.check_index(start)
         self.check_index(stop - 1)
+        return first_bad_event(self._read_block, start, stop)
+
+    def _read_block(self, start: int, stop: int) -> list[Event]:
         hits, hit_id, hit_event, hit_rel = self._hits(start, stop)
         parts = g4_keys = part_rel = counts = None
         if self.has_particles:
@@ -624,20 +637,31 @@ class NuMLReader(EventReader):
         return Truth(**values)
 
     def truth(self) -> dict[str, np.ndarray]:
-        """Event-level truth of every event (counts from the whole particle table, read once)."""
+        """Event-level truth of every event (counts from the whole particle table, read once);
+        bad particle rows raise the InputError of the first event holding them."""
         out = {k: v.copy() for k, v in self._event_truth.items()}
         if self.has_particles:
             if self._counts_all is None:
                 n = len(self)
+                used = [k for k in ("pdg", "parent_id", "momentum", "from_nu")
+                        if k in self._part_cols]
+                failure = None
                 try:
-                    cols = {k: self._whole("particle_table", self._part_cols[k])
-                            for k in ("pdg", "parent_id", "momentum")}
-                    from_nu = (self._whole("particle_table", "from_nu")
-                               if "from_nu" in self._part_cols else None)
-                except HDF5_ERRORS as exc:
+                    cols = {k: self._whole("particle_table", self._part_cols[k]) for k in used}
+                except (InputError, *HDF5_ERRORS) as exc:
+                    failure = exc
+                if failure is not None:
+                    # the error of the first event whose rows of these columns are bad, read
+                    # alone (the one read() raises for it); a whole-table error only if none is
+                    for i in np.flatnonzero(self._index["particle_table"][1]):
+                        self._block("particle_table", {k: self._part_cols[k] for k in used},
+                                    int(i), int(i) + 1)
+                    if isinstance(failure, InputError):
+                        raise failure
+                    why = str(failure).splitlines()[0] if str(failure) else type(failure).__name__
                     raise InputError(f"cannot read particle_table (corrupt or truncated file?): "
-                                     f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-                                     self.path) from None
+                                     f"{why}", self.path)
+                from_nu = cols.get("from_nu")
                 event = np.repeat(np.arange(n), self._index["particle_table"][1])
                 self._counts_all = primary_counts(cols["pdg"], cols["parent_id"], cols["momentum"],
                                                   from_nu, event, n,

@@ -90,6 +90,20 @@ def test_refuses_overwrite_then_force(tmp_path, capsys):
     assert len(HitFile(out)) == 2
 
 
+def test_out_in_a_missing_directory_is_made_or_refused_clearly(tmp_path, capsys):
+    """--out under missing directories creates them; under a file it is one clear error."""
+    out = tmp_path / "run" / "sim" / "ev.h5"
+    assert main(["--events", "2", "--out", str(out)]) == 0
+    assert len(HitFile(out)) == 2
+    blocker = tmp_path / "plain-file"
+    blocker.write_bytes(b"x")
+    capsys.readouterr()
+    assert main(["--events", "2", "--out", str(blocker / "ev.h5")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot create directory" in err[0] and "plain-file" in err[0]
+    assert blocker.read_bytes() == b"x"
+
+
 @pytest.mark.parametrize("args, message", [
     (["--flavours", "numu_cc,wimp"], "unknown flavour 'wimp'"),
     (["--detector", "icecube"], "unknown detector 'icecube'"),

@@ -70,10 +70,10 @@ def _simulate(args) -> int:
         flavours = tuple(Flavour.parse(f) for f in args.flavours.split(",") if f.strip())
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    prepare_output(args.out, args.force)
     detector = load_detector(args.detector)
     request = SimRequest(detector=args.detector, n_events=args.events, seed=args.seed,
                          flavours=flavours, mix=args.mix, energy=EnergyOption.parse(args.energy))
+    prepare_output(args.out, args.force)        # (missing directories are made only now)
     generator_info = to_dict(request)
     generator_info["flavours"] = [f.label for f in flavours]
     t0 = time.perf_counter()

@@ -144,12 +144,18 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
 
 
 def prepare_output(path: str | os.PathLike, overwrite: bool) -> Path:
-    """Check that ``path`` may be written: refuse an existing file unless ``overwrite``."""
+    """Check that ``path`` may be written: refuse an existing file unless ``overwrite``; create
+    missing parent directories (an error names the one that cannot be made)."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: output exists (use --force to overwrite)")
-    if not path.parent.exists():
-        raise OutputExistsError(f"{path}: directory {path.parent} does not exist")
+    if path.is_dir():
+        raise OutputExistsError(f"{path}: is a directory, not a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputExistsError(f"{path}: cannot create directory {path.parent} "
+                                f"({exc.strerror or exc})") from None
     return path
 
 

@@ -18,6 +18,10 @@ one needs a GPU to be quick — and every model at ``small`` only learns a littl
 somewhat above the 0.25 of chance: 320 training events). ``medium`` (4 000 events, 10 epochs)
 and ``large`` (40 000, 20) train the shipped configs unchanged: use them on a GPU.
 
+A stage that fails stops the demo with one error line naming the stage and the stage's own
+error (:class:`StageFailed`). The result carries each stage's event counts, read back from what
+the stage wrote (:class:`DemoResult`).
+
 ResNet18 starts from torchvision's ImageNet weights when that file is in the torch hub cache
 (:func:`gnnu.models.cnn.resnet18.imagenet_file`), otherwise from a random initialisation, and
 says which (gnnu never downloads).
@@ -25,6 +29,9 @@ says which (gnnu never downloads).
 
 from __future__ import annotations
 
+import csv
+import errno
+import json
 import os
 import shlex
 import time
@@ -32,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import CONFIG_ROOT
-from .errors import ConfigError
+from .errors import ConfigError, GnnuError
 
 
 @dataclass(frozen=True)
@@ -55,8 +62,25 @@ SIZES = {
 DEFAULT_MODELS = ("edgeconv", "resnet18")
 
 
+class StageFailed(GnnuError):
+    """A stage of the demo failed: the message names the stage and carries its own error."""
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 @dataclass
 class DemoResult:
+    """Where the demo wrote things, and the events each stage counted.
+
+    ``counts``: ``simulated`` (events in the hit file); ``build`` (the manifest's ``in``,
+    ``out``, ``skipped``, ``per_split``); ``models`` = {name: {``train``, ``val``: run.json's
+    ``dataset.events`` of the split (``in_split``, ``used``, ``skipped``, …), ``test``: events
+    in the test report}}; ``compared``: events per model in comparison.csv.
+    ``comparison_files``: the files the comparison actually wrote.
+    """
+
     hit_file: Path
     display: Path
     dataset: Path
@@ -66,14 +90,87 @@ class DemoResult:
     table: str
     seconds: float
     notes: list[str] = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+    comparison_files: list[str] = field(default_factory=list)
 
 
-def _run(argv: list, log) -> None:
+def _run(argv: list, log, stage: str | None = None) -> None:
+    """Print and run one command line as a stage; StageFailed (naming ``stage``, default the
+    command) when it fails, with the command's own one-line error in the message."""
     from .cli import invoke
+    from .cli.common import stage as as_stage
 
     argv = [str(a) for a in argv]
+    stage = stage or argv[0]
     log(f"\n$ {shlex.join(argv)}")
-    invoke(argv)
+    try:
+        with as_stage():
+            rc = invoke(argv, check=False)
+    except GnnuError as exc:
+        raise StageFailed(f"stage {stage} failed: {exc}", exc.exit_code) from exc
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise StageFailed(f"stage {stage} failed: {where}no space left on the device "
+                          f"({exc.strerror or exc})") from exc
+    if rc:
+        raise StageFailed(f"stage {stage} failed: exited with status {rc}", rc)
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def comparison_files(comparison: Path) -> list[str]:
+    """The files of a gnnu-compare output directory that exist (plots it could not draw are
+    absent), in gnnu-compare's order."""
+    from .evaluate.compare import COST_PLOT, CSV_FILE, ENERGY_PLOT, MARKDOWN_FILE, ROC_PLOT
+
+    return [name for name in (MARKDOWN_FILE, CSV_FILE, ROC_PLOT, ENERGY_PLOT, COST_PLOT)
+            if (comparison / name).is_file()]
+
+
+def accounting_problems(counts: dict) -> list[str]:
+    """What does not reconcile in ``counts`` (:class:`DemoResult`): simulated = read by the
+    build = written + skipped, each model's train/val split = the built split = used + skipped,
+    its test report and the comparison = the built test split. Empty when all agree."""
+    b, problems = counts["build"], []
+    if counts["simulated"] != b["in"]:
+        problems.append(f"simulated {counts['simulated']} events, gnnu-build read {b['in']}")
+    if b["in"] != b["out"] + b["skipped"] or sum(b["per_split"].values()) != b["out"]:
+        problems.append(f"gnnu-build read {b['in']} = wrote {b['out']} {b['per_split']} + "
+                        f"skipped {b['skipped']} does not add up")
+    for name, m in counts["models"].items():
+        for split in ("train", "val"):
+            a = m[split]
+            if not a["in_split"] == b["per_split"][split] == a["used"] + a["skipped"]:
+                problems.append(f"{name}: {split} split {a} vs {b['per_split'][split]} built")
+        if m["test"] != b["per_split"]["test"]:
+            problems.append(f"{name}: evaluated {m['test']} of {b['per_split']['test']} test events")
+    if counts["compared"] != [b["per_split"]["test"]]:
+        problems.append(f"comparison on {counts['compared']} events, test split "
+                        f"{b['per_split']['test']}")
+    return problems
+
+
+def _counts(hit_file: Path, dataset: Path, runs: dict[str, Path], comparison: Path) -> dict:
+    """Each stage's event counts, read back from what it wrote (:class:`DemoResult`)."""
+    from .io.hitfile import HitFile
+
+    with HitFile(hit_file) as f:
+        simulated = len(f)
+    c = _read_json(dataset / "manifest.json")["counts"]
+    models = {}
+    for name, run_dir in runs.items():
+        events = _read_json(run_dir / "run.json")["dataset"]["events"]
+        models[name] = {"train": events["train"], "val": events["val"],
+                        "test": int(_read_json(run_dir / "eval-test" / "metrics.json")["n_events"])}
+    with open(comparison / "comparison.csv", newline="", encoding="utf-8") as f:
+        compared = sorted({int(r["n_events"]) for r in csv.DictReader(f)})
+    return {"simulated": simulated,
+            "build": {k: c[k] for k in ("in", "out", "skipped", "per_split")},
+            "models": models, "compared": compared}
 
 
 def _resnet18_weights(notes: list[str]) -> tuple[str, ...]:
@@ -99,8 +196,8 @@ def run_demo(size: str = "small", out: str | os.PathLike = "demo-out", workers: 
 
     ``size``: a key of :data:`SIZES`; ``events`` / ``epochs`` override its numbers. ``models``:
     model config names under ``configs/models/``. ``device``: as ``gnnu-train --device``.
-    ``log``: where progress lines go. Stops at the first failing stage (its command has
-    printed its one-line error; :class:`gnnu.cli.CommandFailed` names it).
+    ``log``: where progress lines go. Stops at the first failing stage with
+    :class:`StageFailed` (naming the stage, with its error; the stage prints nothing itself).
     """
     if size not in SIZES:
         raise ConfigError(f"unknown demo size '{size}' (known: {', '.join(SIZES)})")
@@ -122,7 +219,7 @@ def run_demo(size: str = "small", out: str | os.PathLike = "demo-out", workers: 
           "--workers", workers, "--out", hit_file, "--display", display, *again], log)
     _run(["gnnu-build", "--input", hit_file, "--format", "gnnu", "--out", dataset, "--seed", seed,
           "--workers", workers, *again], log)
-    _run(["gnnu-build", "--inspect", dataset], log)
+    _run(["gnnu-build", "--inspect", dataset], log, "gnnu-build --inspect")
 
     from .images.display import draw_graph_and_maps
 
@@ -138,9 +235,9 @@ def run_demo(size: str = "small", out: str | os.PathLike = "demo-out", workers: 
         sets.append(f"num_workers={max(0, workers - 1)}")
         _run(["gnnu-train", "--config", CONFIG_ROOT / "models" / f"{name}.yaml", "--data", dataset,
               "--out", run_dir, "--epochs", n_epochs, "--device", device,
-              *(a for s in sets for a in ("--set", s)), *again], log)
+              *(a for s in sets for a in ("--set", s)), *again], log, f"gnnu-train ({name})")
         _run(["gnnu-eval", "--checkpoint", run_dir / "best.ckpt", "--data", dataset, "--split", "test",
-              "--out", run_dir / "eval-test", "--device", device, *again], log)
+              "--out", run_dir / "eval-test", "--device", device, *again], log, f"gnnu-eval ({name})")
         runs[name] = run_dir
 
     comparison = out / "comparison"
@@ -149,5 +246,7 @@ def run_demo(size: str = "small", out: str | os.PathLike = "demo-out", workers: 
     _run(["gnnu-compare", *runs.values(), "--out", comparison, "--remeasure", "--device", device,
           *again], log)
     table = (comparison / "comparison.md").read_text(encoding="utf-8")
+    counts = _counts(hit_file, dataset, runs, comparison)
+    notes += [f"event accounting: {p}" for p in accounting_problems(counts)]
     return DemoResult(hit_file, display, dataset, views, runs, comparison, table,
-                      time.perf_counter() - t0, notes)
+                      time.perf_counter() - t0, notes, counts, comparison_files(comparison))

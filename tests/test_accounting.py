@@ -7,6 +7,10 @@ prints reconciles — in = out + skipped — and agrees with what it wrote.
   manifest holds the same numbers, and every source event is exactly once either a graph of the
   dataset or a listed skipped event (hit files with each kind of bad event; a NuML file with an
   event its reader rejects);
+- ``gnnu-train``: for the train and val splits, events in the split (= the manifest's and the
+  dataset's count) = used + skipped (``max_events`` / ``max_val_events``), and the model saw
+  exactly the used events each epoch; ``run.json`` holds the same numbers;
+- ``gnnu-compare``: every report's event count is the printed N, which is the split's count;
 - ``gnnu-eval``: for each split, the printed event count = the manifest's split count = the
   dataset's = ``metrics.json`` ``n_events`` = the confusion matrix total = the predictions, one
   per event id of the split.
@@ -14,6 +18,7 @@ prints reconciles — in = out + skipped — and agrees with what it wrote.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from collections import Counter
@@ -176,3 +181,106 @@ def test_eval_counts_every_event_of_the_split_once(tmp_path, capsys, checkpoint,
     with h5py.File(out / "predictions.h5", "r") as f:
         ids = [tuple(r) for r in f["event_id"][()]]
     assert Counter(ids) == Counter(tuple(r) for r in ds.labels("event_id"))
+
+
+# -- gnnu-train ----------------------------------------------------------------------------------
+TRAIN_LINE = re.compile(r"^  (train|val): (\d+) events in the split, (\d+) used"
+                        r"(?: \((max_events|max_val_events) = (\d+)\))?, (\d+) skipped$", re.M)
+
+
+def _event_counter():
+    """A Lightning callback counting the events of every training and validation batch, per epoch."""
+    import lightning.pytorch as pl
+
+    class EventCounter(pl.Callback):
+        def __init__(self):
+            self.train, self.val = Counter(), Counter()
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            self.train[trainer.current_epoch] += int(batch.num_graphs)
+
+        def on_validation_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0):
+            self.val[trainer.current_epoch] += int(batch.num_graphs)
+
+    return EventCounter()
+
+
+@pytest.mark.parametrize("limits", [("--max-events", "40", "--set", "max_val_events=5"), ()],
+                         ids=["max_events and max_val_events", "whole splits"])
+def test_train_summary_reconciles_with_the_splits(tmp_path, capsys, monkeypatch, checkpoint, limits):
+    import functools
+
+    import gnnu.train.run as run_module
+    from gnnu.cli.train import main
+    from test_train import TINY
+
+    data, _ = checkpoint
+    counter = _event_counter()
+    monkeypatch.setattr(run_module, "TrainOptions",
+                        functools.partial(run_module.TrainOptions, callbacks=(counter,)))
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "run"
+    assert main(["--config", str(tmp_path / "tiny.yaml"), "--data", str(data), "--out", str(out),
+                 "--epochs", "2", "--device", "cpu", "--set", "batch_size=16", *limits]) == 0
+    printed = {m[1]: m for m in TRAIN_LINE.finditer(capsys.readouterr().out)}
+    assert set(printed) == {"train", "val"}, "no per-split accounting in the closing summary"
+    manifest = json.loads((data / "manifest.json").read_text())
+    run = json.loads((out / "run.json").read_text())
+    asked = {"train": 40, "val": 5} if limits else {}
+    for split, seen in (("train", counter.train), ("val", counter.val)):
+        m = printed[split]
+        n, used, skipped = int(m[2]), int(m[3]), int(m[6])
+        assert n == manifest["counts"]["per_split"][split] == len(GraphDataset(data, split))
+        assert n == used + skipped
+        assert used == min(n, asked.get(split, n)) and (skipped > 0) == bool(limits)
+        if skipped:
+            assert (m[4], int(m[5])) == ({"train": "max_events", "val": "max_val_events"}[split],
+                                         asked[split])
+        else:
+            assert m[4] is None
+        assert dict(seen) == {0: used, 1: used}           # each epoch saw exactly the used events
+        assert run["dataset"]["events"][split] == {
+            "in_split": n, "used": used, "skipped": skipped, "limit": asked.get(split),
+            "limit_key": "max_events" if split == "train" else "max_val_events"}
+    assert (run["dataset"]["n_train"], run["dataset"]["n_val"]) == (int(printed["train"][3]),
+                                                                    int(printed["val"][3]))
+
+
+# -- gnnu-compare --------------------------------------------------------------------------------
+COMPARE_LINE = re.compile(r"gnnu-compare: (\d+) model\(s\), (\w+) on (\d+) (\w+) events \(dataset ")
+PER_REPORT = re.compile(r"^  events per report: (.*) \(each = (\d+), the same event ids\)$", re.M)
+
+
+def test_compare_summary_reconciles_with_every_report(tmp_path, capsys, checkpoint):
+    from gnnu.cli.compare import main as compare
+    from gnnu.cli.eval import main as evaluate
+    from gnnu.evaluate.compare import Comparison, ComparisonError, load_entries, reconcile_events
+
+    data, ckpt = checkpoint
+    reports = []
+    for name, batch in (("a", "5"), ("b", "11")):
+        reports.append(tmp_path / name)
+        assert evaluate(["--checkpoint", str(ckpt), "--data", str(data), "--split", "test", "--out",
+                         str(reports[-1]), "--device", "cpu", "--batch-size", batch]) == 0
+    capsys.readouterr()
+    out = tmp_path / "cmp"
+    assert compare([*map(str, reports), "--out", str(out), "--labels", "a,b"]) == 0
+    printed = capsys.readouterr().out
+    m, per = COMPARE_LINE.search(printed), PER_REPORT.search(printed)
+    assert m and per, "no closing summary with the events of every report"
+    n = int(m[3])
+    assert (int(m[1]), m[4]) == (2, "test")
+    manifest = json.loads((data / "manifest.json").read_text())
+    assert n == int(per[2]) == manifest["counts"]["per_split"]["test"] == len(GraphDataset(data, "test"))
+    assert _counts(per[1]) == {"a": n, "b": n}
+    for report in reports:
+        assert json.loads((report / "metrics.json").read_text())["n_events"] == n
+    with open(out / "comparison.csv", newline="") as f:
+        assert {int(r["n_events"]) for r in csv.DictReader(f)} == {n}
+    # the check behind the line: a report counting other events than N is refused
+    entries = load_entries(reports, ["a", "b"])
+    c = Comparison(entries, "sha256:x", "test", n, "flavour", [], True)
+    reconcile_events(c)
+    entries[1].metrics["n_events"] = n - 1
+    with pytest.raises(ComparisonError, match=rf"on {n} events but b: metrics.json {n - 1}"):
+        reconcile_events(c)

@@ -135,3 +135,100 @@ def test_imagenet_resnet18_protocol(tmp_path, monkeypatch):
             assert (frozen == ["encoder.body"]) == (r["freeze"] == "head-only"), frozen
     assert (tmp_path / "study" / "tl_study.png").is_file()
     assert (tmp_path / "study" / "freeze_scan.png").is_file()
+
+
+# -- reuse only with the same settings; one error line for bad input -----------------------------
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tl_study: error: "), err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+def _swap(argv: list[str], flag: str, value: str) -> list[str]:
+    i = argv.index(flag)
+    return [*argv[:i + 1], value, *argv[i + 2:]]
+
+
+def test_finished_runs_record_their_settings(study):
+    study_dir, argv = study
+    from gnnu.train.data import manifest_hash
+
+    data, ckpt = argv[argv.index("--data") + 1], argv[argv.index("--init-from") + 1]
+    for r in _rows(study_dir):
+        s = json.loads((Path(r["run_dir"]) / tl_study.SETTINGS_FILE).read_text())
+        run_cfg = yaml.safe_load((Path(r["run_dir"]) / "config.yaml").read_text())
+        run_cfg.pop("data")
+        assert s["config"] == run_cfg                   # what gnnu-train actually trained with
+        assert s["epochs"] == 2 and s["set"] == [] and s["manifest_hash"] == manifest_hash(data)
+        assert (s["init_from"] is None) == (r["arm"] == "scratch")
+        if s["init_from"]:
+            assert s["init_from"] == ckpt and s["init_from_sha256"] == tl_study._sha256(ckpt)
+
+
+@pytest.mark.parametrize("change", ["epochs", "set", "init-from file", "dataset", "no record"])
+def test_reuse_with_other_settings_is_refused(change, study, tmp_path, capsys):
+    """A study whose settings differ from the finished runs in its --out is refused before any
+    work, with one line naming a run and what differs; the same settings (the same checkpoint
+    bytes at another path) reuse every run."""
+    import shutil
+
+    study_dir, argv = study
+    before = {p: p.stat().st_mtime_ns for p in study_dir.glob("runs/*/*")}
+    ckpt = argv[argv.index("--init-from") + 1]
+    if change == "epochs":
+        bad, expected = _swap(argv, "--epochs", "3"), "config.epochs, epochs differ"
+    elif change == "set":
+        bad, expected = [*argv, "--set", "optimizer.lr=0.02"], "config.optimizer.lr, set differ"
+    elif change == "init-from file":
+        other = tmp_path / "other.ckpt"                 # another checkpoint …
+        shutil.copy(Path(_rows(study_dir)[0]["run_dir"]) / "best.ckpt", other)
+        bad, expected = _swap(argv, "--init-from", str(other)), "init_from_sha256 differ"
+        same = tmp_path / "same.ckpt"                   # … and the same one elsewhere: reused
+        shutil.copy(ckpt, same)
+        assert tl_study.main(_swap(argv, "--init-from", str(same))) == 0
+        assert "runs →" in capsys.readouterr().out
+    elif change == "dataset":
+        data = tmp_path / "data"                        # same events, other manifest bytes
+        shutil.copytree(argv[argv.index("--data") + 1], data)
+        manifest = json.loads((data / "manifest.json").read_text())
+        (data / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        bad, expected = _swap(argv, "--data", str(data)), "manifest_hash differ"
+    else:
+        copy = tmp_path / "study"                       # a finished run of an older tl_study
+        shutil.copytree(study_dir, copy)
+        (copy / "runs" / "scratch-n96-r1" / tl_study.SETTINGS_FILE).unlink()
+        bad, expected = _swap(argv, "--out", str(copy)), "scratch-n96-r1: a finished run without"
+    assert tl_study.main(bad) == 2
+    line = _one_error_line(capsys)
+    assert expected in line and "use another --out" in line, line
+    assert "/runs/" in line
+    assert {p: p.stat().st_mtime_ns for p in study_dir.glob("runs/*/*")} == before
+
+
+@pytest.mark.parametrize("bad", ["missing dir", "not a dataset", "missing checkpoint", "bad config"])
+def test_bad_inputs_are_one_error_line(bad, study, tmp_path, capsys):
+    _, argv = study
+    out = tmp_path / "out"
+    argv = _swap(argv, "--out", str(out))
+    if bad == "missing dir":
+        argv, expected = _swap(argv, "--data", str(tmp_path / "nowhere")), "nowhere"
+    elif bad == "not a dataset":
+        (tmp_path / "empty").mkdir()
+        argv, expected = _swap(argv, "--data", str(tmp_path / "empty")), "not a gnnu graph dataset"
+    elif bad == "missing checkpoint":
+        argv, expected = _swap(argv, "--init-from", str(tmp_path / "no.ckpt")), "no.ckpt"
+    else:
+        (tmp_path / "bad.yaml").write_text("model: edgeconv\nepochz: 3\n")
+        argv, expected = _swap(argv, "--config", str(tmp_path / "bad.yaml")), "epochz"
+    assert tl_study.main(argv) == 2
+    assert expected in _one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_help_says_what_scratch_means(capsys):
+    with pytest.raises(SystemExit):
+        tl_study.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Kaiming-uniform" in text and "ResNet18" in text and "Kaiming-normal" in text
+    assert "Kaiming-uniform" in tl_study.__doc__ and "tl_settings.json" in tl_study.__doc__

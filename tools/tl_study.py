@@ -3,7 +3,7 @@ number of training events, each point repeated with different seeds, plus a froz
 
 The protocol of Chappell & Whitehead, "Application of transfer learning to neutrino interaction
 classification", Eur. Phys. J. C 82 (2022) 1099: train the same architecture from pretrained
-weights and from a random (Kaiming) initialisation on growing subsets of the training sample,
+weights and from a random initialisation ("scratch", below) on growing subsets of the training sample,
 evaluate every run on the same fixed test split, and plot F1 against the training-set size on a
 log axis with the spread over repeats as a band. Then, at one size, scan how many of the
 pretrained layers are frozen.
@@ -25,11 +25,23 @@ What "pretrained" means is given on the command line, so the same protocol serve
           --init-from pretrain/best.ckpt --sizes 1000,10000 --repeats 3 \\
           --freeze-key freeze --freeze-values 0,4,8
 
+"Scratch" is the model's own fresh initialisation, seeded (``seed`` below), with no weights
+copied: PyTorch's default for ``Linear`` and ``Conv`` layers (Kaiming-uniform, a = √5, with
+uniform biases; the GNNs and the heads), torchvision's for ResNet18 with ``weights: none``
+(Kaiming-normal, fan-out, for its convolutions, BatchNorm 1 / 0, the default for its ``Linear``)
+and gnnu's He-normal ``conv_init_`` for the NOvA and DUNE CVN baselines.
+
 Each run is ``gnnu-train`` with ``max_events = N`` (the first N events of the training split —
 the subsets are nested, as in the paper) and ``seed = base seed + repeat`` (initialisation, data
 order and dropout change between repeats), followed by ``gnnu-eval`` on the test split. F1 is the
-primary task's macro F1 (mean over classes of 2·p·e/(p+e)). Runs already evaluated in ``--out``
-are reused, so an interrupted study continues where it stopped.
+primary task's macro F1 (mean over classes of 2·p·e/(p+e)).
+
+Runs already evaluated in ``--out`` are reused, so an interrupted study continues where it
+stopped — but only when they were made with the same settings: each finished run records them
+in ``RUN_DIR/tl_settings.json`` (the resolved training config — config file, ``--epochs``,
+``--set`` and the arm's overrides, seed, N —, the dataset's manifest hash and the ``--init-from``
+checkpoint's SHA-256), and a study whose settings differ from a finished run's in the same
+``--out`` is refused before any work (one error line, exit 2): use another ``--out``.
 
 Writes ``--out/tl_study.csv`` (one row per run), ``--out/tl_study.png`` (F1 vs N: mean of the
 repeats, band = min…max) and, with a freeze scan, ``--out/freeze_scan.png``.
@@ -39,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import math
 import sys
@@ -46,6 +59,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+SETTINGS_FILE = "tl_settings.json"
+#: What must be equal for a finished run to be reused (the rest of the settings is information).
+DEFINING = ("config", "epochs", "manifest_hash", "set", "arm_set", "init_from_sha256")
 
 CSV_FIELDS = ("arm", "n_train", "repeat", "seed", "freeze", "macro_f1", "accuracy",
               "training_wall_time_s", "run_dir")
@@ -87,20 +104,93 @@ def plan_runs(args) -> list[Run]:
     return runs
 
 
-def execute(run: Run, args) -> dict:
-    """Train and evaluate one run (or read its finished report); returns its CSV row."""
+def _overrides(run: Run, args) -> tuple[str, ...]:
+    return (*args.set, f"seed={run.seed}", *run.overrides)
+
+
+def _sha256(path: str) -> str:
+    from gnnu.errors import InputError
+
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:
+        raise InputError(f"cannot read the --init-from checkpoint ({exc.strerror})", path) from None
+    return "sha256:" + h.hexdigest()
+
+
+def run_settings(run: Run, args, manifest_hash: str, init_sha256: dict[str, str]) -> dict:
+    """The settings that define a run (module docstring): the training config resolved as
+    gnnu-train resolves it (without the dataset path: the dataset is its manifest hash),
+    --epochs, --set, the arm's overrides, the dataset and the init-from checkpoint. ConfigError
+    for a config that does not load."""
+    from gnnu.config import to_dict
+    from gnnu.train.config import load_train_config
+
+    cfg = to_dict(load_train_config(args.config, data=args.data, epochs=args.epochs,
+                                    max_events=run.n_train, overrides=_overrides(run, args)))
+    cfg.pop("data", None)
+    return {"config": cfg, "config_file": str(args.config), "epochs": args.epochs,
+            "manifest_hash": manifest_hash, "set": list(args.set), "arm_set": list(run.overrides),
+            "init_from": run.init_from,
+            "init_from_sha256": init_sha256[run.init_from] if run.init_from else None}
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two settings mappings."""
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def check_reuse(runs: list[Run], settings: dict[str, dict], args) -> None:
+    """ConfigError unless every finished run in --out was made with this study's settings."""
+    from gnnu.errors import ConfigError
+
+    for run in runs:
+        run_dir = Path(args.out) / "runs" / run.name
+        if not (run_dir / "eval-test" / "metrics.json").exists():
+            continue                                     # not finished: trained again
+        path = run_dir / SETTINGS_FILE
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise ConfigError(f"{run_dir}: a finished run without readable settings ({SETTINGS_FILE}); "
+                              "cannot tell whether it matches this study: use another --out") from None
+        new = settings[run.name]
+        diff = _differences({k: old.get(k) for k in DEFINING}, {k: new.get(k) for k in DEFINING})
+        if diff:
+            shown = ", ".join(diff[:6]) + (f" and {len(diff) - 6} more" if len(diff) > 6 else "")
+            raise ConfigError(f"{run_dir}: this finished run was made with other settings "
+                              f"({shown} differ); refusing to reuse it: use another --out")
+
+
+def execute(run: Run, args, settings: dict) -> dict:
+    """Train and evaluate one run (or read its finished report, already checked against
+    ``settings`` by :func:`check_reuse`); returns its CSV row."""
     from gnnu.train.inference import evaluate_checkpoint
     from gnnu.train.run import TrainOptions, train
 
     run_dir = Path(args.out) / "runs" / run.name
     report = run_dir / "eval-test"
     if not (report / "metrics.json").exists():
+        (run_dir / SETTINGS_FILE).unlink(missing_ok=True)
         record = train(TrainOptions(
             config=args.config, out=str(run_dir), data=args.data, epochs=args.epochs,
             max_events=run.n_train, device=args.device, init_from=run.init_from, force=True,
-            overrides=(*args.set, f"seed={run.seed}", *run.overrides)))
+            overrides=_overrides(run, args)))
         evaluate_checkpoint(run_dir / "best.ckpt", args.data, "test", report, device=args.device,
                             force=True)
+        tmp = run_dir / f"{SETTINGS_FILE}.tmp"
+        tmp.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(run_dir / SETTINGS_FILE)          # written last: marks the run as finished
     else:
         record = json.loads((run_dir / "run.json").read_text())
     metrics = json.loads((report / "metrics.json").read_text())
@@ -182,6 +272,10 @@ def plot_freeze(rows: list[dict], freeze_values: list[str], path: Path, title: s
     plt.close(fig)
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the option help, the epilog as written."""
+
+
 def _ints(text: str) -> list[int]:
     values = [int(v) for v in text.split(",") if v.strip()]
     if not values or min(values) < 1:
@@ -189,9 +283,18 @@ def _ints(text: str) -> list[int]:
     return values
 
 
+EPILOG = """\
+"scratch" is the model's own seeded fresh initialisation, no weights copied: PyTorch's default
+for Linear and Conv layers (Kaiming-uniform, a = sqrt(5); the GNNs and the heads), torchvision's
+Kaiming-normal (fan-out) for ResNet18 with weights: none, gnnu's He-normal for the NOvA / DUNE
+CVN baselines. Finished runs in --out are reused only when made with the same settings
+(resolved config, --epochs, --set, arm overrides, dataset manifest hash, --init-from file hash;
+RUN_DIR/tl_settings.json); otherwise the study is refused: use another --out."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=EPILOG,
+                                 formatter_class=_Formatter)
     ap.add_argument("--config", required=True, help="training or model config (as gnnu-train)")
     ap.add_argument("--data", required=True, help="graph dataset (its test split is the yardstick)")
     ap.add_argument("--out", required=True, help="study directory (runs, CSV, figures)")
@@ -219,31 +322,47 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     args.freeze_values = [v for v in args.freeze_values.split(",") if v]
     if args.freeze_values and not args.freeze_key:
-        print("tl_study: --freeze-values needs --freeze-key", file=sys.stderr)
+        print("tl_study: error: --freeze-values needs --freeze-key", file=sys.stderr)
         return 2
     if not args.init_from and not args.pretrained_set:
-        print("tl_study: say what 'pretrained' means: --init-from CKPT and/or --pretrained-set", file=sys.stderr)
-        return 2
-    from gnnu.errors import GnnuError
-    from gnnu.graph.dataset import GraphDataset
-
-    n_train = len(GraphDataset(args.data, "train"))
-    too_big = [n for n in args.sizes + ([args.scan_size] if args.scan_size else []) if n > n_train]
-    if too_big:
-        print(f"tl_study: {args.data} has {n_train} training events; sizes {too_big} are larger",
+        print("tl_study: error: say what 'pretrained' means: --init-from CKPT and/or --pretrained-set",
               file=sys.stderr)
         return 2
+    import gnnu.cli.common  # noqa: F401  (its warning filters: one error line, as gnnu's commands)
+    from gnnu.errors import GnnuError
+
+    try:
+        return _study(args)
+    except GnnuError as exc:      # bad --data, --config, --init-from, a refused reuse, a failed run
+        print(f"tl_study: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _study(args) -> int:
+    from gnnu.errors import ConfigError, GnnuError
+    from gnnu.graph.store import read_manifest
+    from gnnu.train.data import manifest_hash
+
+    manifest = read_manifest(args.data)            # InputError naming --data when unusable
+    n_train = int(manifest.get("counts", {}).get("per_split", {}).get("train", 0))
+    too_big = [n for n in args.sizes + ([args.scan_size] if args.scan_size else []) if n > n_train]
+    if too_big:
+        raise ConfigError(f"{args.data} has {n_train} training events; sizes {too_big} are larger")
+    runs = plan_runs(args)
+    init_sha = {args.init_from: _sha256(args.init_from)} if args.init_from else {}
+    mhash = manifest_hash(args.data)
+    settings = {r.name: run_settings(r, args, mhash, init_sha) for r in runs}
+    check_reuse(runs, settings, args)               # before any work
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = plan_runs(args)
     rows = []
     for i, run in enumerate(runs, 1):
         print(f"[{i}/{len(runs)}] {run.name}", flush=True)
         try:
-            rows.append(execute(run, args))
+            rows.append(execute(run, args, settings[run.name]))
         except GnnuError as exc:
-            print(f"tl_study: {run.name}: {exc}", file=sys.stderr)
-            return 2
+            print(f"tl_study: error: {run.name}: {exc}", file=sys.stderr)
+            return exc.exit_code
         print(f"    macro F1 {rows[-1]['macro_f1']}", flush=True)
     with open(out / "tl_study.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)

@@ -11,10 +11,11 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import sys
 import warnings
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ..errors import GnnuError
 
@@ -34,10 +35,29 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
+#: Set while a command runs as a stage of another (``gnnu-demo``): see :func:`stage`.
+_STAGE = False
+
+
+@contextlib.contextmanager
+def stage() -> Iterator[None]:
+    """Run gnnu commands as stages of another: inside, :func:`run` lets expected failures
+    (GnnuError, a full disk) and Ctrl-C propagate instead of printing its own line, so the
+    outer command prints the one error line. Commands run outside are unaffected."""
+    global _STAGE
+    before, _STAGE = _STAGE, True
+    try:
+        yield
+    finally:
+        _STAGE = before
+
+
 def run(prog: str, body: Callable[[argparse.Namespace], int | None],
         p: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run ``body(args)``, mapping expected failures to one-line errors."""
     args = p.parse_args(argv)
+    if _STAGE:
+        return int(body(args) or 0)
     try:
         return int(body(args) or 0)
     except GnnuError as exc:

@@ -69,6 +69,9 @@ def _body(args) -> int:
                 remeasure_with=options, force=args.force)
     print(f"gnnu-compare: {len(c.entries)} model(s), {c.task} on {c.n_events} {c.split} events "
           f"(dataset {c.manifest_hash[:19]}…)")
+    counts = c.event_counts()
+    print(f"  events per report: {', '.join(f'{label} {n}' for label, n in counts.items())} "
+          f"(each = {c.n_events}, the same event ids)")
     print(c.summary_markdown())
     if not c.speed_comparable:
         print("gnnu-compare: events/s and peak memory are not comparable (different devices or "

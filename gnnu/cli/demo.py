@@ -20,7 +20,8 @@ def build_parser():
     from ..demo import DEFAULT_MODELS, SIZES
 
     p = parser("gnnu-demo", DESCRIPTION)
-    p.add_argument("--size", choices=tuple(SIZES), default="small",
+    # no argparse choices: an unknown size is one error line (gnnu.demo.run_demo), like --models
+    p.add_argument("--size", default="small", metavar="{" + ",".join(SIZES) + "}",
                    help="sample size: " + ", ".join(f"{k} = {v.events} events, {v.epochs} epochs"
                                                     for k, v in SIZES.items()))
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -39,28 +40,41 @@ def build_parser():
 def _body(args) -> int:
     from ..demo import run_demo
     from ..errors import ConfigError
-    from . import CommandFailed
 
     for flag, value in (("--events", args.events), ("--epochs", args.epochs), ("--workers", args.workers)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be ≥ 1, got {value}")
-    try:
-        res = run_demo(args.size, args.out, workers=args.workers, force=args.force,
-                       device=args.device, models=tuple(m for m in args.models.split(",") if m),
-                       events=args.events, epochs=args.epochs)
-    except CommandFailed as exc:          # the stage has printed its own error line
-        print(f"gnnu-demo: error: stopped: {exc}", file=sys.stderr)
-        return 2
-    print(f"\ngnnu-demo: done in {res.seconds:.0f} s")
-    for note in res.notes:
-        print(f"  note: {note}")
-    print(f"  hit file        {res.hit_file}\n  event display   {res.display}\n"
-          f"  graph dataset   {res.dataset}\n  graph and maps  {res.views}")
-    for name, run_dir in res.runs.items():
-        print(f"  {name:<15} {run_dir} (report: {run_dir / 'eval-test'})")
-    print(f"  comparison      {res.comparison}/comparison.md, comparison.csv, roc.png, "
-          f"efficiency_vs_energy.png, cost_vs_f1.png")
+    # a failing stage raises gnnu.demo.StageFailed (stage name + its error): one line from run()
+    res = run_demo(args.size, args.out, workers=args.workers, force=args.force,
+                   device=args.device, models=tuple(m for m in args.models.split(",") if m),
+                   events=args.events, epochs=args.epochs)
+    print(summary(res))
     return 0
+
+
+def summary(res) -> str:
+    """The closing lines of gnnu-demo: where each stage wrote, with the events it counted
+    (:class:`gnnu.demo.DemoResult`), and only the comparison files that were written."""
+    c = res.counts
+    b = c["build"]
+    splits = ", ".join(f"{k} {v}" for k, v in b["per_split"].items())
+    lines = [f"\ngnnu-demo: done in {res.seconds:.0f} s"]
+    lines += [f"  note: {note}" for note in res.notes]
+    lines += [f"  hit file        {res.hit_file} ({c['simulated']} events simulated)",
+              f"  event display   {res.display}",
+              f"  graph dataset   {res.dataset} (read {b['in']} events: wrote {b['out']} graphs "
+              f"({splits}), skipped {b['skipped']})",
+              f"  graph and maps  {res.views}"]
+    for name, run_dir in res.runs.items():
+        m = c["models"][name]
+        tr, va = m["train"], m["val"]
+        lines.append(f"  {name:<15} {run_dir}: trained on {tr['used']} of {tr['in_split']} train "
+                     f"events, validated on {va['used']} of {va['in_split']} val events; "
+                     f"evaluated {m['test']} test events (report: {run_dir / 'eval-test'})")
+    compared = ", ".join(map(str, c["compared"]))
+    lines.append(f"  comparison      {res.comparison}/ ({compared} test events per model): "
+                 + ", ".join(res.comparison_files))
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:

@@ -57,7 +57,20 @@ def summary(record: dict, out: str) -> str:
             f"{model['flops_per_event'] / 1e6:.1f} MFLOP/event) {record['epochs_completed']} epoch(s), "
             f"{record['global_step']} steps on {record['device']} in {record['training_wall_time_s']:.1f} s"
             + f"; val accuracy {_fmt(acc)}"
-            + f"; best {record['best']['monitor']} = {_fmt(record['best']['score'])} → {out}")
+            + f"; best {record['best']['monitor']} = {_fmt(record['best']['score'])} → {out}"
+            + "".join(f"\n  {line}" for line in accounting_lines(record)))
+
+
+def accounting_lines(record: dict) -> list[str]:
+    """One line per split used: events in the split = used + skipped (by the limit's key)."""
+    lines = []
+    for split, a in (record.get("dataset", {}).get("events") or {}).items():
+        if a["used"] + a["skipped"] != a["in_split"]:
+            raise RuntimeError(f"event accounting broken for {split}: {a}")
+        why = f" ({a['limit_key']} = {a['limit']})" if a["skipped"] else ""
+        lines.append(f"{split}: {a['in_split']} events in the split, {a['used']} used{why}, "
+                     f"{a['skipped']} skipped")
+    return lines
 
 
 def _fmt(value) -> str:

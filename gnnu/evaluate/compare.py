@@ -181,6 +181,11 @@ class Comparison:
         """The summary table (one row per model) in Markdown."""
         return _summary_table(self)
 
+    def event_counts(self) -> dict[str, int]:
+        """Model label → events of its report (``metrics.json`` ``n_events``, which equals its
+        predictions); :func:`compare_runs` has checked every one equals ``n_events``."""
+        return {e.label: int(e.metrics["n_events"]) for e in self.entries}
+
 
 # -- finding and reading the inputs -------------------------------------------------------------
 def _split_of(report: Path) -> str | None:
@@ -655,6 +660,17 @@ def _plots(c: Comparison, out: Path, classes: list[int]) -> tuple[list[str], lis
     return written, notes
 
 
+def reconcile_events(c: Comparison) -> None:
+    """ComparisonError unless every report counts ``c.n_events`` events, in its ``metrics.json``
+    and in its predictions (the "on N events" of the summary is every model's N)."""
+    off = [f"{e.label}: metrics.json {e.metrics.get('n_events')}, predictions {len(e.predictions)}"
+           for e in c.entries
+           if not (int(e.metrics.get("n_events", -1)) == len(e.predictions) == c.n_events)]
+    if off:
+        raise ComparisonError(f"event accounting: the comparison is on {c.n_events} events but "
+                              + "; ".join(off))
+
+
 def compare_runs(sources: Sequence[str | os.PathLike], out: str | os.PathLike, *,
             labels: Sequence[str] | None = None, split: str | None = None,
             signal: Sequence[str] | None = None, remeasure_with: Remeasure | None = None,
@@ -682,6 +698,7 @@ def compare_runs(sources: Sequence[str | os.PathLike], out: str | os.PathLike, *
                    split=first.metrics["dataset"]["split"], n_events=len(first.predictions),
                    task=first.task.task, class_names=list(first.task.class_names),
                    speed_comparable=comparable, notes=_notes(entries, speed_note))
+    reconcile_events(c)
     out.mkdir(parents=True, exist_ok=True)
     c.files, plot_notes = _plots(c, out, classes)
     c.notes += plot_notes

@@ -205,6 +205,7 @@ class EventDataModule(pl.LightningDataModule):
         self.root = Path(root)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.pin_memory = pin_memory
+        self.max_events, self.max_val_events = max_events, max_val_events
         self.train_set = open_dataset(self.root, "train", model)
         self.val_set = open_dataset(self.root, "val", model)
         self.n_train = min(len(self.train_set), max_events or len(self.train_set))
@@ -212,6 +213,21 @@ class EventDataModule(pl.LightningDataModule):
         for name, n in (("training", self.n_train), ("validation", self.n_val)):
             if n == 0:
                 raise InputError(f"the {name} split is empty", self.root)
+
+    def accounting(self) -> dict[str, dict]:
+        """Events per split: ``{"train": {"in_split", "used", "skipped", "limit_key", "limit"},
+        "val": …}`` — every event of the split is either used (the first ``used``) or skipped
+        because of ``max_events`` / ``max_val_events`` (``limit``; None: no limit)."""
+        out = {}
+        for split, dataset, used, key, limit in (
+                ("train", self.train_set, self.n_train, "max_events", self.max_events),
+                ("val", self.val_set, self.n_val, "max_val_events", self.max_val_events)):
+            n = len(dataset)
+            out[split] = {"in_split": n, "used": used, "skipped": n - used,
+                          "limit_key": key, "limit": limit}
+            if not 0 <= used <= n:
+                raise RuntimeError(f"event accounting broken: {split} uses {used} of {n} events")
+        return out
 
     @property
     def feature_names(self) -> list[str]:

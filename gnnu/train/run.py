@@ -11,7 +11,9 @@ inputs (``in_features``) are the rendered views. The run directory holds:
   :mod:`gnnu.train.callbacks`); both load with ``torch.load(weights_only=True)``
   (:mod:`gnnu.models.checkpoint`);
 - ``tensorboard/``: TensorBoard event files (``tensorboard --logdir RUN_DIR``);
-- ``run.json``: gnnu and library versions, dataset path and manifest hash, model name,
+- ``run.json``: gnnu and library versions, dataset path and manifest hash, the events of the
+  train and val splits (``dataset.events``: in the split = used + skipped by ``max_events`` /
+  ``max_val_events``), model name,
   parameter count (total, trainable), FLOPs per event (:func:`gnnu.models.cost.flops_per_event`
   on the first training events), device, precision, world size, status, epochs and steps done,
   best checkpoint score, the per-epoch history, training wall time (this invocation and the sum
@@ -329,7 +331,9 @@ def train(opts: TrainOptions) -> dict:
         "status": "running",
         "config": CONFIG_FILE,
         "dataset": {"path": str(cfg.data), "manifest_hash": mhash, "n_train": dm.n_train,
-                    "n_val": dm.n_val, "feature_names": dm.feature_names},
+                    "n_val": dm.n_val, "feature_names": dm.feature_names,
+                    # per split: events in it = used + skipped (max_events / max_val_events)
+                    "events": dm.accounting()},
         "model": {"name": cfg.model.name, "parameters": count_parameters(model),
                   "trainable_parameters": count_parameters(model, trainable_only=True),
                   "flops_per_event": flops, "tasks": {t: tasks[t] for t in module.class_tasks},

@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="config override of every run")
     ap.add_argument("--freeze-key", default=None, help="config key of the frozen-depth scan")
     ap.add_argument("--freeze-values", default="", help="comma-separated values of --freeze-key")
-    ap.add_argument("--scan-size", type=int, default=None, help="N of the scan (default: largest size)")
+    ap.add_argument("--scan-size", type=int, default=0, help="N of the scan; 0: the largest of --sizes")
     return ap
 
 

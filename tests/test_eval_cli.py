@@ -63,6 +63,19 @@ def test_report_has_the_cli_contract_keys_and_every_event_once(trained, tmp_path
     assert (out / "flavour_efficiency_matrix.png").exists()
 
 
+def test_no_plots_writes_the_same_metrics_and_no_png(trained, tmp_path):
+    """--no-plots: metrics.json (bar timings) and predictions.h5 as with plots, no PNG; the
+    files list names only what was written."""
+    data, ckpt = trained
+    with_plots, without = tmp_path / "plots", tmp_path / "bare"
+    assert _eval(ckpt, data, with_plots) == 0 and _eval(ckpt, data, without, "--no-plots") == 0
+    assert any(with_plots.glob("*.png")) and not any(without.glob("*.png"))
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (with_plots, without))
+    assert sorted(b["files"]) == ["metrics.json", "predictions.h5"]
+    for key in ("accuracy", "macro_f1", "per_class", "confusion", "n_events"):
+        assert a[key] == b[key]
+
+
 def test_gpu_checkpoint_loads_on_cpu(trained, tmp_path):
     """A checkpoint whose tensors were saved on 'cuda:0' evaluates on a CPU-only machine: eval
     loads with weights_only=True and map_location='cpu'. The CUDA tags are written by a storage

@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, default=0, metavar="W", help="data-loader processes")
     p.add_argument("--warmup", type=int, default=2, metavar="B",
                    help="batches run once before the timed pass (not counted in the throughput)")
+    p.add_argument("--no-plots", action="store_true",
+                   help="write metrics.json and predictions.h5 only (gnnu-compare still works)")
     p.add_argument("--force", action="store_true", help="overwrite an existing report")
     return p
 
@@ -31,7 +33,8 @@ def _body(args) -> int:
 
     m = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.out, device=args.device,
                             batch_size=args.batch_size, num_workers=args.num_workers,
-                            warmup=args.warmup, force=args.force)
+                            warmup=args.warmup, force=args.force,
+                            plots=not args.no_plots)
     rate = m["throughput_events_per_s"]
     acc, f1 = m["accuracy"], m["macro_f1"]
     print(f"gnnu-eval: {m['n_events']} {args.split} events on {m['device']}: "

@@ -310,7 +310,8 @@ def write_report(out_dir: str | os.PathLike, predictions: Predictions, *, split:
                  expected_ids: np.ndarray | None = None, dataset: dict | None = None,
                  timing: dict | None = None,
                  energy_edges: np.ndarray = DEFAULT_ENERGY_EDGES_GEV,
-                 plot_tasks: list[str] | None = None, overwrite: bool = False) -> dict:
+                 plot_tasks: list[str] | None = None, plots_on: bool = True,
+                 overwrite: bool = False) -> dict:
     """Reconcile, evaluate and write ``metrics.json``, ``predictions.h5`` and plots to ``out_dir``.
 
     ``expected_n_events``: the split's size in the dataset (and optionally ``expected_ids``
@@ -318,7 +319,7 @@ def write_report(out_dir: str | os.PathLike, predictions: Predictions, *, split:
     is written. ``manifest_hash`` / ``split`` / ``dataset`` identify the data;
     ``throughput_events_per_s`` (events/s), ``device`` (e.g. "NVIDIA H100 80GB HBM3" or "cpu"),
     ``peak_memory_bytes`` and ``timing`` describe the inference run. ``plot_tasks``: tasks to
-    draw (default all). An existing report (metrics.json or predictions.h5 in ``out_dir``)
+    draw (default all); ``plots_on`` False: no plots at all. An existing report (metrics.json or predictions.h5 in ``out_dir``)
     raises :class:`gnnu.errors.OutputExistsError` unless ``overwrite``; then files listed by the
     old report and not rewritten are removed. Returns the metrics.json content.
     """
@@ -344,9 +345,9 @@ def write_report(out_dir: str | os.PathLike, predictions: Predictions, *, split:
 
     label = f" — {split}"
     written = [write_predictions(out_dir / PREDICTIONS_FILE, predictions, overwrite=True)]
-    for task in (plot_tasks if plot_tasks is not None else predictions.tasks):
+    for task in (plot_tasks if plot_tasks is not None else predictions.tasks) if plots_on else ():
         written += _task_plots(task, evaluation.tasks[task], predictions, out_dir, label)
-    if evaluation.energy is not None:
+    if evaluation.energy is not None and plots_on:
         written.append(plots.plot_energy_resolution(
             evaluation.energy, out_dir / "energy_resolution.png",
             f"neutrino energy resolution{label}"))

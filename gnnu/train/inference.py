@@ -117,12 +117,12 @@ def load_model(checkpoint: str | Path) -> tuple[torch.nn.Module, dict, object]:
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, out: str | Path,
                         device: str = "auto", batch_size: int | None = None, num_workers: int = 0,
-                        warmup: int = 2, force: bool = False) -> dict:
+                        warmup: int = 2, force: bool = False, plots: bool = True) -> dict:
     """Predict ``split`` of dataset ``data`` with ``checkpoint`` and write the report to ``out``.
 
     ``device``: ``auto``, ``cpu`` or ``cuda``; ``batch_size``: events per batch (default: the
     training batch size); ``warmup``: untimed batches first; ``force``: overwrite an existing
-    report. Returns the metrics.json content.
+    report; ``plots``: draw the PNG plots. Returns the metrics.json content.
     """
     if warmup < 0:
         raise ConfigError(f"--warmup must be ≥ 0, got {warmup}")
@@ -209,6 +209,6 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, ou
         out, predictions, split=split, manifest_hash=manifest_hash(data), expected_n_events=n,
         expected_ids=dataset.labels("event_id"), device=device_name(accelerator),
         throughput_events_per_s=n / model_s if model_s > 0 else None, peak_memory_bytes=int(peak),
-        primary_task=primary, timing=timing, overwrite=force,
+        primary_task=primary, timing=timing, plots_on=plots, overwrite=force,
         dataset={"path": str(data), "checkpoint": str(checkpoint), "model": cfg.model.name,
                  "trained_on": meta["manifest_hash"]})

@@ -50,6 +50,12 @@ def main():
     simulate.transport.run = _timed(stage, "transport", transport.run)
     simulate.READOUTS[det.kind] = _timed(stage, "readout", simulate.READOUTS[det.kind])
 
+    # Warm-up (untimed in the rates): the first events load the compiled kernels from numba's
+    # on-disk cache (or compile them on a machine's first run).
+    t0 = time.perf_counter()
+    list(iter_events(SimRequest(detector=args.detector, n_events=8, seed=999), det, workers=1))
+    warmup_s = time.perf_counter() - t0
+    stage.clear()
     rates, hits = [], []
     for r in range(args.repeats):
         req = SimRequest(detector=args.detector, n_events=args.events, seed=1000 + r)
@@ -63,6 +69,7 @@ def main():
     print(f"\nsingle process, {args.events} events × {args.repeats} repeats (mixed flavours, beam spectrum)")
     print(f"  events/s per core: median {statistics.median(rates):.0f} "
           f"(runs: {', '.join(f'{r:.0f}' for r in rates)})")
+    print(f"  warm-up (8 events, loading or compiling the kernels): {warmup_s:.1f} s")
     print(f"  hits per event: median {np.median(hits):.0f}, mean {np.mean(hits):.0f}, "
           f"90% {np.percentile(hits, 90):.0f}")
     for name, t in stage.items():

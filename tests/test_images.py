@@ -43,12 +43,21 @@ def test_same_events_labels_and_order_as_the_graph_dataset(simulated, split):
     assert len(images) == len(graphs)
     if split == "all":
         assert len(graphs) == N_SIM
-    np.testing.assert_array_equal(images.labels("event_id"), graphs.labels("event_id"))
+    # every label field the graph dataset has (truth of gnnu.events.Truth, raw counts, event id)
+    graph_labels, image_labels = graphs.labels(), images.labels()
+    assert set(image_labels) == set(graph_labels)
+    assert {"flavour", "interaction", "is_antinu", "n_proton", "n_charged_pion", "n_neutral_pion",
+            "n_neutron", "n_proton_raw", "nu_energy", "lep_energy", "y", "nu_pdg", "mode",
+            "vtx_x", "event_id"} <= set(graph_labels)
+    for key, values in graph_labels.items():
+        np.testing.assert_array_equal(image_labels[key], values, err_msg=key)
+    # per item: the same keys (vtx_* as one vertex [1, 3]), dtypes and values as a graph item
+    item_keys = {k for k in graph_labels if not k.startswith("vtx_")} | {"vertex"}
     for k in range(len(graphs)):
         g, im = graphs[k], images[k]
-        assert torch.equal(im["event_id"], g.event_id)
-        for key in ("flavour", "interaction", "is_antinu", "n_proton", "nu_energy", "vertex"):
-            assert torch.equal(im[key], g[key]), key
+        assert set(im) == item_keys | {"image"}
+        for key in item_keys:
+            assert im[key].dtype == g[key].dtype and torch.equal(im[key], g[key]), key
         assert im["image"].dtype == torch.uint8 and tuple(im["image"].shape) == DUNE_CVN.shape
 
 
@@ -180,15 +189,36 @@ def test_stored_hit_table_is_sparse(simulated):
 
 
 def test_graph_and_maps_picture(simulated, tmp_path):
-    """tools/event_views.py's drawing: a PNG of the graph per view above each preset's maps;
-    an event number outside the split is an IndexError naming the split size."""
-    from gnnu.images.display import draw_graph_and_maps
+    """tools/event_views.py's drawing of a DUNE event: the graph of each of the three views, then
+    dune-cvn's three view maps and resnet-rgb's three channels plus its RGB composite; nova-cvn
+    (plane-cell maps of a segmented detector) is reported as not drawn, with the reason; an event
+    number outside the split is an IndexError naming the split size."""
+    from gnnu.images.display import draw_event_views, draw_graph_and_maps
 
     root, _ = simulated
-    path = draw_graph_and_maps(root / "graphs", 1, tmp_path / "views.png",
-                               presets=("dune-cvn", "resnet-rgb", "nova-cvn"))
-    data = path.read_bytes()
+    views = draw_event_views(root / "graphs", 1, tmp_path / "views.png")
+    assert views.detector == "dune" and views.presets == ("dune-cvn", "resnet-rgb")
+    panels = views.panels
+    assert [t.split(":")[0] for t in panels] == [
+        "graph, view U", "graph, view V", "graph, view Z",
+        "dune-cvn map, view U", "dune-cvn map, view V", "dune-cvn map, view Z",
+        "resnet-rgb R = view U", "resnet-rgb G = view V", "resnet-rgb B = view Z",
+        "resnet-rgb"], panels
+    assert "RGB composite" in panels[-1]
+    # every map panel counts its non-zero pixels, and the count is the rendering's
+    for ds_name, first in (("dune-cvn", 3), ("resnet-rgb", 6)):
+        maps = ImageDataset(root / "graphs", "all", ds_name).render(1)
+        for v in range(3):
+            assert panels[first + v].endswith(f": {np.count_nonzero(maps[v])} non-zero pixels")
+    assert [name for name, _ in views.skipped] == ["nova-cvn"]
+    assert "plane-cell" in views.skipped[0][1] and "dune event" in views.skipped[0][1]
+    assert any(line.startswith("  not drawn: nova-cvn: ") for line in views.summary())
+    data = views.path.read_bytes()
     assert data.startswith(b"\x89PNG") and len(data) > 20_000
     assert not list(tmp_path.glob("*.tmp*"))
+    only = draw_event_views(root / "graphs", 1, tmp_path / "one.png", presets=("dune-cvn",))
+    assert only.presets == ("dune-cvn",) and not only.skipped and len(only.panels) == 6
     with pytest.raises(IndexError, match=f"out of range for {N_SIM} events"):
         draw_graph_and_maps(root / "graphs", N_SIM, tmp_path / "x.png")
+    with pytest.raises(ConfigError, match="no image preset fits.*nova-cvn.*plane-cell"):
+        draw_graph_and_maps(root / "graphs", 0, tmp_path / "x.png", presets=("nova-cvn",))

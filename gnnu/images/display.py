@@ -1,36 +1,79 @@
 """One event as the GNNs and the CNNs see it, side by side: the graph of each view (nodes at
 their positions in cm, coloured by charge, and the dataset's edges) above the pixel maps of
-the same event rendered from the same stored hits with each image preset.
+the same event rendered from the same stored hits with every image preset that fits the
+event's detector.
 
 Everything is read from a graph dataset written by ``gnnu-build`` (``/nodes/pos``,
 ``/edges/index``, ``/nodes/hit``): the picture shows exactly what training reads. Written with
 matplotlib's Agg backend (no screen needed).
 
+Rows: the graph (one panel per view); then one row per preset that fits — ``dune-cvn``: its
+three (wire × time) view maps; ``resnet-rgb``: its three channels and the RGB composite the
+ResNet18 receives; ``nova-cvn`` (NOvA-like detector): its two (plane × cell) view maps. A preset
+that cannot render the event (``nova-cvn`` for a wire-plane LArTPC; ``dune-cvn`` and
+``resnet-rgb`` for the two-view segmented detector) is not drawn; the last row of the figure
+says which and why, and :class:`EventViews` (what :func:`draw_event_views` returns) lists the
+panels drawn and the presets skipped, so a caller can print both.
+
 Simplifications: only edges between nodes of the same view are drawn (cross-view edges, where a
 graph config has them, connect different panels); graphs with more than ``max_edges`` edges are
-drawn through that many evenly spaced ones (the title says so); a preset whose views or layout
-do not fit the dataset is skipped with a note in the figure title.
+drawn through that many evenly spaced ones (the title says so).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..pixelmap import PRESETS
 from .dataset import ImageDataset
 
 
-def draw_graph_and_maps(root: str | os.PathLike, index: int, path: str | os.PathLike,
-                        split: str = "all", presets: Sequence[str] = ("dune-cvn", "resnet-rgb"),
-                        max_edges: int = 60_000) -> Path:
+@dataclass(frozen=True)
+class EventViews:
+    """What :func:`draw_event_views` drew.
+
+    ``path``: the PNG; ``detector``: the dataset's detector name; ``panels``: the title of every
+    panel drawn, row by row (graph views first, then each preset's maps); ``presets``: the
+    presets drawn, in row order; ``skipped``: (preset, reason) of each preset not drawn.
+    """
+
+    path: Path
+    detector: str
+    panels: tuple[str, ...]
+    presets: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...]
+
+    def summary(self) -> list[str]:
+        """Lines to print: the file, each row's panels, each skipped preset and why."""
+        lines = [f"{self.path}: {len(self.panels)} panels ({self.detector} event)"]
+        lines += [f"  drawn: {title}" for title in self.panels]
+        lines += [f"  not drawn: {name}: {why}" for name, why in self.skipped]
+        return lines
+
+
+def _skip_reason(name: str, exc: Exception, detector: str) -> str:
+    preset = PRESETS.get(name)
+    fits = ("a segmented (plane × cell) detector such as nova" if preset is not None
+            and preset.layout == "plane-cell" else "a three-view wire-plane LArTPC such as dune")
+    return f"{exc} — it renders events of {fits}, not of this {detector} event"
+
+
+def draw_event_views(root: str | os.PathLike, index: int, path: str | os.PathLike,
+                     split: str = "all", presets: Sequence[str] | None = None,
+                     max_edges: int = 60_000) -> EventViews:
     """Draw item ``index`` of ``split`` of the dataset ``root`` as graph and pixel maps to the PNG
-    ``path``; returns the path. Row 1: one panel per view, nodes at ``pos`` (cm) coloured by
-    charge on a log scale, same-view edges as grey lines. Then one row per preset: its maps,
-    one panel per view (pixel value 0–255, zero pixels white)."""
+    ``path``. ``presets``: the image presets to try (default: every preset in
+    :data:`gnnu.pixelmap.PRESETS`); those that do not fit the dataset's detector are skipped and
+    named in the figure's last row. Row 1: one panel per view, nodes at ``pos`` (cm) coloured by
+    charge on a log scale, same-view edges as grey lines. Then one row per fitting preset: its
+    maps, one panel per view (pixel value 0–255, zero pixels white; ``resnet-rgb`` adds its RGB
+    composite). ConfigError when no preset fits; IndexError for an index outside the split."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,14 +81,20 @@ def draw_graph_and_maps(root: str | os.PathLike, index: int, path: str | os.Path
     from matplotlib.collections import LineCollection
     from matplotlib.colors import LogNorm
 
+    presets = list(PRESETS) if presets is None else list(presets)
     datasets, skipped = [], []
+    detector = "unknown"
     for name in presets:
         try:
             datasets.append(ImageDataset(root, split, name))
         except ConfigError as exc:
-            skipped.append(f"{name}: {exc}")
+            skipped.append((name, exc))
+    if datasets:
+        detector = str(datasets[0].manifest.get("detector", {}).get("name", "unknown"))
+    skipped = [(name, _skip_reason(name, exc, detector)) for name, exc in skipped]
     if not datasets:
-        raise ConfigError("no image preset fits this dataset: " + "; ".join(skipped))
+        raise ConfigError("no image preset fits this dataset: "
+                          + "; ".join(f"{n}: {why}" for n, why in skipped))
     first = datasets[0]
     if not -len(first) <= index < len(first):
         raise IndexError(f"event index {index} out of range for {len(first)} events of split {split}")
@@ -61,12 +110,23 @@ def draw_graph_and_maps(root: str | os.PathLike, index: int, path: str | os.Path
     if n_edges > max_edges:
         edges = edges[:, np.linspace(0, n_edges - 1, max_edges).astype(np.int64)]
     names = list(first.frame.view_names) or [str(v) for v in np.unique(view)]
-    cols = max(len(names), *(ds.shape[0] for ds in datasets))
-    fig, axes = plt.subplots(1 + len(datasets), cols, figsize=(4.0 * cols, 3.6 * (1 + len(datasets))),
-                             squeeze=False)
+    segmented = first.frame.needs_plane
+    maps = [ds.render(index) for ds in datasets]
+    widths = [m.shape[0] + (ds.preset.name == "resnet-rgb" and m.shape[0] == 3)
+              for ds, m in zip(datasets, maps)]
+    cols = max(len(names), *widths)
+    rows = 1 + len(datasets)
+    fig = plt.figure(figsize=(4.0 * cols, 3.6 * rows + (0.5 + 0.3 * len(skipped) if skipped else 0)))
+    grid = fig.add_gridspec(rows + bool(skipped), cols,
+                            height_ratios=[1.0] * rows + ([0.12 + 0.06 * len(skipped)] if skipped else []))
+    panels: list[str] = []
+
     norm = LogNorm(vmin=charge.min(), vmax=max(charge.max(), charge.min() * 10))
+    sc = None
+    graph_axes = []
     for v, name in enumerate(names):
-        ax = axes[0, v]
+        ax = fig.add_subplot(grid[0, v])
+        graph_axes.append(ax)
         sel = view == v
         mine = edges[:, sel[edges[0]]]
         ax.add_collection(LineCollection(np.stack([pos[mine[0], :2], pos[mine[1], :2]], axis=1),
@@ -77,35 +137,60 @@ def draw_graph_and_maps(root: str | os.PathLike, index: int, path: str | os.Path
             lo, hi = np.percentile(pos[sel, :2], [1, 99], axis=0)
             ax.set_xlim(lo[0] - 10, hi[0] + 10)
             ax.set_ylim(lo[1] - 10, hi[1] + 10)
-        ax.set_title(f"graph, view {name}: {int(sel.sum())} nodes, {mine.shape[1]} edges", fontsize=9)
-        ax.set_xlabel("wire coordinate (cm)")
-        ax.set_ylabel("drift coordinate (cm)")
-    fig.colorbar(sc, ax=axes[0, len(names) - 1], label="hit charge")
-    for ax in axes[0, len(names):]:
-        ax.set_visible(False)
-    for row, ds in enumerate(datasets, start=1):
-        maps = ds.render(index)
-        for v in range(cols):
-            ax = axes[row, v]
-            if v >= maps.shape[0]:
-                ax.set_visible(False)
-                continue
-            shown = np.ma.masked_equal(maps[v].T, 0)
+        title = f"graph, view {name}: {int(sel.sum())} nodes, {mine.shape[1]} edges"
+        ax.set_title(title, fontsize=9)
+        panels.append(title)
+        if segmented:
+            ax.set_xlabel("z, along the beam (cm)")
+            ax.set_ylabel(f"{name[0].lower() if name else 'cell'} coordinate (cm)")
+        else:
+            ax.set_xlabel("wire coordinate (cm)")
+            ax.set_ylabel("drift coordinate (cm)")
+    if sc is not None:
+        fig.colorbar(sc, ax=graph_axes[-1], label="hit charge")
+
+    for row, (ds, m) in enumerate(zip(datasets, maps), start=1):
+        plane_cell = ds.preset.layout == "plane-cell"
+        im, ax = None, None
+        for v in range(m.shape[0]):
+            ax = fig.add_subplot(grid[row, v])
+            shown = np.ma.masked_equal(m[v].T, 0)
             im = ax.imshow(shown, origin="lower", aspect="auto", cmap="viridis", vmin=1, vmax=255,
                            interpolation="nearest")
             ax.set_facecolor("white")
-            view_name = names[ds.preset.views[v]] if ds.preset.views[v] < len(names) else v
-            ax.set_title(f"{ds.preset.name} map, view {view_name}: {int(np.count_nonzero(maps[v]))} "
-                         f"non-zero pixels", fontsize=9)
-            ax.set_xlabel("column (wire)")
+            vid = ds.preset.views[v]
+            view_name = names[vid] if vid < len(names) else vid
+            what = (f"{'RGB'[v]} = view {view_name}" if ds.preset.name == "resnet-rgb" and v < 3
+                    else f"map, view {view_name}")
+            title = f"{ds.preset.name} {what}: {int(np.count_nonzero(m[v]))} non-zero pixels"
+            ax.set_title(title, fontsize=9)
+            panels.append(title)
+            ax.set_xlabel(f"plane row ({ds.preset.planes_per_row} planes)" if plane_cell
+                          else f"column ({ds.preset.wires_per_column} wire(s))")
+            ax.set_ylabel("cell column" if plane_cell else "time bin")
+        fig.colorbar(im, ax=ax, label="pixel value")
+        if widths[row - 1] > m.shape[0]:                 # resnet-rgb: what the ResNet18 sees
+            ax = fig.add_subplot(grid[row, m.shape[0]])
+            rgb = np.transpose(m, (2, 1, 0))            # [time, column, channel]
+            ax.imshow(255 - rgb.max(axis=2, keepdims=True) + rgb, origin="lower", aspect="auto",
+                      interpolation="nearest")          # white where all channels are empty
+            title = f"{ds.preset.name}: RGB composite (U, V, Z as R, G, B)"
+            ax.set_title(title, fontsize=9)
+            panels.append(title)
+            ax.set_xlabel(f"column ({ds.preset.wires_per_column} wires)")
             ax.set_ylabel("time bin")
-        fig.colorbar(im, ax=axes[row, maps.shape[0] - 1], label="pixel value")
+    if skipped:
+        ax = fig.add_subplot(grid[rows, :])
+        ax.axis("off")
+        ax.text(0.0, 0.5, "\n".join(f"not drawn: {n} — {why}" for n, why in skipped),
+                transform=ax.transAxes, ha="left", va="center", fontsize=9, color="darkred",
+                wrap=True)
+
     labels = first.labels()
     eid = tuple(int(x) for x in labels["event_id"][index])
-    title = (f"event {eid}: {b - a} nodes and {n_edges} edges as a graph; the same hits as pixel maps"
+    title = (f"{detector} event {eid}: {b - a} nodes and {n_edges} edges as a graph; the same hits "
+             f"as the pixel maps of {', '.join(ds.preset.name for ds in datasets)}"
              + (f" (edges drawn: {max_edges} of {n_edges})" if n_edges > max_edges else ""))
-    if skipped:
-        title += "\nnot drawn: " + "; ".join(skipped)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
@@ -113,4 +198,12 @@ def draw_graph_and_maps(root: str | os.PathLike, index: int, path: str | os.Path
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     os.replace(tmp, path)
-    return path
+    return EventViews(path, detector, tuple(panels), tuple(ds.preset.name for ds in datasets),
+                      tuple(skipped))
+
+
+def draw_graph_and_maps(root: str | os.PathLike, index: int, path: str | os.PathLike,
+                        split: str = "all", presets: Sequence[str] | None = None,
+                        max_edges: int = 60_000) -> Path:
+    """:func:`draw_event_views`, returning only the PNG's path."""
+    return draw_event_views(root, index, path, split, presets, max_edges).path

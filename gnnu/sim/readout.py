@@ -58,12 +58,12 @@ Simplifications (deliberate, documented):
 - Charge arriving more than one readout window before or after the window is discarded before
   hit finding.
 
-Speed: the (plane, deposit) entries are ordered by (wire group, tick) with one ``np.argsort`` of
-the deposits' ticks and one stable radix sort of the entries' 16-bit group numbers (≈15 % faster
-than one argsort of a combined float64 key over all entries); one compiled pass over the sorted
-entries then makes the pulses and hits, their weighted sums and dominant tracks (≈1.3× faster
-for the whole readout than numpy segment reductions, with bit-identical hits). The hits come out
-sorted, so the few noise hits are merged in by binary search instead of re-sorting everything.
+Speed: two compiled passes. The first computes every deposit's charge, drift and diffusion and
+its wire on each plane, and orders the (plane, deposit) entries by (wire group, tick) with a
+counting sort by group over the deposits in tick order (one ``np.argsort``); the second makes the
+pulses and hits, their weighted sums and dominant tracks. numpy draws every random number (the
+transverse diffusion, the noise), in the same order as the earlier numpy-only readout. The hits come
+out sorted, so the few noise hits are merged in by binary search instead of re-sorting everything.
 """
 
 from __future__ import annotations
@@ -93,6 +93,21 @@ def _xi_peak(a: float) -> float:
     return 0.5 * (lo + hi)
 
 
+@jit
+def _box_r(dedx: float, a: float, b: float, rho_e: float, xi_peak: float) -> float:
+    """Modified Box R = ln(A + ξ)/ξ with ξ = B·(dE/dx)/(ρ·E) clamped below at ``xi_peak``."""
+    xi = max(b * dedx / rho_e, xi_peak)
+    return math.log(a + xi) / xi
+
+
+@jit
+def _box_r_many(dedx, a, b, rho_e, xi_peak):
+    out = np.empty(len(dedx))
+    for i in range(len(dedx)):
+        out[i] = _box_r(dedx[i], a, b, rho_e, xi_peak)
+    return out
+
+
 def recombination(dedx_mev_per_cm, config) -> np.ndarray:
     """Fraction R of ionisation electrons surviving recombination (modified Box model).
 
@@ -101,10 +116,10 @@ def recombination(dedx_mev_per_cm, config) -> np.ndarray:
     Returns R with the shape of ``dedx_mev_per_cm``.
     """
     rc = config.recombination
-    xi = rc.B * np.asarray(dedx_mev_per_cm, np.float64) / (
-        config.material.density_g_cm3 * config.efield_kv_per_cm)
-    xi = np.maximum(xi, _xi_peak(rc.A))
-    return np.log(rc.A + xi) / xi
+    d = np.asarray(dedx_mev_per_cm, np.float64)
+    r = _box_r_many(d.ravel(), rc.A, rc.B, config.material.density_g_cm3 * config.efield_kv_per_cm,
+                    _xi_peak(rc.A))
+    return r.reshape(d.shape)
 
 
 @functools.lru_cache(maxsize=8)
@@ -162,41 +177,29 @@ def _charge_hits(dep: Deposits, detector, rng: np.random.Generator) -> dict[str,
     if n == 0:
         return _empty_hits()
 
-    # recombination, drift, lifetime, diffusion (per deposit)
-    dedx = np.full(n, cfg.recombination.point_dedx_mev_per_cm)
-    step = dep.dx > 0
-    dedx[step] = dep.de[step] / dep.dx[step]
+    # recombination, drift, lifetime, diffusion and the wires of every plane, then the
+    # (plane, deposit) entries sorted by (wire group, tick), in one compiled pass; numpy draws
+    # the transverse diffusion and sorts the deposits by tick
+    rc = cfg.recombination
+    noise = rng.standard_normal((n, 2))
     drift_us = detector.drift_distance(dep.pos[:, 0]) / cfg.drift_velocity_cm_per_us
-    electrons = (dep.de * (1e6 / cfg.w_ion_ev) * recombination(dedx, cfg)
-                 * np.exp(-drift_us / (cfg.electron_lifetime_ms * 1e3)))
     tick = (dep.time * 1e-3 + drift_us) / cfg.tick_us
-    drift_s = drift_us * 1e-6
-    sig_l2 = 2.0 * cfg.diffusion_longitudinal_cm2_per_s * drift_s * detector.ticks_per_cm ** 2
-    sig_t = np.sqrt(2.0 * cfg.diffusion_transverse_cm2_per_s * drift_s)
-    yz = dep.pos[:, 1:] + rng.standard_normal((n, 2)) * sig_t[:, None]
-
-    # projection of each cloud on the wires of every plane: one entry per (plane, deposit)
+    by_tick = np.argsort(tick)
     n_planes = len(cfg.planes)
     n_wires = np.array([detector.n_wires(v) for v in range(n_planes)])
     group_offset = np.concatenate([[0], np.cumsum(n_wires)[:-1]])
-    group = np.empty((n_planes, n), np.int64)
-    for v in range(n_planes):
-        group[v] = detector.wire_index(v, yz[:, 0], yz[:, 1])
-    inside = ((group >= 0) & (group < n_wires[:, None])
-              & ((electrons > 0) & (tick > -cfg.readout_ticks) & (tick < 2 * cfg.readout_ticks)))
-    group += group_offset[:, None]
-
-    # entries sorted by (group, tick): the deposits by tick once, then each plane's entries in
-    # that order, then a stable sort by group (a radix sort while groups fit 16 bits)
-    by_tick = np.argsort(tick)
-    entries = [by_tick[inside[v, by_tick]] for v in range(n_planes)]
-    dep_of = np.concatenate(entries)
+    geometry = np.array([[math.cos(math.radians(p.angle_deg)), math.sin(math.radians(p.angle_deg)),
+                          -float(detector.wire_coordinate(v, 0.0, 0.0)), p.pitch_cm]
+                         for v, p in enumerate(cfg.planes)])
+    electrons, sig_l2, dep_of, g = _entries(
+        dep.pos, dep.de, dep.dx, drift_us, tick, noise, by_tick,
+        cfg.recombination.point_dedx_mev_per_cm, 1e6 / cfg.w_ion_ev, rc.A, rc.B,
+        cfg.material.density_g_cm3 * cfg.efield_kv_per_cm, _xi_peak(rc.A),
+        cfg.electron_lifetime_ms * 1e3, 2.0 * cfg.diffusion_longitudinal_cm2_per_s,
+        detector.ticks_per_cm ** 2, 2.0 * cfg.diffusion_transverse_cm2_per_s,
+        float(cfg.readout_ticks), geometry, n_wires, group_offset)
     if len(dep_of) == 0:
         return _empty_hits()
-    g = np.concatenate([group[v, e] for v, e in enumerate(entries)])
-    order = np.argsort(g.astype(np.uint16) if n_wires.sum() <= 1 << 16 else g, kind="stable")
-    dep_of = dep_of[order]
-    g = g[order]
     t = tick[dep_of]
 
     # pulses and hits in one pass over the sorted entries (compiled): the seven weighted sums
@@ -232,6 +235,60 @@ def _charge_hits(dep: Deposits, detector, rng: np.random.Generator) -> dict[str,
         "particle": particle.astype(np.int32),
         "energy": sums[:, 6].astype(np.float32),
     }
+
+
+@jit
+def _entries(pos, de, dx, drift_us, tick, noise, by_tick, point_dedx, electrons_per_mev, a, b,
+             rho_e, xi_peak, lifetime_us, two_dl, ticks_per_cm2, two_dt, readout_ticks, geometry,
+             n_wires, group_offset):
+    """Per deposit: ionisation electrons reaching the anode (recombination, lifetime) and the
+    longitudinal diffusion σ_L² (ticks²); per (plane, deposit) entry, the wire group (plane
+    offset + wire) of the cloud displaced by transverse diffusion (``noise`` [n, 2] standard
+    normals scaled by σ_T), for the entries on an existing wire with charge and near the
+    readout window. Returns (electrons, σ_L², entries' deposits, entries' groups), the entries
+    sorted by (group, tick) (``by_tick``: the deposits in tick order; a counting sort by group
+    keeps that order within a group). ``geometry`` [planes, 4]: cos, sin of the wire angle,
+    the first wire's coordinate, the pitch (cm), as :meth:`LArTPC.wire_index` uses them."""
+    n = len(de)
+    n_planes = len(n_wires)
+    electrons = np.empty(n)
+    sig_l2 = np.empty(n)
+    group = np.full((n_planes, n), -1, np.int64)
+    total = group_offset[n_planes - 1] + n_wires[n_planes - 1]
+    count = np.zeros(total + 1, np.int64)
+    for i in range(n):
+        dedx = de[i] / dx[i] if dx[i] > 0 else point_dedx
+        q = (de[i] * electrons_per_mev * _box_r(dedx, a, b, rho_e, xi_peak)
+             * math.exp(-drift_us[i] / lifetime_us))
+        electrons[i] = q
+        drift_s = drift_us[i] * 1e-6
+        sig_l2[i] = two_dl * drift_s * ticks_per_cm2
+        if not (q > 0 and -readout_ticks < tick[i] < 2 * readout_ticks):
+            continue
+        sig_t = math.sqrt(two_dt * drift_s)
+        y = pos[i, 1] + noise[i, 0] * sig_t
+        z = pos[i, 2] + noise[i, 1] * sig_t
+        for v in range(n_planes):
+            w = math.floor((z * geometry[v, 0] + y * geometry[v, 1] - geometry[v, 2])
+                           / geometry[v, 3])
+            if 0 <= w < n_wires[v]:
+                group[v, i] = group_offset[v] + int(w)
+                count[group[v, i] + 1] += 1
+    for k in range(total):
+        count[k + 1] += count[k]                       # first slot of each group
+    m = count[total]
+    dep_of = np.empty(m, np.int64)
+    g = np.empty(m, np.int64)
+    for v in range(n_planes):
+        for u in range(n):
+            i = by_tick[u]
+            gi = group[v, i]
+            if gi >= 0:
+                slot = count[gi]
+                dep_of[slot] = i
+                g[slot] = gi
+                count[gi] += 1
+    return electrons, sig_l2, dep_of, g
 
 
 @jit

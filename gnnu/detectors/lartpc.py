@@ -143,6 +143,14 @@ class LArTPC:
             w = self._coord(p, yy.ravel(), zz.ravel())
             self._wmin.append(float(w.min()))
             self._nwires.append(int(math.ceil((w.max() - w.min()) / p.pitch_cm)))
+        # [planes, 4]: cos and sin of each plane's wire angle, its first wire's coordinate and
+        # its pitch (cm): wire = ⌊(z·cos + y·sin − first) / pitch⌋, as wire_index computes it
+        self.wire_geometry = np.array(
+            [[math.cos(math.radians(p.angle_deg)), math.sin(math.radians(p.angle_deg)), w0,
+              p.pitch_cm] for p, w0 in zip(config.planes, self._wmin)])
+        self.n_wires_per_plane = np.array(self._nwires)
+        # offset of each plane's wires in one numbering of all wires (the readout's groups)
+        self.group_offset = np.concatenate([[0], np.cumsum(self._nwires)[:-1]]).astype(np.int64)
 
     @staticmethod
     def _coord(plane: WirePlane, y, z):

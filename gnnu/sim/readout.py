@@ -185,19 +185,14 @@ def _charge_hits(dep: Deposits, detector, rng: np.random.Generator) -> dict[str,
     drift_us = detector.drift_distance(dep.pos[:, 0]) / cfg.drift_velocity_cm_per_us
     tick = (dep.time * 1e-3 + drift_us) / cfg.tick_us
     by_tick = np.argsort(tick)
-    n_planes = len(cfg.planes)
-    n_wires = np.array([detector.n_wires(v) for v in range(n_planes)])
-    group_offset = np.concatenate([[0], np.cumsum(n_wires)[:-1]])
-    geometry = np.array([[math.cos(math.radians(p.angle_deg)), math.sin(math.radians(p.angle_deg)),
-                          -float(detector.wire_coordinate(v, 0.0, 0.0)), p.pitch_cm]
-                         for v, p in enumerate(cfg.planes)])
+    group_offset = detector.group_offset
     electrons, sig_l2, dep_of, g = _entries(
         dep.pos, dep.de, dep.dx, drift_us, tick, noise, by_tick,
         cfg.recombination.point_dedx_mev_per_cm, 1e6 / cfg.w_ion_ev, rc.A, rc.B,
         cfg.material.density_g_cm3 * cfg.efield_kv_per_cm, _xi_peak(rc.A),
         cfg.electron_lifetime_ms * 1e3, 2.0 * cfg.diffusion_longitudinal_cm2_per_s,
         detector.ticks_per_cm ** 2, 2.0 * cfg.diffusion_transverse_cm2_per_s,
-        float(cfg.readout_ticks), geometry, n_wires, group_offset)
+        float(cfg.readout_ticks), detector.wire_geometry, detector.n_wires_per_plane, group_offset)
     if len(dep_of) == 0:
         return _empty_hits()
     t = tick[dep_of]
@@ -245,10 +240,11 @@ def _entries(pos, de, dx, drift_us, tick, noise, by_tick, point_dedx, electrons_
     longitudinal diffusion σ_L² (ticks²); per (plane, deposit) entry, the wire group (plane
     offset + wire) of the cloud displaced by transverse diffusion (``noise`` [n, 2] standard
     normals scaled by σ_T), for the entries on an existing wire with charge and near the
-    readout window. Returns (electrons, σ_L², entries' deposits, entries' groups), the entries
+    readout window (``geometry``, ``n_wires``, ``group_offset``: the detector's
+    ``wire_geometry``, ``n_wires_per_plane``, ``group_offset``). Returns (electrons, σ_L²,
+    entries' deposits, entries' groups), the entries
     sorted by (group, tick) (``by_tick``: the deposits in tick order; a counting sort by group
-    keeps that order within a group). ``geometry`` [planes, 4]: cos, sin of the wire angle,
-    the first wire's coordinate, the pitch (cm), as :meth:`LArTPC.wire_index` uses them."""
+    keeps that order within a group)."""
     n = len(de)
     n_planes = len(n_wires)
     electrons = np.empty(n)
@@ -358,7 +354,7 @@ def _noise_hits(detector, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Fake electronic-noise hits on every plane (particle −1, no truth position)."""
     cfg = detector.config
     el = cfg.electronics
-    n_wires = np.array([detector.n_wires(v) for v in range(len(cfg.planes))])
+    n_wires = detector.n_wires_per_plane
     counts = rng.poisson(el.noise_hit_rate_per_wire * n_wires)
     view = np.repeat(np.arange(len(n_wires)), counts)
     n = len(view)

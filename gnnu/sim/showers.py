@@ -868,7 +868,7 @@ def _electron_lives(g: np.ndarray, tab: EMTables, lo: np.ndarray, hi: np.ndarray
     pts, life = _lives(starts, r, t0, l_max, lam_b / lam, cut, tab.log_t, tab.dedx, tab.z,
                        tab.fz_half, tab.brems_max)
     L, t_before, y, dlt, brem = pts[_PL], pts[_PT_BEFORE], pts[_PY], pts[_PDLT], pts[_PBREM]
-    l_end, t_res, jd, in_gap = life[_LL_END], life[_LT_RES], life[_LJD], life[_LIN_GAP]
+    l_end, t_res = life[_LL_END], life[_LT_RES]
 
     # --- sub-steps (compiled): ionisation, multiple scattering, positions, leaving the volume
     nsub = np.maximum(np.ceil(l_end / h_max), 1.0).astype(np.int64)

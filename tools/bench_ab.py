@@ -81,8 +81,11 @@ def main() -> int:
                            capture_output=True, text=True).stdout.strip()
     with tempfile.TemporaryDirectory() as tmp:
         base_tree = Path(tmp) / "base"
-        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(base_tree), args.base],
-                       cwd=ROOT, check=True)
+        made = subprocess.run(["git", "worktree", "add", "--detach", "-q", str(base_tree),
+                               args.base], cwd=ROOT, capture_output=True, text=True)
+        if made.returncode != 0:
+            sys.exit(f"bench_ab: error: cannot check out {args.base} into a worktree: "
+                     f"{made.stderr.strip()}")
         try:
             for tree in (base_tree, ROOT):
                 src = _gnnu_source(tree, command)

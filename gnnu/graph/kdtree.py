@@ -75,12 +75,10 @@ def _build(p):
 
 
 @jit
-def _query(q, ids, i, count, include_self, start, stop, axis, value, left, bound,
+def _query(q, ids, i, count, include_self, start, stop, axis, value, left,
            best_d, best_j, stack_node, stack_bound):
     """The ``count`` nearest points of point ``q[i]`` into ``best_j[:count]`` (ascending
-    (distance, index)), their distances into ``best_d``. ``q``: the points in tree order,
-    ``ids`` their indices; ``bound``: a distance that the count-th nearest does not exceed
-    (``np.inf`` if none is known): nodes and points beyond it are skipped from the start;
+    (distance, index)). ``q``: the points in tree order, ``ids`` their indices; ``best_d``,
     ``stack_*`` are work arrays."""
     dim = q.shape[1]
     me = ids[i]
@@ -91,14 +89,14 @@ def _query(q, ids, i, count, include_self, start, stop, axis, value, left, bound
     filled = 0                                    # entries of best_* that hold a point
     # squared distances above this cannot enter (sqrt only for those that might: the order is
     # by sqrt(d²), and sqrt can map two nearby d² to one distance)
-    reject2 = bound * bound * (1.0 + 1e-12) + 1e-300
+    reject2 = np.inf
     stack_node[0] = 0
     stack_bound[0] = 0.0
     top = 1
     while top:
         top -= 1
         node = stack_node[top]
-        if stack_bound[top] > best_d[last] or stack_bound[top] > bound:
+        if stack_bound[top] > best_d[last]:
             continue
         c = axis[node]
         if c < 0:                                 # leaf: every point against the current best
@@ -156,19 +154,9 @@ def knn_kdtree(pos, ptr, k, include_self, src):
         best_j = np.empty(count, np.int64)
         stack_node = np.empty(2 * n + 2, np.int64)
         stack_bound = np.empty(2 * n + 2)
-        bound = np.inf
         for t in range(n):                        # queries in tree order (warm caches)
-            _query(q, order, t, count, include_self, start, stop, axis, value, left, bound,
+            _query(q, order, t, count, include_self, start, stop, axis, value, left,
                    best_d, best_j, stack_node, stack_bound)
-            # the next query's count-th nearest is at most this one's plus the distance between
-            # them (this one's neighbours, with this point in place of the next, are count
-            # candidates); a little slack keeps points at exactly that distance
-            if t + 1 < n:
-                d2 = 0.0
-                for c in range(q.shape[1]):
-                    diff = q[t + 1, c] - q[t, c]
-                    d2 += diff * diff
-                bound = (best_d[count - 1] + np.sqrt(d2)) * (1.0 + 1e-9) + 1e-300
             first = out + order[t] * count
             for r in range(count):
                 src[first + r] = s + best_j[r]

@@ -172,3 +172,53 @@ def test_torch_cluster_matches_reference():
         want = reference_knn(pos, 16, batch, include_self)
         # torch-cluster computes in its own precision: compare neighbour sets per centre
         assert sorted(map(tuple, got.T)) == sorted(map(tuple, want.T))
+
+
+def _clouds(rng):
+    """2-D point sets that stress a cell grid: tie-heavy lattices, lines along either axis, all
+    points equal, a dense core with a far sparse halo, a large coordinate offset, rounded values."""
+    n = 150
+    yield rng.normal(size=(n, 2))
+    yield rng.integers(0, 12, (n, 2)).astype(float)                        # lattice: ties
+    yield rng.integers(0, 500, (n, 2)) * np.array([0.479, 0.08])            # wire/tick pixels
+    yield np.stack([np.arange(n) * 0.5, np.zeros(n)], 1)                    # horizontal line
+    yield np.stack([np.full(n, 3.0), rng.normal(size=n)], 1)                # vertical line
+    yield np.full((n, 2), 5.0)                                              # all coincident
+    core = rng.normal(size=(n, 2)) * 1e-4
+    core[:15] += rng.uniform(-1e4, 1e4, (15, 2))                            # core + far halo
+    yield core
+    yield rng.normal(size=(n, 2)) * 1e-3 + 1e6                              # offset far from 0
+    yield np.round(rng.normal(size=(n, 2)) * 10, 1)
+
+
+@pytest.mark.parametrize("include_self", [False, True])
+def test_cell_grid_equals_the_kd_tree_on_hard_clouds(include_self):
+    """The 2-D numba backend (cell grid, gnnu.graph.cellgrid) chooses exactly the k-d tree's
+    neighbours, in the same order, on clouds that stress a grid, for several k."""
+    from gnnu.graph.cellgrid import knn_grid
+    from gnnu.graph.kdtree import knn_kdtree
+    from gnnu.graph.knn import _centres, graph_pointers
+
+    rng = np.random.default_rng(7)
+    clouds = list(_clouds(rng))
+    sizes = [len(c) for c in clouds] + [1, 2, 17]
+    pos = np.concatenate(clouds + [rng.normal(size=(s, 2)) for s in (1, 2, 17)])
+    ptr = graph_pointers(np.repeat(np.arange(len(sizes)), sizes), len(pos))
+    for k in (1, 4, 16, 40):
+        _, dst = _centres(ptr, k, include_self)
+        tree, grid = np.empty(len(dst), np.int64), np.empty(len(dst), np.int64)
+        knn_kdtree(pos, ptr, k, include_self, tree)
+        crowded = knn_grid(pos, ptr, k, include_self, grid)
+        np.testing.assert_array_equal(grid, tree, err_msg=f"k={k}")
+        # the all-coincident cloud and the 1e-4 core in a 1e4 halo are too crowded for any grid
+        # of ≤ CELLS_PER_POINT cells per point: those two go to the k-d tree, the rest do not
+        assert crowded == 2
+    np.testing.assert_array_equal(knn(clouds[1], 5, None, include_self, backend="numba"),
+                                  reference_knn(clouds[1], 5, None, include_self))
+
+
+def test_numba_backend_refuses_non_finite_positions():
+    pos = np.zeros((5, 2))
+    pos[3, 1] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        knn(pos, 2, backend="numba")

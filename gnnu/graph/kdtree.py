@@ -136,6 +136,25 @@ def _query(q, ids, i, count, include_self, start, stop, axis, value, left,
 
 
 @jit
+def tree_group(p, count, include_self, src, first, base):
+    """The ``count`` nearest points of each point of one graph ``p`` [n, D] float64: point i's
+    go to ``src[first + i·count …]`` as ``base + index``."""
+    n = len(p)
+    order, start, stop, axis, value, left = _build(p)
+    q = p[order]                                  # points in tree order: leaves are contiguous
+    best_d = np.empty(count)
+    best_j = np.empty(count, np.int64)
+    stack_node = np.empty(2 * n + 2, np.int64)
+    stack_bound = np.empty(2 * n + 2)
+    for t in range(n):                            # queries in tree order (warm caches)
+        _query(q, order, t, count, include_self, start, stop, axis, value, left,
+               best_d, best_j, stack_node, stack_bound)
+        out = first + order[t] * count
+        for r in range(count):
+            src[out + r] = base + best_j[r]
+
+
+@jit
 def knn_kdtree(pos, ptr, k, include_self, src):
     """Neighbours of every point of ``pos`` [N, D] float64 within its graph (graphs are the runs
     ``ptr`` [G + 1]), ``min(k, n − 1)`` (``n`` with ``include_self``) per point of an
@@ -148,17 +167,6 @@ def knn_kdtree(pos, ptr, k, include_self, src):
         count = min(k, n - extra)
         if count <= 0:
             continue
-        order, start, stop, axis, value, left = _build(pos[s:e])
-        q = pos[s + order]                        # points in tree order: leaves are contiguous
-        best_d = np.empty(count)
-        best_j = np.empty(count, np.int64)
-        stack_node = np.empty(2 * n + 2, np.int64)
-        stack_bound = np.empty(2 * n + 2)
-        for t in range(n):                        # queries in tree order (warm caches)
-            _query(q, order, t, count, include_self, start, stop, axis, value, left,
-                   best_d, best_j, stack_node, stack_bound)
-            first = out + order[t] * count
-            for r in range(count):
-                src[first + r] = s + best_j[r]
+        tree_group(pos[s:e], count, include_self, src, out, s)
         out += n * count
     return out

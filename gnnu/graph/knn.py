@@ -5,8 +5,9 @@
 the graphs of a batch. Backends:
 
 - ``torch_cluster``: ``torch_cluster.knn`` (optional extra, a source build); fast on CPU and CUDA.
-- ``numba``: gnnu's own compiled k-d tree per graph (:mod:`gnnu.graph.kdtree`, CPU); numpy in,
-  numpy out.
+- ``numba``: gnnu's own compiled search per graph (CPU; numpy in, numpy out): a cell grid for
+  2-D points (:mod:`gnnu.graph.cellgrid`, the view plane of gnnu-build), a k-d tree otherwise
+  (:mod:`gnnu.graph.kdtree`); finite coordinates only.
 - ``scipy``: one ``scipy.spatial.cKDTree`` per graph (CPU); numpy in, numpy out.
 - ``torch``: batched brute force in pure torch on the input's device (CPU or GPU); graphs are
   padded into blocks of at most ``block_size`` pairwise distances, so memory stays bounded.
@@ -134,16 +135,19 @@ def _centres(ptr: np.ndarray, k: int, include_self: bool) -> tuple[np.ndarray, n
 
 # -- numba --------------------------------------------------------------------------------------
 def _knn_numba(pos: np.ndarray, k: int, batch, include_self: bool) -> np.ndarray:
+    from .cellgrid import knn_grid
     from .kdtree import knn_kdtree
 
     if pos.ndim != 2:
         raise ValueError(f"pos must have shape [N, D], got {list(pos.shape)}")
     pos = np.ascontiguousarray(pos, dtype=np.float64)
+    if not np.isfinite(pos).all():
+        raise ValueError("pos must be finite for the numba kNN backend")
     ptr = graph_pointers(batch, len(pos))
     _, dst = _centres(ptr, k, include_self)
     src = np.empty(len(dst), np.int64)
     if len(dst):
-        knn_kdtree(pos, ptr, k, include_self, src)
+        (knn_grid if pos.shape[1] == 2 else knn_kdtree)(pos, ptr, k, include_self, src)
     return np.stack([src, dst])
 
 

@@ -177,8 +177,8 @@ def make_graphs(events: list[Event], detector, cfg: GraphConfig) -> GraphBlock:
                        np.repeat(np.arange(len(good)), counts[good]), detector, cfg.needs_xyz)
     x = compute_features(cfg.features, nodes)
     pos = nodes.pos if cfg.positions == "view" else np.where(np.isfinite(nodes.xyz), nodes.xyz, 0)
-    row_ok = np.isfinite(x).all(axis=1) & np.isfinite(pos).all(axis=1)
-    if not row_ok.all():
+    if not (np.isfinite(x).all() and np.isfinite(pos).all()):
+        row_ok = np.isfinite(x).all(axis=1) & np.isfinite(pos).all(axis=1)
         bad_graphs = np.unique(nodes.batch[~row_ok])
         code[good[bad_graphs]] = 4
         keep = ~np.isin(nodes.batch, bad_graphs)
@@ -191,8 +191,9 @@ def make_graphs(events: list[Event], detector, cfg: GraphConfig) -> GraphBlock:
     if np.any(np.diff(target_graph) < 0):
         order = np.argsort(target_graph, kind="stable")
         edges, target_graph = edges[:, order], target_graph[order]
-    edge_offset = np.concatenate([[0], np.cumsum(np.bincount(target_graph, minlength=n_good))])
-    local = (edges - node_offset[target_graph][None, :]).astype(np.int32)
+    edge_offset = np.searchsorted(target_graph, np.arange(n_good + 1), side="left")
+    local = edges.astype(np.int32)
+    local -= np.repeat(node_offset[:-1].astype(np.int32), np.diff(edge_offset))
     bad = [(int(i), BAD_REASONS[int(code[i])]) for i in np.flatnonzero(code)]
     return GraphBlock(x=np.ascontiguousarray(x, np.float32), pos=np.ascontiguousarray(pos, np.float32),
                       view=nodes.view.astype(np.int8), hit=_hit_table(nodes), edge_index=local,

@@ -55,6 +55,22 @@ def test_knn_per_view_known_neighbours():
     assert pairs(e) == want and e.shape[1] == len(want)
 
 
+def test_knn_same_edges_whether_or_not_hits_come_grouped_by_view():
+    """knn_edges skips its view sort when the hits already come grouped by (event, view): the
+    edges are the same set either way (hits interleaved across views vs sorted by view)."""
+    rng = np.random.default_rng(3)
+    hits = sorted((ev, int(rng.integers(0, 2)), int(rng.integers(0, 40)), float(rng.uniform(0, 30)))
+                  for ev in range(4) for _ in range(50))
+    grouped = nodes_of(hits)                                    # sorted by (event, view)
+    order = np.argsort([(h[0] * 1000 + rng.integers(0, 1000)) for h in hits], kind="stable")
+    mixed = nodes_of([hits[i] for i in order])                  # views interleaved per event
+    assert np.any(np.diff(mixed.view[mixed.batch == 0]) < 0)    # really not grouped by view
+    spec = KnnEdges(k=6)
+    e_grouped = EDGE_BUILDERS["knn"][1](grouped, spec)
+    e_mixed = order[EDGE_BUILDERS["knn"][1](mixed, spec)]       # back to the grouped numbering
+    assert pairs(e_mixed) == pairs(e_grouped) and e_mixed.shape == e_grouped.shape
+
+
 def test_knn_3d_uses_true_positions_and_skips_hits_without_them():
     n = nodes_of([(0, 0, 0, 0), (0, 1, 100, 0), (0, 0, 200, 0), (0, 1, 300, 0)])
     n.xyz = np.array([[0, 0, 0], [0, 0, 1], [0, 0, 5], [np.nan, 0, 0]], np.float32)

@@ -195,8 +195,7 @@ def _clouds(rng):
 def test_cell_grid_equals_the_kd_tree_on_hard_clouds(include_self):
     """The 2-D numba backend (cell grid, gnnu.graph.cellgrid) chooses exactly the k-d tree's
     neighbours, in the same order, on clouds that stress a grid, for several k."""
-    from gnnu.graph.cellgrid import knn_grid
-    from gnnu.graph.kdtree import knn_kdtree
+    from gnnu.graph.cellgrid import knn_compiled
     from gnnu.graph.knn import _centres, graph_pointers
 
     rng = np.random.default_rng(7)
@@ -207,8 +206,9 @@ def test_cell_grid_equals_the_kd_tree_on_hard_clouds(include_self):
     for k in (1, 4, 16, 40):
         _, dst = _centres(ptr, k, include_self)
         tree, grid = np.empty(len(dst), np.int64), np.empty(len(dst), np.int64)
-        knn_kdtree(pos, ptr, k, include_self, tree)
-        crowded = knn_grid(pos, ptr, k, include_self, grid)
+        searched = sum(s > (0 if include_self else 1) for s in sizes)     # graphs with neighbours
+        assert knn_compiled(pos, ptr, k, include_self, tree, False) == searched
+        crowded = knn_compiled(pos, ptr, k, include_self, grid, True)
         np.testing.assert_array_equal(grid, tree, err_msg=f"k={k}")
         # the all-coincident cloud and the 1e-4 core in a 1e4 halo are too crowded for any grid
         # of ≤ CELLS_PER_POINT cells per point: those two go to the k-d tree, the rest do not

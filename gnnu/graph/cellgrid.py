@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import jit
-from .kdtree import tree_group
+from .kdtree import insert, tree_group
 
 #: A point shares its cell with at most about this many others on average (finest grid allowed).
 OCCUPANCY = 1.0
@@ -99,14 +99,7 @@ def _exact(cd, cj, c, count, within, bd, bj):
         j = cj[u]
         if d > within or d > bd[last] or (d == bd[last] and j >= bj[last]):
             continue
-        r = min(filled, last)
-        filled += 1
-        while r > 0 and (d < bd[r - 1] or (d == bd[r - 1] and j < bj[r - 1])):
-            bd[r] = bd[r - 1]
-            bj[r] = bj[r - 1]
-            r -= 1
-        bd[r] = d
-        bj[r] = j
+        filled = insert(bd, bj, filled, last, d, j)
 
 
 @jit
@@ -222,26 +215,30 @@ def _grid_group(px, py, count, include_self, x0, y0, h, gx, gy, src, first, base
 
 
 @jit
-def knn_grid(pos, ptr, k, include_self, src):
-    """Neighbours of every point of ``pos`` [N, 2] float64 within its graph (graphs are the runs
+def knn_compiled(pos, ptr, k, include_self, src, grid):
+    """Neighbours of every point of ``pos`` [N, D] float64 within its graph (graphs are the runs
     ``ptr`` [G + 1]), ``min(k, n − 1)`` (``n`` with ``include_self``) per point of an n-point
-    graph, centre by centre, written into ``src`` (global indices); crowded graphs go to the
-    k-d tree. Returns the number of graphs that did."""
+    graph, centre by centre, written into ``src`` (global indices). ``grid`` (2-D points only):
+    on the cell grid, except crowded graphs; otherwise every graph on the k-d tree. Returns the
+    number of graphs searched with the k-d tree."""
     out = 0
     extra = 0 if include_self else 1
-    crowded = 0
+    on_tree = 0
     for g in range(len(ptr) - 1):
         s, e = ptr[g], ptr[g + 1]
         n = e - s
         count = min(k, n - extra)
         if count <= 0:
             continue
-        px, py = pos[s:e, 0].copy(), pos[s:e, 1].copy()
-        x0, y0, h, gx, gy, mean = _layout(px, py)
-        if mean > CROWDED:
+        crowded = True
+        if grid:
+            px, py = pos[s:e, 0].copy(), pos[s:e, 1].copy()
+            x0, y0, h, gx, gy, mean = _layout(px, py)
+            crowded = mean > CROWDED
+            if not crowded:
+                _grid_group(px, py, count, include_self, x0, y0, h, gx, gy, src, out, s)
+        if crowded:
             tree_group(pos[s:e], count, include_self, src, out, s)
-            crowded += 1
-        else:
-            _grid_group(px, py, count, include_self, x0, y0, h, gx, gy, src, out, s)
+            on_tree += 1
         out += n * count
-    return crowded
+    return on_tree

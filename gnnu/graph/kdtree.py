@@ -1,6 +1,8 @@
 """Compiled exact k nearest neighbours: one k-d tree per graph, built and queried in numba.
 
-The ``numba`` backend of :func:`gnnu.graph.knn.knn`. For every point of every graph it finds the
+Part of the ``numba`` backend of :func:`gnnu.graph.knn.knn` (driven by
+:func:`gnnu.graph.cellgrid.knn_compiled`): points of 1 or ≥ 3 coordinates, and 2-D graphs too
+crowded for a cell grid. For every point of every graph it finds the
 ``count`` nearest other points (or points, with ``include_self``) in the order the other backends
 use: ascending (distance, index), ties at equal distance to the lower index, including at the
 count-th place. Distances are ``sqrt(Σ_c (p_c − q_c)²)`` summed over the coordinates in order, in
@@ -74,6 +76,21 @@ def _build(p):
     return order, start, stop, axis, value, left
 
 
+@jit(inline="always")
+def insert(best_d, best_j, filled, last, d, j):
+    """Put (distance ``d``, index ``j``) into the ascending (distance, index) list
+    ``best_*[:last + 1]`` whose first ``filled`` entries are taken (when full, the last drops
+    out; the caller has checked that (d, j) beats it). Returns the new ``filled``."""
+    r = min(filled, last)
+    while r > 0 and (d < best_d[r - 1] or (d == best_d[r - 1] and j < best_j[r - 1])):
+        best_d[r] = best_d[r - 1]
+        best_j[r] = best_j[r - 1]
+        r -= 1
+    best_d[r] = d
+    best_j[r] = j
+    return filled + 1
+
+
 @jit
 def _query(q, ids, i, count, include_self, start, stop, axis, value, left,
            best_d, best_j, stack_node, stack_bound):
@@ -113,14 +130,7 @@ def _query(q, ids, i, count, include_self, start, stop, axis, value, left,
                 d = np.sqrt(d2)
                 if d > best_d[last] or (d == best_d[last] and j >= best_j[last]):
                     continue
-                r = min(filled, last)
-                filled += 1
-                while r > 0 and (d < best_d[r - 1] or (d == best_d[r - 1] and j < best_j[r - 1])):
-                    best_d[r] = best_d[r - 1]
-                    best_j[r] = best_j[r - 1]
-                    r -= 1
-                best_d[r] = d
-                best_j[r] = j
+                filled = insert(best_d, best_j, filled, last, d, j)
                 if best_d[last] < np.inf:
                     reject2 = best_d[last] * best_d[last] * (1.0 + 1e-12) + 1e-300
             continue
@@ -152,21 +162,3 @@ def tree_group(p, count, include_self, src, first, base):
         out = first + order[t] * count
         for r in range(count):
             src[out + r] = base + best_j[r]
-
-
-@jit
-def knn_kdtree(pos, ptr, k, include_self, src):
-    """Neighbours of every point of ``pos`` [N, D] float64 within its graph (graphs are the runs
-    ``ptr`` [G + 1]), ``min(k, n − 1)`` (``n`` with ``include_self``) per point of an
-    n-point graph, centre by centre, written into ``src`` (global indices)."""
-    out = 0
-    extra = 0 if include_self else 1
-    for g in range(len(ptr) - 1):
-        s, e = ptr[g], ptr[g + 1]
-        n = e - s
-        count = min(k, n - extra)
-        if count <= 0:
-            continue
-        tree_group(pos[s:e], count, include_self, src, out, s)
-        out += n * count
-    return out

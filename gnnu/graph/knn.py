@@ -135,8 +135,7 @@ def _centres(ptr: np.ndarray, k: int, include_self: bool) -> tuple[np.ndarray, n
 
 # -- numba --------------------------------------------------------------------------------------
 def _knn_numba(pos: np.ndarray, k: int, batch, include_self: bool) -> np.ndarray:
-    from .cellgrid import knn_grid
-    from .kdtree import knn_kdtree
+    from .cellgrid import knn_compiled
 
     if pos.ndim != 2:
         raise ValueError(f"pos must have shape [N, D], got {list(pos.shape)}")
@@ -147,7 +146,7 @@ def _knn_numba(pos: np.ndarray, k: int, batch, include_self: bool) -> np.ndarray
     _, dst = _centres(ptr, k, include_self)
     src = np.empty(len(dst), np.int64)
     if len(dst):
-        (knn_grid if pos.shape[1] == 2 else knn_kdtree)(pos, ptr, k, include_self, src)
+        knn_compiled(pos, ptr, k, include_self, src, pos.shape[1] == 2)
     return np.stack([src, dst])
 
 

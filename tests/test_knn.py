@@ -205,10 +205,11 @@ def test_cell_grid_equals_the_kd_tree_on_hard_clouds(include_self):
     ptr = graph_pointers(np.repeat(np.arange(len(sizes)), sizes), len(pos))
     for k in (1, 4, 16, 40):
         _, dst = _centres(ptr, k, include_self)
-        tree, grid = np.empty(len(dst), np.int64), np.empty(len(dst), np.int64)
+        tree, grid = np.empty((2, len(dst)), np.int64), np.empty((2, len(dst)), np.int64)
         searched = sum(s > (0 if include_self else 1) for s in sizes)     # graphs with neighbours
         assert knn_compiled(pos, ptr, k, include_self, tree, False) == searched
         crowded = knn_compiled(pos, ptr, k, include_self, grid, True)
+        np.testing.assert_array_equal(tree[1], dst)
         np.testing.assert_array_equal(grid, tree, err_msg=f"k={k}")
         # the all-coincident cloud and the 1e-4 core in a 1e4 halo are too crowded for any grid
         # of ≤ CELLS_PER_POINT cells per point: those two go to the k-d tree, the rest do not
@@ -222,3 +223,31 @@ def test_numba_backend_refuses_non_finite_positions():
     pos[3, 1] = np.nan
     with pytest.raises(ValueError, match="finite"):
         knn(pos, 2, backend="numba")
+
+
+def test_distances_that_round_to_one_value_order_by_index():
+    """Points on the unit circle around the origin: their squared distances to it differ in the
+    last bits, yet many round to the same distance. Order is by (distance, index), so the grid's
+    ranking by d² must defer to the distance there (its exact fallback); grid = k-d tree = the
+    numpy (sqrt(d²), index) order. (scipy computes these distances differently in the last bit,
+    see the knn module's note on near-ties, so it is not the reference here.)"""
+    from gnnu.graph.cellgrid import knn_compiled
+    from gnnu.graph.knn import _centres, graph_pointers
+
+    rng = np.random.default_rng(11)
+    a = rng.uniform(0, 2 * np.pi, 300)
+    pos = np.concatenate([[[0.0, 0.0]], np.stack([np.cos(a), np.sin(a)], 1)])
+    d2 = pos[:, 0] * pos[:, 0] + pos[:, 1] * pos[:, 1]          # the kernels' arithmetic
+    d = np.sqrt(d2)
+    ptr = graph_pointers(None, len(pos))
+    for k in (5, 40, 120):
+        _, dst = _centres(ptr, k, False)
+        tree, grid = np.empty((2, len(dst)), np.int64), np.empty((2, len(dst)), np.int64)
+        knn_compiled(pos, ptr, k, False, tree, False)
+        knn_compiled(pos, ptr, k, False, grid, True)
+        np.testing.assert_array_equal(grid, tree)
+        others = np.arange(1, len(pos))
+        want = others[np.lexsort((others, d[others]))[:k]]      # (distance, index)
+        np.testing.assert_array_equal(grid[0, :k], want)
+        by_d2 = others[np.lexsort((others, d2[others]))[:k]]
+        assert not np.array_equal(by_d2, want), "case not made: d² order equals distance order"

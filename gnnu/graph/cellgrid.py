@@ -144,7 +144,17 @@ def _grid_group(px, py, count, include_self, x0, y0, h, gx, gy, src, first, base
                 g = min(g, yi - (y0 + by0 * h))
             if by1 < gy - 1:
                 g = min(g, y0 + (by1 + 1) * h - yi)
-            whole = g == _BIG
+            # candidates inside the certified disc (the whole grid: every point), counted in
+            # equal-area rings of it while gathered
+            if g == _BIG:
+                disc = (gx * gx + gy * gy) * h * h * (1.0 + 1e-9) + 1e-300
+            else:
+                disc = (g - margin) * (g - margin) * (1.0 - 1e-12) if g > margin else 0.0
+            if not disc > 0.0:                    # the query sits on the square's edge
+                radius *= 1.6
+                continue
+            scale = RINGS / disc
+            ring[:] = 0
             c = 0
             mine = 0
             for cy in range(by0, by1 + 1):
@@ -153,29 +163,17 @@ def _grid_group(px, py, count, include_self, x0, y0, h, gx, gy, src, first, base
                     mine = c + t - a
                 for u in range(a, b):
                     dx, dy = xs[u] - xi, ys[u] - yi
-                    cd[c + u - a] = dx * dx + dy * dy
+                    d2 = dx * dx + dy * dy
+                    ring_u = np.int64(min(d2 * scale, RINGS))    # d² ≥ disc → RINGS
+                    cd[c + u - a] = d2
                     cj[c + u - a] = order[u]
+                    cb[c + u - a] = ring_u
+                    ring[ring_u] += 1
                 c += b - a
             if not include_self:
+                ring[cb[mine]] -= 1
                 cd[mine] = np.inf
-            # candidates inside the certified disc, counted in equal-area rings
-            if whole:
-                top = 0.0
-                for u in range(c):
-                    if cd[u] < np.inf:
-                        top = max(top, cd[u])
-                disc = top * (1.0 + 1e-9) + 1e-300
-            else:
-                disc = (g - margin) * (g - margin) * (1.0 - 1e-12) if g > margin else 0.0
-            if not disc > 0.0:                    # the query sits on the square's edge
-                radius *= 1.6
-                continue
-            scale = RINGS / disc
-            ring[:] = 0
-            for u in range(c):                    # d² ≥ disc (and the excluded self) → RINGS
-                b = np.int64(min(cd[u] * scale, RINGS))
-                cb[u] = b
-                ring[b] += 1
+                cb[mine] = RINGS
             total, edge = 0, RINGS
             for b in range(RINGS):
                 total += ring[b]
@@ -203,8 +201,10 @@ def _grid_group(px, py, count, include_self, x0, y0, h, gx, gy, src, first, base
             unsure = 0
             for r in range(last):
                 unsure += (bd[r + 1] != bd[r]) & (bd[r + 1] <= bd[r] * (1.0 + 1e-15))
-            for u in range(c):
-                unsure += (cd[u] > k2) & (cd[u] <= near)
+            # d² ≤ near lie in the short list unless near reaches the next ring: then check all
+            vd, nv = (cd, c) if near * scale >= edge + 1 else (sd, s)
+            for u in range(nv):
+                unsure += (vd[u] > k2) & (vd[u] <= near)
             if unsure:
                 _exact(cd, cj, c, count, np.sqrt(k2), sd, bj)
             break
@@ -215,12 +215,13 @@ def _grid_group(px, py, count, include_self, x0, y0, h, gx, gy, src, first, base
 
 
 @jit
-def knn_compiled(pos, ptr, k, include_self, src, grid):
+def knn_compiled(pos, ptr, k, include_self, edges, grid):
     """Neighbours of every point of ``pos`` [N, D] float64 within its graph (graphs are the runs
     ``ptr`` [G + 1]), ``min(k, n − 1)`` (``n`` with ``include_self``) per point of an n-point
-    graph, centre by centre, written into ``src`` (global indices). ``grid`` (2-D points only):
-    on the cell grid, except crowded graphs; otherwise every graph on the k-d tree. Returns the
-    number of graphs searched with the k-d tree."""
+    graph, centre by centre, written into ``edges`` [2, E] (row 0 neighbour, row 1 centre;
+    global indices). ``grid`` (2-D points only): on the cell grid, except crowded graphs;
+    otherwise every graph on the k-d tree. Returns the number of graphs searched with the tree."""
+    src, dst = edges[0], edges[1]
     out = 0
     extra = 0 if include_self else 1
     on_tree = 0
@@ -240,5 +241,7 @@ def knn_compiled(pos, ptr, k, include_self, src, grid):
         if crowded:
             tree_group(pos[s:e], count, include_self, src, out, s)
             on_tree += 1
+        for i in range(n):
+            dst[out + i * count:out + (i + 1) * count] = s + i
         out += n * count
     return on_tree

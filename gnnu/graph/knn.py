@@ -126,10 +126,15 @@ def _sq_dist(a, b):
     return d
 
 
+def _counts(ptr: np.ndarray, k: int, include_self: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(neighbours per point of each graph, graph sizes) for graphs ``ptr``."""
+    sizes = np.diff(ptr)
+    return np.minimum(k, np.maximum(sizes - (0 if include_self else 1), 0)), sizes
+
+
 def _centres(ptr: np.ndarray, k: int, include_self: bool) -> tuple[np.ndarray, np.ndarray]:
     """(neighbours per point of each graph, the centre of every edge) for graphs ``ptr``."""
-    sizes = np.diff(ptr)
-    count = np.minimum(k, np.maximum(sizes - (0 if include_self else 1), 0))
+    count, sizes = _counts(ptr, k, include_self)
     return count, np.repeat(np.arange(ptr[-1]), np.repeat(count, sizes))
 
 
@@ -143,11 +148,11 @@ def _knn_numba(pos: np.ndarray, k: int, batch, include_self: bool) -> np.ndarray
     if not np.isfinite(pos).all():
         raise ValueError("pos must be finite for the numba kNN backend")
     ptr = graph_pointers(batch, len(pos))
-    _, dst = _centres(ptr, k, include_self)
-    src = np.empty(len(dst), np.int64)
-    if len(dst):
-        knn_compiled(pos, ptr, k, include_self, src, pos.shape[1] == 2)
-    return np.stack([src, dst])
+    count, _ = _counts(ptr, k, include_self)
+    edges = np.empty((2, int(np.dot(count, np.diff(ptr)))), np.int64)
+    if edges.shape[1]:
+        knn_compiled(pos, ptr, k, include_self, edges, pos.shape[1] == 2)
+    return edges
 
 
 # -- scipy ------------------------------------------------------------------------------------

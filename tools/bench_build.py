@@ -9,7 +9,7 @@ event in total. Times are whole-pipeline medians over repeats of:
 
 1. ``make_graphs``: features + kNN edges for in-memory events, in the builder's sub-blocks, and
    the edge builders alone on prepared node tables (the kNN share), then the config's kNN alone
-   with the numba and the scipy backend side by side;
+   with the numba backend (cell grid), its k-d tree on every graph, and scipy, side by side;
 2. ``gnnu-build`` end to end in one process (read the hit file, build, write shards, manifest);
 3. ``GraphDataset`` + PyG ``DataLoader`` (batch 64) graphs/s, with 0 and 2 loader workers.
 
@@ -35,7 +35,9 @@ from gnnu.detectors import load_detector
 from gnnu.events import Event, Hits, Truth
 from gnnu.graph.build import SUB_BLOCK, BuildOptions, build_dataset, make_graphs
 from gnnu.graph.config import load_graph_config
-from gnnu.graph.edges import KnnEdges, build_edges, knn_edges
+from gnnu.graph.cellgrid import knn_compiled
+from gnnu.graph.edges import KnnEdges, build_edges, knn_edges, view_groups
+from gnnu.graph.knn import _counts, graph_pointers
 from gnnu.graph.features import node_table
 from gnnu.io.hitfile import write_hits
 
@@ -80,6 +82,18 @@ def realistic_event(i: int, n_hits: int, detector, seed: int = 0) -> Event:
                   n_neutral_pion=0, n_neutron=0, nu_energy=2.5, lep_energy=1.5, y=0.4,
                   vtx_x=100.0, vtx_y=0.0, vtx_z=500.0, nu_pdg=14)
     return Event((seed, 0, i), truth, hits)
+
+
+def _tree_knn(nodes, k: int) -> np.ndarray:
+    """The numba backend's per-view kNN with the k-d tree on every graph (no cell grid)."""
+    group = view_groups(nodes)
+    perm = np.argsort(group, kind="stable")
+    pos = np.ascontiguousarray(nodes.pos[perm], np.float64)
+    ptr = graph_pointers(group[perm], len(pos))
+    count, sizes = _counts(ptr, k, False)
+    edges = np.empty((2, int(np.dot(count, sizes))), np.int64)
+    knn_compiled(pos, ptr, k, False, edges, False)
+    return perm[edges]
 
 
 def _median_rate(fn, n: int, repeats: int) -> tuple[float, list[float]]:
@@ -138,6 +152,10 @@ def main():
             med, runs = _median_rate(lambda: [knn_edges(t, spec) for t in tables],
                                      args.events, args.repeats)
             rows.append((f"kNN alone, backend {backend}", med, runs, "events/s, 1 core"))
+            if backend == "numba" and spec.space == "view":        # its k-d tree on every graph
+                med, runs = _median_rate(lambda: [_tree_knn(t, spec.k) for t in tables],
+                                         args.events, args.repeats)
+                rows.append(("kNN alone, numba k-d tree only", med, runs, "events/s, 1 core"))
 
         def full():
             build_dataset(BuildOptions(inputs=(str(src),), out=str(work / "ds"), graph=graph,

@@ -10,17 +10,18 @@ Grid: the graph's bounding box is cut into square cells, halving the cell side w
 shares its cell with more than :data:`OCCUPANCY` others on average, as long as the grid stays
 within :data:`CELLS_PER_POINT` cells per point; points are counting-sorted by cell, so each row
 of cells is one contiguous run. A graph whose points stay crowded into few cells at that size
-(coincident or extremely clustered points) goes to the k-d tree instead, so the cost never
-degrades towards a brute force.
+(coincident points, or a tight core inside a far halo) goes to the k-d tree instead: no grid of
+bounded size separates them, and gathering whole crowded cells would approach a brute force.
 
 Query, for the points in cell order (neighbouring queries see similar densities): take every
 point in the square of cells covering the query ± R, where R is :data:`GROW` times the previous
 query's count-th distance. Points outside that square are at least ``g`` away (the distance to
 the square's edge, less a rounding margin), so only candidates inside the certified disc
-``d² < g²`` count. Their squared distances are bucketed into :data:`RINGS` equal-area rings of
-the disc; the rings up to the one holding the count-th candidate give a short list (about
-count + 1 points), ranked exactly by (d², index) with branch-free comparisons. Too few
-candidates in the disc: R grows and the square is gathered again.
+``d² < g²`` count (a square reaching every border of the grid certifies every point). While
+gathered, their squared distances are counted in :data:`RINGS` equal-area rings of the disc; the
+rings up to the one holding the count-th candidate give a short list (about count + 3 points on
+detector views), ranked exactly by (d², index) with branch-free comparisons. Too few candidates in
+the disc: R grows and the square is gathered again.
 
 Ranking by d² equals ranking by sqrt(d²) except where two different d² round to one distance;
 such cases (a tie in sqrt among the chosen, or an unchosen candidate with the count-th distance)

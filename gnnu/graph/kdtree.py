@@ -6,7 +6,10 @@ crowded for a cell grid. For every point of every graph it finds the
 ``count`` nearest other points (or points, with ``include_self``) in the order the other backends
 use: ascending (distance, index), ties at equal distance to the lower index, including at the
 count-th place. Distances are ``sqrt(Σ_c (p_c − q_c)²)`` summed over the coordinates in order, in
-float64, the same arithmetic as the scipy backend, so both choose the same neighbours.
+float64, as in the cell grid (:mod:`gnnu.graph.cellgrid`), so both choose the same neighbours.
+scipy's cKDTree computes its distances its own way and can differ from these in the last bit,
+which changes the choice only between points whose distances differ by that bit (the knn module's
+note on rounding; ``tests/test_knn.py`` has such a case).
 
 Tree: the points of a graph are split at the median of their widest coordinate until a node holds
 at most :data:`LEAF` points (or only coincident ones). Query: depth first, nearer child first; a

@@ -35,9 +35,8 @@ from gnnu.detectors import load_detector
 from gnnu.events import Event, Hits, Truth
 from gnnu.graph.build import SUB_BLOCK, BuildOptions, build_dataset, make_graphs
 from gnnu.graph.config import load_graph_config
-from gnnu.graph.cellgrid import knn_compiled
 from gnnu.graph.edges import KnnEdges, build_edges, knn_edges, view_groups
-from gnnu.graph.knn import _counts, graph_pointers
+from gnnu.graph.knn import _knn_numba
 from gnnu.graph.features import node_table
 from gnnu.io.hitfile import write_hits
 
@@ -88,12 +87,7 @@ def _tree_knn(nodes, k: int) -> np.ndarray:
     """The numba backend's per-view kNN with the k-d tree on every graph (no cell grid)."""
     group = view_groups(nodes)
     perm = np.argsort(group, kind="stable")
-    pos = np.ascontiguousarray(nodes.pos[perm], np.float64)
-    ptr = graph_pointers(group[perm], len(pos))
-    count, sizes = _counts(ptr, k, False)
-    edges = np.empty((2, int(np.dot(count, sizes))), np.int64)
-    knn_compiled(pos, ptr, k, False, edges, False)
-    return perm[edges]
+    return perm[_knn_numba(nodes.pos[perm], k, group[perm], False, grid=False)]
 
 
 def _median_rate(fn, n: int, repeats: int) -> tuple[float, list[float]]:
@@ -130,6 +124,10 @@ def main():
         print(describe())
         print(f"\n{args.events} synthetic track+shower events, hits per event median "
               f"{np.median(n_hits):.0f}; graph config '{cfg.name}'; {args.repeats} repeats, medians\n")
+        t0 = time.perf_counter()
+        make_graphs(events[:8], det, cfg)      # load or compile the kNN kernels (grid and tree)
+        print(f"  warm-up (8 events, loading or compiling the kernels): "
+              f"{time.perf_counter() - t0:.1f} s")
         rows = []
 
         def core():

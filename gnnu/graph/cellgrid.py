@@ -19,8 +19,8 @@ query's count-th distance. Points outside that square are at least ``g`` away (t
 the square's edge, less a rounding margin), so only candidates inside the certified disc
 ``d² < g²`` count (a square reaching every border of the grid certifies every point). While
 gathered, their squared distances are counted in :data:`RINGS` equal-area rings of the disc; the
-rings up to the one holding the count-th candidate give a short list (about count + 3 points on
-detector views), ranked exactly by (d², index) with branch-free comparisons. Too few candidates in
+rings up to the one holding the count-th candidate give a short list (the count-th candidate's
+ring holds only a few more), ranked exactly by (d², index) with branch-free comparisons. Too few candidates in
 the disc: R grows and the square is gathered again.
 
 Ranking by d² equals ranking by sqrt(d²) except where two different d² round to one distance;
@@ -52,16 +52,19 @@ _BIG = 1e308
 
 @jit
 def _layout(px, py):
-    """(x0, y0, cell side, cells in x, cells in y, mean own-cell occupancy) of the grid."""
+    """(x0, y0, cell side, cells in x, cells in y, mean own-cell occupancy, points per cell
+    [≥ cells in x × y; the first that many entries count]) of the grid."""
     n = len(px)
     x0, x1, y0, y1 = px.min(), px.max(), py.min(), py.max()
     wx, wy = x1 - x0, y1 - y0
     w = max(wx, wy)
+    occ = np.empty(CELLS_PER_POINT * n + 2, np.int64)
     if not w > 0.0:
-        return x0, y0, 1.0, 1, 1, float(n)
+        occ[0] = n
+        return x0, y0, 1.0, 1, 1, float(n), occ
     h = max(np.sqrt(wx * wy / n), w / n)
-    occ = np.zeros(CELLS_PER_POINT * n + 2, np.int64)
     gx, gy, mean = 1, 1, float(n)
+    occ[0] = n
     for _ in range(64):
         nx, ny = int(wx / h) + 1, int(wy / h) + 1
         if nx * ny > CELLS_PER_POINT * n + 1:
@@ -75,9 +78,9 @@ def _layout(px, py):
             s2 += occ[c] * occ[c]
         mean = s2 / n
         if mean <= OCCUPANCY + 1.0:
-            return x0, y0, h, gx, gy, mean
+            return x0, y0, h, gx, gy, mean, occ
         h *= 0.5
-    return x0, y0, h * 2.0, gx, gy, mean
+    return x0, y0, h * 2.0, gx, gy, mean, occ
 
 
 @jit(inline="always")
@@ -104,17 +107,17 @@ def _exact(cd, cj, c, count, within, bd, bj):
 
 
 @jit
-def _grid_group(px, py, count, include_self, x0, y0, h, gx, gy, src, first, base):
-    """Neighbours of the points ``px, py`` of one graph on the grid (x0, y0, h, gx, gy):
-    point i's ``count`` neighbours go to ``src[first + i·count …]`` as ``base + index``."""
+def _grid_group(px, py, count, include_self, x0, y0, h, gx, gy, occ, src, first, base):
+    """Neighbours of the points ``px, py`` of one graph on the grid (x0, y0, h, gx, gy; ``occ``
+    its points per cell): point i's ``count`` neighbours go to ``src[first + i·count …]`` as
+    ``base + index``."""
     n = len(px)
     start = np.zeros(gx * gy + 1, np.int64)
     cell = np.empty(n, np.int64)
     for i in range(n):
         cell[i] = _cell(px[i], py[i], x0, y0, h, gx, gy)
-        start[cell[i] + 1] += 1
     for c in range(gx * gy):
-        start[c + 1] += start[c]
+        start[c + 1] = start[c] + occ[c]
     order = np.empty(n, np.int64)
     fill = start[:-1].copy()
     for i in range(n):
@@ -235,10 +238,10 @@ def knn_compiled(pos, ptr, k, include_self, edges, grid):
         crowded = True
         if grid:
             px, py = pos[s:e, 0].copy(), pos[s:e, 1].copy()
-            x0, y0, h, gx, gy, mean = _layout(px, py)
+            x0, y0, h, gx, gy, mean, occ = _layout(px, py)
             crowded = mean > CROWDED
             if not crowded:
-                _grid_group(px, py, count, include_self, x0, y0, h, gx, gy, src, out, s)
+                _grid_group(px, py, count, include_self, x0, y0, h, gx, gy, occ, src, out, s)
         if crowded:
             tree_group(pos[s:e], count, include_self, src, out, s)
             on_tree += 1

@@ -139,7 +139,8 @@ def _centres(ptr: np.ndarray, k: int, include_self: bool) -> tuple[np.ndarray, n
 
 
 # -- numba --------------------------------------------------------------------------------------
-def _knn_numba(pos: np.ndarray, k: int, batch, include_self: bool) -> np.ndarray:
+def _knn_numba(pos: np.ndarray, k: int, batch, include_self: bool, grid: bool = True) -> np.ndarray:
+    """``grid=False``: the k-d tree for 2-D points too (benchmarks compare the two)."""
     from .cellgrid import knn_compiled
 
     if pos.ndim != 2:
@@ -148,10 +149,10 @@ def _knn_numba(pos: np.ndarray, k: int, batch, include_self: bool) -> np.ndarray
     if not np.isfinite(pos).all():
         raise ValueError("pos must be finite for the numba kNN backend")
     ptr = graph_pointers(batch, len(pos))
-    count, _ = _counts(ptr, k, include_self)
-    edges = np.empty((2, int(np.dot(count, np.diff(ptr)))), np.int64)
+    count, sizes = _counts(ptr, k, include_self)
+    edges = np.empty((2, int(np.dot(count, sizes))), np.int64)
     if edges.shape[1]:
-        knn_compiled(pos, ptr, k, include_self, edges, pos.shape[1] == 2)
+        knn_compiled(pos, ptr, k, include_self, edges, grid and pos.shape[1] == 2)
     return edges
 
 

@@ -121,7 +121,7 @@ def test_numba_in_higher_dimensions_and_degenerate_clouds():
         np.testing.assert_array_equal(knn(p, 5, None, backend="numba"), reference_knn(p, 5, None, False))
 
 
-def test_auto_picks_the_compiled_tree_for_positions_and_scipy_for_features(monkeypatch):
+def test_auto_picks_the_compiled_search_for_every_dimension_on_the_cpu(monkeypatch):
     import gnnu.graph.knn as mod
 
     calls = []
@@ -132,7 +132,47 @@ def test_auto_picks_the_compiled_tree_for_positions_and_scipy_for_features(monke
     knn(np.zeros((10, 3)), 2)
     knn(torch.zeros(10, 2), 2)
     knn(np.zeros((10, 8)), 2)
-    assert calls == ["_knn_numba", "_knn_numba", "_knn_scipy"]
+    knn(torch.zeros(10, 64), 2)
+    assert calls == ["_knn_numba"] * 4
+
+
+@pytest.mark.parametrize("include_self", [False, True])
+@pytest.mark.parametrize("dim", [4, 7, 16, 64])
+def test_brute_force_equals_the_reference_in_learnt_and_feature_spaces(dim, include_self):
+    """4–8 coordinates (GravNet's learnt space): the exact bucketed brute force, identical to the
+    float64 reference in order too; more (dynamic EdgeConv's features): the matrix-product
+    distances re-ranked exactly, identical here (random points have no near-ties). Graphs
+    smaller than k + the candidate margin, and of one point, included."""
+    pos, batch = _points([300, 700, 20, 9, 1], dim, seed=dim)
+    p32 = pos.astype(np.float32)
+    for p, ref in ((pos, pos), (torch.from_numpy(p32), p32.astype(np.float64))):
+        got = knn(p, 16, batch, include_self=include_self, backend="numba")
+        np.testing.assert_array_equal(got, reference_knn(ref, 16, batch, include_self))
+
+
+def test_exact_brute_force_keeps_the_lower_index_at_ties():
+    """A 4-D integer lattice: distances tie everywhere, the k-th place included; the bucketed
+    brute force takes the lower index, as the reference and the k-d tree do."""
+    grid = np.stack(np.meshgrid(*[np.arange(4.0)] * 4, indexing="ij"), -1).reshape(-1, 4)
+    got = knn(grid, 10, None, backend="numba")
+    np.testing.assert_array_equal(got, reference_knn(grid, 10, None, False))
+
+
+def test_matmul_brute_force_is_centred_against_a_shared_offset():
+    """float32 features sharing a large offset (a cluster ~8 from the origin, spread 1e-4): the
+    product's rounding (~1e-7 × |p|² ≈ 6e-6) would swamp the squared distances (~1e-7) and pick
+    neighbours at random without the centring; with it, the chosen neighbours' exact distances
+    equal the float64 reference's to 1e-5 (only near-ties may swap) and each list is ordered."""
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(1, 64))
+    pos = (base + 1e-4 * rng.normal(size=(400, 64))).astype(np.float32)   # a tight cluster
+    got = knn(torch.from_numpy(pos), 8, None, backend="numba")
+    ref = reference_knn(pos.astype(np.float64), 8, None, False)
+    p = pos.astype(np.float64)
+    d = lambda e: np.linalg.norm(p[e[0]] - p[e[1]], axis=1).reshape(-1, 8)
+    dg, dr = d(got), d(ref)
+    assert np.all(np.diff(dg, axis=1) >= 0)
+    np.testing.assert_allclose(dg, dr, rtol=1e-5)
 
 
 def test_types_and_devices_follow_the_input():

@@ -5,17 +5,18 @@
 the graphs of a batch. Backends:
 
 - ``torch_cluster``: ``torch_cluster.knn`` (optional extra, a source build); fast on CPU and CUDA.
-- ``numba``: gnnu's own compiled search per graph (CPU; numpy in, numpy out): a cell grid for
-  2-D points (:mod:`gnnu.graph.cellgrid`, the view plane of gnnu-build), a k-d tree otherwise
-  (:mod:`gnnu.graph.kdtree`); finite coordinates only.
+- ``numba``: gnnu's own compiled search per graph (CPU; numpy or CPU tensor in, numpy out): a
+  cell grid for 2-D points (:mod:`gnnu.graph.cellgrid`, the view plane of gnnu-build), a k-d tree
+  for 1-D and 3-D (:mod:`gnnu.graph.kdtree`), an exact brute force up to 8-D (GravNet's learnt
+  space) and a brute force on matrix-product distances, re-ranked exactly, beyond (the feature
+  spaces of dynamic EdgeConv; :mod:`gnnu.graph.bruteforce` says where it can differ: near-ties
+  within float32 rounding); finite coordinates only.
 - ``scipy``: one ``scipy.spatial.cKDTree`` per graph (CPU); numpy in, numpy out.
 - ``torch``: batched brute force in pure torch on the input's device (CPU or GPU); graphs are
   padded into blocks of at most ``block_size`` pairwise distances, so memory stays bounded.
 
 ``backend='auto'`` uses torch-cluster when importable, else the torch brute force for tensors on
-a GPU, else numba for points of at most :data:`TREE_MAX_DIM` coordinates and scipy for more
-(feature-space kNN of dynamic models, where either tree is a slow brute force). The result has
-the input's kind (numpy array or tensor, same device).
+a GPU, else numba.
 
 The result is the same for every backend (up to floating-point rounding of distances, which
 matters only for near-ties): edges are grouped by centre in ascending order, and each centre's
@@ -35,7 +36,7 @@ import numpy as np
 
 #: Backends accepted by :func:`knn`.
 BACKENDS = ("auto", "numba", "scipy", "torch", "torch_cluster")
-#: ``auto`` takes the numba k-d tree up to this many coordinates per point.
+#: The numba backend takes the grid or k-d tree up to this many coordinates per point.
 TREE_MAX_DIM = 3
 
 
@@ -72,12 +73,15 @@ def knn(pos, k: int, batch=None, include_self: bool = False, backend: str = "aut
         elif is_tensor and pos.device.type != "cpu":
             backend = "torch"
         else:
-            backend = "numba" if pos.ndim == 2 and pos.shape[1] <= TREE_MAX_DIM else "scipy"
+            backend = "numba"
     if backend in ("numba", "scipy"):
-        p = pos.detach().cpu().numpy() if is_tensor else pos
-        b = None if batch is None else (batch.detach().cpu().numpy() if is_tensor else batch)
-        run = _knn_numba if backend == "numba" else _knn_scipy
-        edges = run(np.asarray(p), int(k), b, include_self)
+        b = None if batch is None else (batch if isinstance(batch, np.ndarray)
+                                        else batch.detach().cpu().numpy())
+        if backend == "numba":
+            edges = _knn_numba(pos, int(k), b, include_self)
+        else:
+            p = pos.detach().cpu().numpy() if is_tensor else pos
+            edges = _knn_scipy(np.asarray(p), int(k), b, include_self)
         if is_tensor:
             import torch
             return torch.from_numpy(edges).to(pos.device)
@@ -139,20 +143,42 @@ def _centres(ptr: np.ndarray, k: int, include_self: bool) -> tuple[np.ndarray, n
 
 
 # -- numba --------------------------------------------------------------------------------------
-def _knn_numba(pos: np.ndarray, k: int, batch, include_self: bool, grid: bool = True) -> np.ndarray:
-    """``grid=False``: the k-d tree for 2-D points too (benchmarks compare the two)."""
+def _knn_numba(pos, k: int, batch, include_self: bool, grid: bool = True) -> np.ndarray:
+    """``pos``: numpy array or CPU tensor. Up to 3 coordinates the cell grid (2-D) or the k-d
+    tree (``grid=False``: the tree for 2-D points too; benchmarks compare the two); up to
+    :data:`~gnnu.graph.bruteforce.EXACT_MAX_DIM` the exact brute force; beyond, the brute force on
+    matrix-product distances (:mod:`gnnu.graph.bruteforce`)."""
+    from . import bruteforce
     from .cellgrid import knn_compiled
 
     if pos.ndim != 2:
         raise ValueError(f"pos must have shape [N, D], got {list(pos.shape)}")
-    pos = np.ascontiguousarray(pos, dtype=np.float64)
+    dim = pos.shape[1]
+    tensor = None
+    if not isinstance(pos, np.ndarray):
+        tensor, pos = pos, pos.detach().cpu().numpy()
     if not np.isfinite(pos).all():
         raise ValueError("pos must be finite for the numba kNN backend")
     ptr = graph_pointers(batch, len(pos))
     count, sizes = _counts(ptr, k, include_self)
     edges = np.empty((2, int(np.dot(count, sizes))), np.int64)
-    if edges.shape[1]:
-        knn_compiled(pos, ptr, k, include_self, edges, grid and pos.shape[1] == 2)
+    if not edges.shape[1]:
+        return edges
+    if dim <= TREE_MAX_DIM:
+        knn_compiled(np.ascontiguousarray(pos, dtype=np.float64), ptr, k, include_self, edges,
+                     grid and dim == 2)
+        return edges
+    edges[1] = np.repeat(np.arange(len(pos)), np.repeat(count, sizes))
+    if dim <= bruteforce.EXACT_MAX_DIM:
+        bruteforce.knn_exact(np.ascontiguousarray(pos, dtype=np.float64), ptr, count, include_self,
+                             edges[0])
+    else:
+        import torch
+
+        p = tensor.detach().cpu() if tensor is not None else torch.from_numpy(pos)
+        if p.dtype not in (torch.float32, torch.float64):
+            p = p.float()
+        bruteforce.knn_matmul(p.contiguous(), ptr, count, include_self, edges[0])
     return edges
 
 

@@ -39,7 +39,7 @@ from torch.nn import functional as F
 
 from ..registry import register_model
 from .base import GraphInputs, GraphModel, Shortcut, readout_width
-from .ops import NeighbourTable, activation, gather_max, neighbour_table, segment_max
+from .ops import NeighbourTable, activation, edge_max, neighbour_table, segment_max
 
 
 class EdgeConv(nn.Module):
@@ -67,24 +67,23 @@ class EdgeConv(nn.Module):
     def reset_parameters(self):
         self.lin.reset_parameters()
 
-    def node_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """u = (Θ₁ − Θ₂)x + b and v = Θ₂x, each [N, C_out], from one matmul."""
+    def node_terms(self, x: Tensor) -> Tensor:
+        """[u | v] [N, 2 C_out] with u = (Θ₁ − Θ₂)x + b and v = Θ₂x, from one matmul."""
         w1, w2 = self.lin.weight.split(self.in_channels, dim=1)
         bias = torch.cat([self.lin.bias, torch.zeros_like(self.lin.bias)])
-        u, v = F.linear(x, torch.cat([w1 - w2, w2], dim=0), bias).split(self.out_channels, dim=1)
-        return u, v
+        return F.linear(x, torch.cat([w1 - w2, w2], dim=0), bias)
 
     def forward(self, x: Tensor, edge_index: Tensor, table: NeighbourTable | None = None) -> Tensor:
         n = x.size(0)
-        u, v = self.node_terms(x)
+        uv = self.node_terms(x)
         if table is None:
             table = neighbour_table(edge_index, n)
         if table is not None:
-            vmax, has_edges = gather_max(v, table), table.has_edges
-        else:
-            src, dst = edge_index[0], edge_index[1]
-            vmax = segment_max(v.index_select(0, src), dst, n)
-            has_edges = torch.zeros(n, 1, dtype=torch.bool, device=x.device).index_fill_(0, dst, True)
+            return self.act(edge_max(uv, table))
+        u, v = uv.split(self.out_channels, dim=1)
+        src, dst = edge_index[0], edge_index[1]
+        vmax = segment_max(v.index_select(0, src), dst, n)
+        has_edges = torch.zeros(n, 1, dtype=torch.bool, device=x.device).index_fill_(0, dst, True)
         return self.act(torch.where(has_edges, u + vmax, torch.zeros_like(u)))
 
     def extra_repr(self) -> str:

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from ..registry import register_model
 from .base import GraphInputs, GraphModel, readout_width
-from .ops import KNNGraph, activation, segment_max, segment_mean
+from .ops import KNNGraph, activation, gravnet_aggregate, neighbour_table, segment_mean
 
 
 class GravNetConv(nn.Module):
@@ -73,12 +73,13 @@ class GravNetConv(nn.Module):
     def forward(self, x: Tensor, batch: Tensor | None) -> Tensor:
         n = x.size(0)
         s, edge_index = self.graph(x, batch)
-        src, dst = edge_index[0], edge_index[1]
         f = self.lin_f(x)
-        d2 = (s.index_select(0, src) - s.index_select(0, dst)).pow(2).sum(dim=1, keepdim=True)
-        msg = f.index_select(0, src) * torch.exp(-self.weight_scale * d2)
-        agg = torch.cat([x, segment_mean(msg, dst, n), segment_max(msg, dst, n)], dim=1)
-        return self.act(self.lin_out(agg))
+        table = neighbour_table(edge_index, n, max_padding=float("inf"))
+        if table is not None:
+            mean, mx = gravnet_aggregate(s, f, table, self.weight_scale)
+        else:                                     # no edges (graphs of one node)
+            mean = mx = torch.zeros_like(f)
+        return self.act(self.lin_out(torch.cat([x, mean, mx], dim=1)))
 
 
 @dataclass(frozen=True)

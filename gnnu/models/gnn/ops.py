@@ -21,12 +21,16 @@ the model's arithmetic.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from ...graph.knn import knn
+from . import kernels
 
 
 def segment_sum(src: Tensor, index: Tensor, size: int) -> Tensor:
@@ -43,7 +47,14 @@ def segment_mean(src: Tensor, index: Tensor, size: int) -> Tensor:
 
 
 def segment_max(src: Tensor, index: Tensor, size: int) -> Tensor:
-    """Per-channel maximum of the rows of ``src`` [M, C] per segment → [size, C] (0 if empty)."""
+    """Per-channel maximum of the rows of ``src`` [M, C] per segment → [size, C] (0 if empty).
+
+    On the CPU with a sorted ``index`` (a batch vector, edges grouped by target) and float32/64
+    rows this is one compiled pass (:func:`~gnnu.models.gnn.kernels.segment_max_forward`) whose
+    backward sends each gradient to the arg-max row, as :func:`gather_max` does."""
+    if _compiled(src) and src.dim() == 2 and index.numel() and bool((index[1:] >= index[:-1]).all()):
+        ptr = torch.searchsorted(index, torch.arange(size + 1, device=index.device))
+        return _SegmentMax.apply(src, ptr)
     idx = index.view((-1,) + (1,) * (src.dim() - 1)).expand_as(src)
     return src.new_zeros((size,) + src.shape[1:]).scatter_reduce_(
         0, idx, src, reduce="amax", include_self=False)
@@ -97,9 +108,163 @@ class _GatherMax(torch.autograd.Function):
         return g[:-1], None
 
 
+class _GatherMaxCompiled(torch.autograd.Function):
+    """:class:`_GatherMax` in compiled CPU kernels: no [N, K, C] temporary (see kernels)."""
+
+    @staticmethod
+    def forward(ctx, v: Tensor, index: Tensor) -> Tensor:
+        v = v.detach().contiguous()
+        out = torch.empty((index.size(0), v.size(1)), dtype=v.dtype)
+        arg = torch.empty((index.size(0), v.size(1)), dtype=torch.int32)
+        kernels.gather_max_forward(v.numpy(), index.contiguous().numpy(), out.numpy(), arg.numpy())
+        ctx.save_for_backward(arg)
+        ctx.n = v.size(0)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (arg,) = ctx.saved_tensors
+        g = grad.new_zeros(ctx.n, grad.size(1))
+        kernels.scatter_arg_backward(grad.contiguous().numpy(), arg.numpy(), g.numpy())
+        return g, None
+
+
+class _EdgeMaxCompiled(torch.autograd.Function):
+    """u + max over the table of v (0 where a target has no edge), compiled; see edge_max."""
+
+    @staticmethod
+    def forward(ctx, uv: Tensor, index: Tensor) -> Tensor:
+        uv = uv.detach().contiguous()
+        c = uv.size(1) // 2
+        out = uv.new_empty(index.size(0), c)
+        arg = torch.empty((index.size(0), c), dtype=torch.int32)
+        kernels.edge_max_forward(uv.numpy(), index.contiguous().numpy(), out.numpy(), arg.numpy())
+        ctx.save_for_backward(arg)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (arg,) = ctx.saved_tensors
+        guv = grad.new_empty(grad.size(0), 2 * grad.size(1))
+        kernels.edge_max_backward(grad.contiguous().numpy(), arg.numpy(), guv.numpy())
+        return guv, None
+
+
+def edge_max(uv: Tensor, table: NeighbourTable) -> Tensor:
+    """EdgeConv's aggregation ``u_i + max_{j∈N(i)} v_j`` [N, C] over the table's neighbours, with
+    ``uv`` = [u | v] [N, 2C] (one matrix product gives both); 0 for targets without edges (PyG's
+    max aggregation of an empty set). Compiled on the CPU (one pass, no [N, K, C] temporary, no
+    copy of the halves), :func:`gather_max` elsewhere."""
+    if _compiled(uv):
+        return _EdgeMaxCompiled.apply(uv, table.index)
+    u, v = uv.chunk(2, dim=1)
+    return torch.where(table.has_edges, u + gather_max(v, table), torch.zeros_like(u))
+
+
+class _GravNetAggregate(torch.autograd.Function):
+    """GravNet's distance-weighted mean and max over a neighbour table, compiled (see
+    :func:`gravnet_aggregate`)."""
+
+    @staticmethod
+    def forward(ctx, s: Tensor, f: Tensor, index: Tensor, scale: float):
+        s, f = s.detach().contiguous(), f.detach().contiguous()
+        index = index.contiguous()
+        n, k = index.shape
+        mean, mx = f.new_empty(n, f.size(1)), f.new_empty(n, f.size(1))
+        arg = torch.empty((n, f.size(1)), dtype=torch.int32)
+        w, inv_count = s.new_empty(n, k), s.new_empty(n)
+        sc = np.asarray(scale, dtype=s.numpy().dtype)[()]
+        kernels.gravnet_forward(s.numpy(), f.numpy(), index.numpy(), sc, mean.numpy(), mx.numpy(),
+                                arg.numpy(), w.numpy(), inv_count.numpy())
+        ctx.save_for_backward(s, f, index, w, inv_count, arg)
+        ctx.scale = sc
+        return mean, mx
+
+    @staticmethod
+    def backward(ctx, gmean: Tensor, gmx: Tensor):
+        s, f, index, w, inv_count, arg = ctx.saved_tensors
+        n = index.size(0)
+        ptr, target, slot = kernels.reverse_table(index.numpy(), n)
+        coef, ds, df = torch.empty_like(w), torch.empty_like(s), torch.empty_like(f)
+        kernels.gravnet_backward(s.numpy(), f.numpy(), index.numpy(), ctx.scale, w.numpy(),
+                                 inv_count.numpy(), arg.numpy(), gmean.contiguous().numpy(),
+                                 gmx.contiguous().numpy(), ptr, target, slot, coef.numpy(),
+                                 ds.numpy(), df.numpy())
+        return ds, df, None, None
+
+
+def gravnet_aggregate(s: Tensor, f: Tensor, table: NeighbourTable, scale: float) -> tuple[Tensor, Tensor]:
+    """GravNet's messages ``w_ij f_j`` with ``w_ij = exp(−scale ‖s_i − s_j‖²)``, averaged and
+    maxed over each node's table neighbours: (mean, max), each [N, F]; zeros for a node without
+    neighbours. s [N, S] learnt coordinates, f [N, F] features. Compiled on the CPU (no per-edge
+    temporaries, one pass each way), per-edge torch operations elsewhere."""
+    if _compiled(f) and s.dtype == f.dtype:
+        return _GravNetAggregate.apply(s, f, table.index, float(scale))
+    n = f.size(0)
+    valid = table.index < n                                        # [N, K]
+    idx = table.index.clamp(max=n - 1)
+    d2 = (s[idx] - s.unsqueeze(1)).pow(2).sum(-1)                 # [N, K]
+    msg = f[idx] * torch.exp(-scale * d2).unsqueeze(-1)           # [N, K, F]
+    count = valid.sum(1, keepdim=True)
+    mean = (msg * valid.unsqueeze(-1)).sum(1) / count.clamp(min=1)
+    mx = msg.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(1)
+    mx = torch.where(count > 0, mx, torch.zeros_like(mx))
+    return mean, mx
+
+
+class _SegmentMax(torch.autograd.Function):
+    """Channel-wise maximum per run ``ptr`` of rows (compiled); backward to the arg-max row."""
+
+    @staticmethod
+    def forward(ctx, src: Tensor, ptr: Tensor) -> Tensor:
+        src = src.detach().contiguous()
+        out = torch.empty((ptr.numel() - 1, src.size(1)), dtype=src.dtype)
+        arg = torch.empty((ptr.numel() - 1, src.size(1)), dtype=torch.int32)
+        kernels.segment_max_forward(src.numpy(), ptr.numpy(), out.numpy(), arg.numpy())
+        ctx.save_for_backward(arg)
+        ctx.n = src.size(0)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (arg,) = ctx.saved_tensors
+        g = grad.new_zeros(ctx.n, grad.size(1))
+        kernels.scatter_arg_backward(grad.contiguous().numpy(), arg.numpy(), g.numpy())
+        return g, None
+
+
+#: Switch for the compiled CPU kernels (:func:`compiled_kernels`); on by default.
+_KERNELS = {"numba": True}
+
+
+@contextmanager
+def compiled_kernels(enabled: bool, kinds: tuple[str, ...] = ("numba",)):
+    """Within the block, use (or not) the compiled CPU kernels; tests and benchmarks compare the
+    two paths with it. Tracing, scripting, ``torch.compile`` and dispatch modes (FLOP counting,
+    export) always take the torch path, which they can see."""
+    before = dict(_KERNELS)
+    _KERNELS.update({kind: enabled for kind in kinds})
+    try:
+        yield
+    finally:
+        _KERNELS.update(before)
+
+
+def _compiled(t: Tensor, kind: str = "numba") -> bool:
+    """Whether ``t`` goes to the compiled CPU kernels: float32/64 on the CPU, kernels enabled,
+    not inside tracing, ``torch.compile`` or a dispatch mode."""
+    return (_KERNELS[kind] and t.device.type == "cpu"
+            and t.dtype in (torch.float32, torch.float64)
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and _get_current_dispatch_mode() is None)
+
+
 def gather_max(v: Tensor, table: NeighbourTable) -> Tensor:
     """Per target the channel-wise maximum of ``v`` [N, C] over its table neighbours → [N, C];
-    −∞ for targets without edges (mask them with ``table.has_edges``)."""
+    −∞ for targets without edges (mask them with ``table.has_edges``). On the CPU (float32/64)
+    a compiled kernel (:mod:`gnnu.models.gnn.kernels`); elsewhere a dense gather + max."""
+    if _compiled(v):
+        return _GatherMaxCompiled.apply(v, table.index)
     if torch.is_grad_enabled() and v.requires_grad:
         return _GatherMax.apply(v, table.index)
     padded = torch.cat([v, v.new_full((1, v.size(1)), float("-inf"))])

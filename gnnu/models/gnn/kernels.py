@@ -1,0 +1,287 @@
+"""Compiled CPU kernels for the GNN operators (numba; numpy arrays in and out).
+
+On the CPU, torch runs a neighbourhood reduction as a gather that materialises one row per edge
+([E, C] with E = k·N) and then reduces it: at k = 16 and C = 256 that is ~400 MB written and
+read per EdgeConv block of a batch of 8 DUNE-like events, and it was most of a training step's
+time (BENCHMARKS.md, "GNN training on the CPU"). These kernels read each neighbour's row where it
+lies and write only the [N, C] result, in parallel over nodes (``prange``, numba's threads):
+
+- :func:`gather_max_forward` / :func:`scatter_arg_backward`: per target the channel-wise maximum
+  over a padded neighbour table, with the arg-max source per channel; the backward adds each
+  gradient to its arg-max source (channels split among the threads: no write conflicts).
+  :func:`edge_max_forward` adds EdgeConv's per-node term in the same pass.
+- :func:`segment_max_forward`: channel-wise maximum per run of rows (global max pooling over a
+  sorted batch), with the arg-max row.
+- :func:`gravnet_forward` / :func:`gravnet_backward`: GravNet's distance-weighted mean and max
+  over a neighbour table, and their gradients (per target, then per source through
+  :func:`reverse_table`: again no write conflicts).
+
+The kNN of the dynamic layers is compiled too, in :mod:`gnnu.graph.bruteforce`.
+
+Kernels only see float32/float64 and int arrays; callers (:mod:`gnnu.models.gnn.ops`) fall back to
+torch for other dtypes and for tensors on a GPU.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+from ..._jit import jit
+
+@jit(parallel=True, fastmath=False, boundscheck=False)
+def gather_max_forward(v, index, out, arg):
+    """``out[i, c] = max_s v[index[i, s], c]`` over the slots s of row i, and ``arg[i, c]`` the
+    source giving it (the first slot at ties); slots holding ``len(v)`` or more are padding.
+    A row without a valid slot gets −∞ and ``arg = len(v)``. v [M, C], index [N, K] int64,
+    out [N, C] (v's dtype), arg [N, C] int32."""
+    n, k = index.shape
+    nv, c = v.shape
+    for i in prange(n):
+        o = out[i]
+        a = arg[i]
+        for ch in range(c):
+            o[ch] = -np.inf
+            a[ch] = nv
+        for s in range(k):
+            j = index[i, s]
+            if j >= nv:
+                continue
+            row = v[j]
+            jj = np.int32(j)
+            for ch in range(c):
+                x = row[ch]
+                better = x > o[ch]
+                o[ch] = x if better else o[ch]
+                a[ch] = jj if better else a[ch]
+
+
+@jit(parallel=True, fastmath=False, boundscheck=False)
+def edge_max_forward(uv, index, out, arg):
+    """EdgeConv's aggregation on uv [N, 2C] = [u | v]: ``out[i] = u[i] + max_s v[index[i, s]]``
+    (channel-wise; 0 for a row without a valid slot), ``arg`` the arg-max source per channel as in
+    :func:`gather_max_forward`. index [N, K] int64, out [N, C], arg [N, C] int32."""
+    n, k = index.shape
+    c = out.shape[1]
+    for i in prange(n):
+        o = out[i]
+        a = arg[i]
+        for ch in range(c):
+            o[ch] = -np.inf
+            a[ch] = n
+        found = False
+        for s in range(k):
+            j = index[i, s]
+            if j >= n:
+                continue
+            found = True
+            row = uv[j, c:]
+            jj = np.int32(j)
+            for ch in range(c):
+                x = row[ch]
+                better = x > o[ch]
+                o[ch] = x if better else o[ch]
+                a[ch] = jj if better else a[ch]
+        ui = uv[i, :c]
+        if found:
+            for ch in range(c):
+                o[ch] += ui[ch]
+        else:
+            for ch in range(c):
+                o[ch] = 0.0
+
+
+@jit(parallel=True, boundscheck=False)
+def edge_max_backward(grad, arg, guv):
+    """Gradient of :func:`edge_max_forward` with respect to uv, into guv [N, 2C] (overwritten):
+    ``grad`` [N, C] to the u half of rows with edges, and to the v half of each channel's arg-max
+    source (channels split among the threads)."""
+    n, c = grad.shape
+    for i in prange(n):
+        has = arg[i, 0] < n
+        for ch in range(c):
+            guv[i, ch] = grad[i, ch] if has else 0.0
+            guv[i, c + ch] = 0.0
+    parts = min(numba.get_num_threads(), c)
+    for t in prange(parts):
+        c0 = t * c // parts
+        c1 = (t + 1) * c // parts
+        for i in range(n):
+            gi = grad[i]
+            ai = arg[i]
+            for ch in range(c0, c1):
+                j = ai[ch]
+                if j < n:
+                    guv[j, c + ch] += gi[ch]
+
+
+@jit(parallel=True, boundscheck=False)
+def scatter_arg_backward(grad, arg, g):
+    """``g[arg[i, c], c] += grad[i, c]`` for every i, c with ``arg[i, c] < len(g)``; the channels
+    are split among the threads, so no two threads write one element. grad [N, C],
+    arg [N, C] int32, g [M, C] (zeroed by the caller)."""
+    n, c = grad.shape
+    m = g.shape[0]
+    parts = min(numba.get_num_threads(), c)
+    for t in prange(parts):
+        c0 = t * c // parts
+        c1 = (t + 1) * c // parts
+        for i in range(n):
+            gi = grad[i]
+            ai = arg[i]
+            for ch in range(c0, c1):
+                j = ai[ch]
+                if j < m:
+                    g[j, ch] += gi[ch]
+
+
+@jit(parallel=True, boundscheck=False)
+def segment_max_forward(h, ptr, out, arg):
+    """Per run ``ptr[b]:ptr[b+1]`` of rows of h [N, C]: the channel-wise maximum into out [B, C]
+    and its row (the first at ties) into arg [B, C] int32; an empty run gives 0 and ``arg = N``."""
+    nb = len(ptr) - 1
+    n, c = h.shape
+    for b in prange(nb):
+        o = out[b]
+        a = arg[b]
+        s, e = ptr[b], ptr[b + 1]
+        if s >= e:
+            for ch in range(c):
+                o[ch] = 0.0
+                a[ch] = n
+            continue
+        for ch in range(c):
+            o[ch] = h[s, ch]
+            a[ch] = s
+        for r in range(s + 1, e):
+            row = h[r]
+            rr = np.int32(r)
+            for ch in range(c):
+                x = row[ch]
+                better = x > o[ch]
+                o[ch] = x if better else o[ch]
+                a[ch] = rr if better else a[ch]
+
+
+@jit(parallel=True, fastmath=False, boundscheck=False)
+def gravnet_forward(s, f, index, scale, mean, mx, arg, w, inv_count):
+    """GravNet's aggregation over a padded neighbour table (see :mod:`gnnu.models.gnn.gravnet`):
+    ``w[i, t] = exp(−scale · Σ_c (s[j, c] − s[i, c])²)`` for the neighbour ``j = index[i, t]``,
+    ``mean[i] = Σ_t w[i, t] f[j] / n_i`` and ``mx[i] = max_t w[i, t] f[j]`` (channel-wise; the
+    slot giving it in ``arg``), where n_i counts the valid slots (``index < N``); a node without
+    any gets zeros and ``inv_count = 0``. s [N, S], f [N, F], index [N, K] int64; outputs mean,
+    mx [N, F], arg [N, F] int32, w [N, K], inv_count [N] (s's dtype)."""
+    n, k = index.shape
+    dim = s.shape[1]
+    c = f.shape[1]
+    for i in prange(n):
+        me = mean[i]
+        mi = mx[i]
+        ai = arg[i]
+        for ch in range(c):
+            me[ch] = 0.0
+            mi[ch] = -np.inf
+            ai[ch] = -1
+        cnt = 0
+        for t in range(k):
+            j = index[i, t]
+            if j >= n:
+                w[i, t] = 0.0
+                continue
+            d2 = scale * 0.0   # s's dtype (the caller passes scale in it)
+            for cc in range(dim):
+                diff = s[j, cc] - s[i, cc]
+                d2 += diff * diff
+            wij = np.exp(-scale * d2)
+            w[i, t] = wij
+            cnt += 1
+            fj = f[j]
+            tt = np.int32(t)
+            for ch in range(c):
+                m = fj[ch] * wij
+                me[ch] += m
+                better = m > mi[ch]
+                mi[ch] = m if better else mi[ch]
+                ai[ch] = tt if better else ai[ch]
+        if cnt:
+            inv = 1.0 / cnt
+            inv_count[i] = inv
+            for ch in range(c):
+                me[ch] *= inv
+        else:
+            inv_count[i] = 0.0
+            for ch in range(c):
+                mi[ch] = 0.0
+
+
+@jit(boundscheck=False)
+def reverse_table(index, n):
+    """The edges of a padded neighbour table grouped by source: (ptr [n + 1], target [E],
+    slot [E]) with source j's edges at ``ptr[j]:ptr[j + 1]`` (targets ascending)."""
+    rows, k = index.shape
+    ptr = np.zeros(n + 1, np.int64)
+    for i in range(rows):
+        for t in range(k):
+            j = index[i, t]
+            if j < n:
+                ptr[j + 1] += 1
+    for j in range(n):
+        ptr[j + 1] += ptr[j]
+    fill = ptr[:-1].copy()
+    target = np.empty(ptr[n], np.int64)
+    slot = np.empty(ptr[n], np.int32)
+    for i in range(rows):
+        for t in range(k):
+            j = index[i, t]
+            if j < n:
+                target[fill[j]] = i
+                slot[fill[j]] = t
+                fill[j] += 1
+    return ptr, target, slot
+
+
+@jit(parallel=True, fastmath=False, boundscheck=False)
+def gravnet_backward(s, f, index, scale, w, inv_count, arg, gmean, gmx, ptr, target, slot,
+                     coef, ds, df):
+    """Gradients of :func:`gravnet_forward` with respect to s and f (into ds [N, S] and df [N, F],
+    overwritten) from those of mean and mx (gmean, gmx [N, F]). Two passes without write
+    conflicts: per target i (its share of ds, and ``coef[i, t]`` = ∂loss/∂d²), then per source j
+    over its edges (``ptr``, ``target``, ``slot`` from :func:`reverse_table`: df and its share
+    of ds)."""
+    n, k = index.shape
+    dim = s.shape[1]
+    c = f.shape[1]
+    for i in prange(n):
+        for cc in range(dim):
+            ds[i, cc] = 0.0
+        for t in range(k):
+            j = index[i, t]
+            if j >= n:
+                coef[i, t] = 0.0
+                continue
+            dw = scale * 0.0   # s's dtype (the caller passes scale in it)
+            for ch in range(c):
+                g = gmean[i, ch] * inv_count[i]
+                if arg[i, ch] == t:
+                    g += gmx[i, ch]
+                dw += g * f[j, ch]
+            cf = dw * (-scale) * w[i, t]
+            coef[i, t] = cf
+            for cc in range(dim):
+                ds[i, cc] -= 2.0 * cf * (s[j, cc] - s[i, cc])
+    for j in prange(n):
+        for ch in range(c):
+            df[j, ch] = 0.0
+        for e in range(ptr[j], ptr[j + 1]):
+            i = target[e]
+            t = slot[e]
+            wij = w[i, t]
+            for ch in range(c):
+                g = gmean[i, ch] * inv_count[i]
+                if arg[i, ch] == t:
+                    g += gmx[i, ch]
+                df[j, ch] += wij * g
+            cf = coef[i, t]
+            for cc in range(dim):
+                ds[j, cc] += 2.0 * cf * (s[j, cc] - s[i, cc])

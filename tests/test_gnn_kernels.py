@@ -1,0 +1,114 @@
+"""The compiled CPU kernels of the GNN operators (gnnu.models.gnn.kernels) against the torch
+path they replace: same values and gradients, with padded neighbour tables, nodes without
+neighbours, ties and both float precisions; FLOP counting and tracing never see them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gnnu.models.gnn.ops import (compiled_kernels, edge_max, gather_max, gravnet_aggregate,
+                                 neighbour_table, segment_max)
+
+
+def _table(rng, n: int, k: int, empty: int = 3):
+    """A kNN-like edge set: k sources per target (some repeated), the last ``empty`` targets
+    without edges, so the table holds padding."""
+    src = rng.integers(0, n, size=(n - empty) * k)
+    dst = np.repeat(np.arange(n - empty), k)
+    keep = rng.random(len(src)) > 0.2                       # uneven in-degrees → padded slots
+    edge_index = torch.tensor(np.stack([src[keep], dst[keep]]), dtype=torch.long)
+    return neighbour_table(edge_index, n, max_padding=float("inf"))
+
+
+def _both(fn, *inputs):
+    """fn(*inputs) and the gradients of a random projection of it, compiled and in torch."""
+    results = []
+    for enabled in (True, False):
+        xs = [x.detach().clone().requires_grad_() for x in inputs]
+        with compiled_kernels(enabled):
+            out = fn(*xs)
+        outs = out if isinstance(out, tuple) else (out,)
+        gen = torch.Generator().manual_seed(1)
+        loss = sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype)).sum() for o in outs)
+        grads = torch.autograd.grad(loss, xs)
+        results.append(([o.detach() for o in outs], grads))
+    return results
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_edge_max_equals_the_torch_path(dtype):
+    rng = np.random.default_rng(0)
+    n, c = 60, 7
+    table = _table(rng, n, 6)
+    uv = torch.from_numpy(rng.normal(size=(n, 2 * c))).to(dtype)
+    (out_a, g_a), (out_b, g_b) = _both(lambda x: edge_max(x, table), uv)
+    assert torch.equal(out_a[0], out_b[0])
+    assert torch.all(out_a[0][-3:] == 0)                   # targets without edges
+    torch.testing.assert_close(g_a[0], g_b[0])
+
+
+def test_edge_max_ties_send_the_gradient_to_one_source():
+    """Two sources with equal v: the value is their maximum and the gradient goes to one of them
+    (a valid subgradient), in both paths the same one (the first slot)."""
+    index_edges = torch.tensor([[1, 2, 0], [0, 0, 1]])
+    table = neighbour_table(index_edges, 3, max_padding=float("inf"))
+    uv = torch.tensor([[0.0, 5.0], [0.0, 2.0], [0.0, 2.0]])
+    (out_a, g_a), (out_b, g_b) = _both(lambda x: edge_max(x, table), uv)
+    assert out_a[0][0, 0] == 2.0
+    torch.testing.assert_close(g_a[0], g_b[0])
+    assert (g_a[0][1:, 1] != 0).sum() == 1
+
+
+def test_gather_and_segment_max_equal_the_torch_path():
+    rng = np.random.default_rng(1)
+    table = _table(rng, 50, 5)
+    v = torch.from_numpy(rng.normal(size=(50, 9)).astype(np.float32))
+    (a, ga), (b, gb) = _both(lambda x: gather_max(x, table).clamp_min(-1e30), v)
+    assert torch.equal(a[0], b[0])
+    torch.testing.assert_close(ga[0], gb[0])
+    batch = torch.tensor([0] * 20 + [2] * 30)               # graph 1 is empty
+    (a, ga), (b, gb) = _both(lambda x: segment_max(x, batch, 3), v)
+    assert torch.equal(a[0], b[0]) and torch.all(a[0][1] == 0)
+    torch.testing.assert_close(ga[0], gb[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gravnet_aggregate_equals_the_torch_path(dtype):
+    rng = np.random.default_rng(2)
+    n = 40
+    table = _table(rng, n, 5)
+    s = torch.from_numpy(rng.normal(size=(n, 3)) * 0.3).to(dtype)
+    f = torch.from_numpy(rng.normal(size=(n, 6))).to(dtype)
+    (out_a, g_a), (out_b, g_b) = _both(lambda s_, f_: gravnet_aggregate(s_, f_, table, 10.0), s, f)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
+    for x, y in zip(out_a, out_b):
+        torch.testing.assert_close(x, y, **tol)
+    assert torch.all(out_a[0][-3:] == 0) and torch.all(out_a[1][-3:] == 0)
+    for x, y in zip(g_a, g_b):
+        torch.testing.assert_close(x, y, **tol)
+
+
+def test_compiled_gravnet_gradient_passes_gradcheck():
+    rng = np.random.default_rng(3)
+    table = _table(rng, 12, 3, empty=1)
+    s = torch.from_numpy(rng.normal(size=(12, 2)) * 0.3).requires_grad_()
+    f = torch.from_numpy(rng.normal(size=(12, 4))).requires_grad_()
+    assert torch.autograd.gradcheck(lambda s_, f_: gravnet_aggregate(s_, f_, table, 10.0), (s, f))
+
+
+def test_kernels_are_off_for_other_dtypes_and_dispatch_modes():
+    """bf16 takes the torch path; under FlopCounterMode (a dispatch mode) too, so FLOPs are
+    counted on the operations the torch path would run."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from gnnu.models.gnn import ops
+
+    rng = np.random.default_rng(4)
+    table = _table(rng, 20, 4)
+    x = torch.from_numpy(rng.normal(size=(20, 6)).astype(np.float32))
+    assert ops._compiled(x) and not ops._compiled(x.bfloat16())
+    with FlopCounterMode(display=False):
+        assert not ops._compiled(x)
+    edge_max(x.bfloat16(), table)                          # runs (torch path)

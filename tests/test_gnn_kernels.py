@@ -112,3 +112,17 @@ def test_kernels_are_off_for_other_dtypes_and_dispatch_modes():
     with FlopCounterMode(display=False):
         assert not ops._compiled(x)
     edge_max(x.bfloat16(), table)                          # runs (torch path)
+
+
+def test_global_pooling_equals_the_torch_path():
+    """mean, max and sum in one compiled pass (values and gradients), an empty graph included."""
+    from gnnu.models.gnn import GlobalPooling
+
+    rng = np.random.default_rng(5)
+    h = torch.from_numpy(rng.normal(size=(45, 8)))
+    batch = torch.tensor([0] * 15 + [1] * 25 + [3] * 5)
+    pool = GlobalPooling(("mean", "max", "sum"))
+    (a, ga), (b, gb) = _both(lambda x: pool(x, batch, 4), h)
+    torch.testing.assert_close(a[0], b[0])
+    assert torch.all(a[0][2] == 0)
+    torch.testing.assert_close(ga[0], gb[0])

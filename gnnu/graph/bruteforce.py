@@ -15,7 +15,7 @@ float64.
   missed. In the learnt 4-D space of GravNet this beats the k-d tree, whose per-point descent and
   branches cost more than scanning a bucket (BENCHMARKS.md).
 - :func:`knn_matmul` (more coordinates): squared distances of a graph's points, centred on their
-  mean, from one matrix product, ``|p_i|² + |p_j|² − 2 p_i·p_j`` in the points' precision (what
+  mean, from matrix products (tiles, each pair once: the product is symmetric), ``|p_i|² + |p_j|² − 2 p_i·p_j`` in the points' precision (what
   DGCNN does, there without centring); per query the ``count +`` :data:`MARGIN` smallest are kept
   and re-ranked by the exact float64 distance. The result equals the exact one unless more than
   MARGIN points lie within the product's rounding of a query's count-th squared distance — about
@@ -170,78 +170,136 @@ def knn_exact(pos: np.ndarray, ptr: np.ndarray, count: np.ndarray, include_self:
 
 
 def knn_matmul(pos, ptr: np.ndarray, count: np.ndarray, include_self: bool, src: np.ndarray,
-               rows_per_block: int = 1024) -> None:
+               tile: int = 512) -> None:
     """Neighbours by brute force on matrix-product distances (module docstring): pos [N, D] a
-    float32/64 CPU tensor, the rest as :func:`knn_exact`. Rows are taken ``rows_per_block`` at a
-    time, so memory stays at rows × graph size."""
+    float32/64 CPU tensor, the rest as :func:`knn_exact`.
+
+    The product is symmetric, so it is computed by tiles of ``tile`` points, each pair of tiles
+    once and read for the rows of both (half the arithmetic of the full product). The diagonal
+    tiles come first: hits stored near each other are usually near in feature space too, so each
+    query's list fills with close candidates early and later tiles are mostly rejected block by
+    block. Memory: the candidate sets [n, count + MARGIN] of the graph at hand and one tile."""
     import torch
 
     exact = pos.detach().double().contiguous()
+    exact_np = exact.numpy()
     first = _first(ptr, count)
     for g in range(len(ptr) - 1):
         s, e = int(ptr[g]), int(ptr[g + 1])
-        cnt = int(count[g])
+        n, cnt = e - s, int(count[g])
         if cnt <= 0:
             continue
-        want = min(cnt + MARGIN, e - s - (0 if include_self else 1))
+        want = min(cnt + MARGIN, n - (0 if include_self else 1))
         # centred on the graph's mean: the product's rounding scales with |p|², not with the
         # distances, so an offset shared by the points would otherwise swamp them
         pg = (exact[s:e] - exact[s:e].mean(0)).to(pos.dtype)
-        sq = (pg * pg).sum(1)
-        for r0 in range(0, e - s, rows_per_block):
-            r1 = min(e - s, r0 + rows_per_block)
-            with torch.autocast("cpu", enabled=False):       # distances in pos's precision
-                d2 = torch.addmm(sq[None, :] + sq[r0:r1, None], pg[r0:r1], pg.t(), alpha=-2.0)
-            cand = np.empty((r1 - r0, want), np.int64)
-            _select_rows(d2.numpy(), s, r0, want, include_self, cand)
-            out = src[first[s + r0]:first[s + r0] + (r1 - r0) * cnt].reshape(r1 - r0, cnt)
-            _rerank_rows(exact.numpy(), cand, s + r0, cnt, out)
+        sq = (pg * pg).sum(1).numpy()
+        heap_d = np.empty((n, want), dtype=sq.dtype)
+        heap_j = np.empty((n, want), np.int64)
+        size = np.zeros(n, np.int64)
+        starts = list(range(0, n, tile))
+        with torch.autocast("cpu", enabled=False):         # distances in pos's precision
+            for diag in range(len(starts)):
+                for a in range(len(starts) - diag):
+                    i0, j0 = starts[a], starts[a + diag]
+                    i1, j1 = min(n, i0 + tile), min(n, j0 + tile)
+                    prod = torch.mm(pg[i0:i1], pg[j0:j1].t())
+                    dot = prod.numpy()
+                    _update(dot, sq, i0, j0, include_self, heap_d, heap_j, size)
+                    if diag:                              # the same tile for the rows of j
+                        _update(prod.t().contiguous().numpy(), sq, j0, i0, include_self,
+                                heap_d, heap_j, size)
+        out = src[first[s]:first[s] + n * cnt].reshape(n, cnt)
+        _rerank(exact_np[s:e], heap_j, cnt, s, out)
 
 
-@jit(fastmath=True, boundscheck=False)
-def _block_min(row, b0, b1):
-    """min(row[b0:b1]) for finite rows, vectorised (fastmath: no NaN semantics needed)."""
-    lo = row[b0]
-    for t in range(b0 + 1, b1):
-        lo = min(lo, row[t])
-    return lo
+#: fastmath flags of :func:`_update`: no NaN (finite inputs are checked), so the block minimum
+#: vectorises; infinities keep their meaning (an unfilled list holds +inf).
+_FAST = {"nnan", "nsz", "reassoc", "contract"}
 
 
-@jit(parallel=True, boundscheck=False)
-def _select_rows(d2, base, row0, want, include_self, cand):
-    """:func:`_select` for rows ``row0 …`` of a graph starting at ``base`` (row i is query
-    ``base + row0 + i``, whose own column is ``row0 + i``)."""
-    rows, m = d2.shape
-    for i in prange(rows):
-        me = row0 + i
-        best_d = np.full(want, np.inf, dtype=d2.dtype)
-        best_j = np.full(want, np.int64(m))
-        row = d2[i]
-        last = want - 1
-        filled = 0
-        for b0 in range(0, m, BLOCK):
-            b1 = min(m, b0 + BLOCK)
-            if _block_min(row, b0, b1) > best_d[last]:
-                continue
+@jit(inline="always", boundscheck=False)
+def _heap_push(hd, hj, size, d, j):
+    """Add (d, j) to the max-heap ``h*[:size]`` ordered by (d, j); returns the new size."""
+    c = size
+    while c > 0:
+        p = (c - 1) // 2
+        if hd[p] > d or (hd[p] == d and hj[p] > j):
+            break
+        hd[c] = hd[p]
+        hj[c] = hj[p]
+        c = p
+    hd[c] = d
+    hj[c] = j
+    return size + 1
+
+
+@jit(inline="always", boundscheck=False)
+def _heap_replace_top(hd, hj, size, d, j):
+    """Replace the largest (d, j) of the full max-heap ``h*[:size]`` by a smaller (d, j)."""
+    c = 0
+    while True:
+        left = 2 * c + 1
+        if left >= size:
+            break
+        m = left
+        right = left + 1
+        if right < size and (hd[right] > hd[left] or (hd[right] == hd[left] and hj[right] > hj[left])):
+            m = right
+        if hd[m] < d or (hd[m] == d and hj[m] < j):
+            break
+        hd[c] = hd[m]
+        hj[c] = hj[m]
+        c = m
+    hd[c] = d
+    hj[c] = j
+
+
+@jit(parallel=True, boundscheck=False, fastmath=_FAST)
+def _update(dot, sq, i0, j0, include_self, heap_d, heap_j, size):
+    """Offer the candidates of one tile to the candidate sets of its rows: row r of dot [R, C]
+    (products of point ``i0 + r`` with points ``j0 …`` of the graph) updates the max-heap
+    ``heap_*[i0 + r, :size[i0 + r]]`` of its ``want`` smallest (squared distance
+    ``sq_i + sq_j − 2·dot``, index) so far; a block of :data:`BLOCK` candidates is skipped when
+    its smallest distance cannot enter. The heaps are unordered sets with their largest on top
+    (the order comes from the exact re-rank)."""
+    rows, cols = dot.shape
+    want = heap_d.shape[1]
+    for r in prange(rows):
+        i = i0 + r
+        hd = heap_d[i]
+        hj = heap_j[i]
+        k = size[i]
+        sq_i = sq[i]
+        row = dot[r]
+        for b0 in range(0, cols, BLOCK):
+            b1 = min(cols, b0 + BLOCK)
+            if k == want:
+                lo = np.inf
+                for t in range(b0, b1):
+                    lo = min(lo, sq_i + sq[j0 + t] - (row[t] + row[t]))
+                if lo > hd[0]:
+                    continue
             for t in range(b0, b1):
-                d = row[t]
-                if d > best_d[last] or (t == me and not include_self):
+                d = sq_i + sq[j0 + t] - (row[t] + row[t])
+                j = j0 + t
+                if j == i and not include_self:
                     continue
-                if d == best_d[last] and t >= best_j[last]:
-                    continue
-                filled = _insert(best_d, best_j, filled, last, d, t)
-        for r in range(want):
-            cand[i, r] = base + best_j[r]
+                if k < want:
+                    k = _heap_push(hd, hj, k, d, j)
+                elif d < hd[0] or (d == hd[0] and j < hj[0]):
+                    _heap_replace_top(hd, hj, want, d, j)
+        size[i] = k
 
 
 @jit(parallel=True, boundscheck=False)
-def _rerank_rows(pos, cand, row0, count, out):
-    """Per row i (query point ``row0 + i``, global): the ``count`` nearest of its candidates
-    ``cand[i]`` by the exact float64 distance, ascending (distance, index), into ``out[i]``."""
-    rows, want = cand.shape
+def _rerank(pos, cand, count, base, out):
+    """Per point i of one graph pos [n, D] float64: the ``count`` nearest of its candidates
+    ``cand[i]`` (local indices) by the exact float64 distance, ascending (distance, index), into
+    ``out[i]`` as global indices (``base`` + local)."""
+    n, want = cand.shape
     dim = pos.shape[1]
-    for i in prange(rows):
-        q = row0 + i
+    for i in prange(n):
         best_d = np.full(count, np.inf)
         best_j = np.full(count, np.int64(-1))
         last = count - 1
@@ -250,11 +308,11 @@ def _rerank_rows(pos, cand, row0, count, out):
             j = cand[i, r]
             d2 = 0.0
             for c in range(dim):
-                diff = pos[j, c] - pos[q, c]
+                diff = pos[j, c] - pos[i, c]
                 d2 += diff * diff
             d = np.sqrt(d2)
             if filled > last and (d > best_d[last] or (d == best_d[last] and j >= best_j[last])):
                 continue
             filled = _insert(best_d, best_j, filled, last, d, j)
         for r in range(count):
-            out[i, r] = best_j[r]
+            out[i, r] = base + best_j[r]

@@ -10,8 +10,9 @@ lies and write only the [N, C] result, in parallel over nodes (``prange``, numba
   over a padded neighbour table, with the arg-max source per channel; the backward adds each
   gradient to its arg-max source (channels split among the threads: no write conflicts).
   :func:`edge_max_forward` adds EdgeConv's per-node term in the same pass.
-- :func:`segment_max_forward`: channel-wise maximum per run of rows (global max pooling over a
-  sorted batch), with the arg-max row.
+- :func:`segment_max_forward`: channel-wise maximum per run of rows (a sorted index), with the
+  arg-max row; :func:`segment_pool_forward` / :func:`segment_pool_backward`: global sum, mean and
+  max pooling over a sorted batch in one pass each way.
 - :func:`gravnet_forward` / :func:`gravnet_backward`: GravNet's distance-weighted mean and max
   over a neighbour table, and their gradients (per target, then per source through
   :func:`reverse_table`: again no write conflicts).
@@ -134,6 +135,52 @@ def scatter_arg_backward(grad, arg, g):
                 j = ai[ch]
                 if j < m:
                     g[j, ch] += gi[ch]
+
+
+@jit(parallel=True, boundscheck=False)
+def segment_pool_forward(h, ptr, total, mean, mx, arg):
+    """Per run ``ptr[b]:ptr[b+1]`` of rows of h [N, C] (a graph of a sorted batch), in one pass:
+    the channel-wise sum, mean and maximum into total, mean, mx [B, C], and the maximum's row
+    (the first at ties) into arg [B, C] int32; an empty run gives zeros and ``arg = N``."""
+    nb = len(ptr) - 1
+    n, c = h.shape
+    for b in prange(nb):
+        s, e = ptr[b], ptr[b + 1]
+        for ch in range(c):
+            total[b, ch] = 0.0
+            mx[b, ch] = -np.inf if e > s else 0.0
+            arg[b, ch] = n
+        for r in range(s, e):
+            row = h[r]
+            rr = np.int32(r)
+            for ch in range(c):
+                x = row[ch]
+                total[b, ch] += x
+                better = x > mx[b, ch]
+                mx[b, ch] = x if better else mx[b, ch]
+                arg[b, ch] = rr if better else arg[b, ch]
+        inv = 1.0 / max(e - s, 1)
+        for ch in range(c):
+            mean[b, ch] = total[b, ch] * inv
+
+
+@jit(parallel=True, boundscheck=False)
+def segment_pool_backward(ptr, gsum, gmean, gmx, arg, gh):
+    """Gradient of :func:`segment_pool_forward` with respect to h, into gh [N, C] (overwritten):
+    each row of run b gets ``gsum[b] + gmean[b] / n_b``, and the arg-max row of each channel
+    ``gmx[b]`` too; runs are independent (parallel over runs, no write conflicts)."""
+    nb = len(ptr) - 1
+    c = gh.shape[1]
+    for b in prange(nb):
+        s, e = ptr[b], ptr[b + 1]
+        inv = 1.0 / max(e - s, 1)
+        for r in range(s, e):
+            for ch in range(c):
+                gh[r, ch] = gsum[b, ch] + gmean[b, ch] * inv
+        for ch in range(c):
+            a = arg[b, ch]
+            if a < e:
+                gh[a, ch] += gmx[b, ch]
 
 
 @jit(parallel=True, boundscheck=False)

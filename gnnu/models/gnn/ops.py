@@ -250,6 +250,44 @@ def compiled_kernels(enabled: bool, kinds: tuple[str, ...] = ("numba",)):
         _KERNELS.update(before)
 
 
+class _SegmentPool(torch.autograd.Function):
+    """Sum, mean and max per run ``ptr`` of rows, one compiled pass each way."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor, ptr: Tensor):
+        h = h.detach().contiguous()
+        nb, c = ptr.numel() - 1, h.size(1)
+        total, mean, mx = (h.new_empty(nb, c) for _ in range(3))
+        arg = torch.empty((nb, c), dtype=torch.int32)
+        kernels.segment_pool_forward(h.numpy(), ptr.numpy(), total.numpy(), mean.numpy(),
+                                     mx.numpy(), arg.numpy())
+        ctx.save_for_backward(ptr, arg)
+        ctx.n = h.size(0)
+        return total, mean, mx
+
+    @staticmethod
+    def backward(ctx, gsum: Tensor, gmean: Tensor, gmx: Tensor):
+        ptr, arg = ctx.saved_tensors
+        gh = gsum.new_empty(ctx.n, gsum.size(1))
+        kernels.segment_pool_backward(ptr.numpy(), gsum.contiguous().numpy(),
+                                      gmean.contiguous().numpy(), gmx.contiguous().numpy(),
+                                      arg.numpy(), gh.numpy())
+        return gh, None
+
+
+def segment_pool(h: Tensor, batch: Tensor, size: int) -> dict[str, Tensor] | None:
+    """{"sum", "mean", "max"} of the rows of h [N, C] per graph of a sorted ``batch`` [N] (each
+    [size, C]; zeros for an empty graph) in one compiled pass, or None where the compiled kernels
+    do not apply (the caller then uses :func:`segment_sum` and friends)."""
+    if not (_compiled(h) and h.dim() == 2 and batch.numel() == h.size(0)):
+        return None
+    if batch.numel() and not bool((batch[1:] >= batch[:-1]).all()):
+        return None
+    ptr = torch.searchsorted(batch, torch.arange(size + 1, device=batch.device))
+    total, mean, mx = _SegmentPool.apply(h, ptr)
+    return {"sum": total, "mean": mean, "max": mx}
+
+
 def _compiled(t: Tensor, kind: str = "numba") -> bool:
     """Whether ``t`` goes to the compiled CPU kernels: float32/64 on the CPU, kernels enabled,
     not inside tracing, ``torch.compile`` or a dispatch mode."""

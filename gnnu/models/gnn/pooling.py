@@ -6,7 +6,8 @@ For graph g with node set V_g and node features h_i ∈ R^C:
 
 Several modes are concatenated in the order given: output [B, C · n_modes]. Each is invariant
 under any permutation of the nodes within a graph. An empty graph pools to zeros.
-Scatter reductions use torch's native ``scatter_reduce`` / ``index_add`` (no torch-scatter).
+Scatter reductions use torch's native ``scatter_reduce`` / ``index_add`` (no torch-scatter); on the
+CPU all modes come from one compiled pass over the nodes (:func:`~gnnu.models.gnn.ops.segment_pool`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .ops import segment_max, segment_mean, segment_sum
+from .ops import segment_max, segment_mean, segment_pool, segment_sum
 
 _REDUCE = {"mean": segment_mean, "max": segment_max, "sum": segment_sum}
 
@@ -41,6 +42,9 @@ class GlobalPooling(nn.Module):
         return channels * len(self.modes)
 
     def forward(self, h: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+        pooled = segment_pool(h, batch, num_graphs)      # one compiled pass on the CPU
+        if pooled is not None:
+            return torch.cat([pooled[m] for m in self.modes], dim=-1)
         return torch.cat([_REDUCE[m](h, batch, num_graphs) for m in self.modes], dim=-1)
 
     def extra_repr(self) -> str:

@@ -39,7 +39,8 @@ from torch.nn import functional as F
 
 from ..registry import register_model
 from .base import GraphInputs, GraphModel, Shortcut, readout_width
-from .ops import NeighbourTable, activation, edge_max, neighbour_table, segment_max
+from .ops import (NeighbourTable, activation, compiled, edge_max, neighbour_table, segment_max,
+                  with_reverse)
 
 
 class EdgeConv(nn.Module):
@@ -135,6 +136,8 @@ class EdgeConvEncoder(nn.Module):
         # one neighbour table for all blocks (dense max, see ops); where in-degrees are too
         # uneven for one, group the edges by target once instead (7x faster scatter max on CPU)
         table = neighbour_table(edge_index, inputs.x.size(0))
+        if table is not None and compiled(inputs.x):
+            table = with_reverse(table)           # shared by the blocks' compiled backward
         if table is None:
             edge_index = edge_index[:, torch.argsort(edge_index[1], stable=True)]
         h = self.input_norm(inputs.x)

@@ -6,13 +6,12 @@ read per EdgeConv block of a batch of 8 DUNE-like events, and it was most of a t
 time (BENCHMARKS.md, "GNN training on the CPU"). These kernels read each neighbour's row where it
 lies and write only the [N, C] result, in parallel over nodes (``prange``, numba's threads):
 
-- :func:`gather_max_forward` / :func:`scatter_arg_backward`: per target the channel-wise maximum
-  over a padded neighbour table, with the arg-max source per channel; the backward adds each
-  gradient to its arg-max source (channels split among the threads: no write conflicts).
-  :func:`edge_max_forward` adds EdgeConv's per-node term in the same pass.
-- :func:`segment_max_forward`: channel-wise maximum per run of rows (a sorted index), with the
-  arg-max row; :func:`segment_pool_forward` / :func:`segment_pool_backward`: global sum, mean and
-  max pooling over a sorted batch in one pass each way.
+- :func:`edge_max_forward` / :func:`edge_max_backward`: EdgeConv's ``u_i + max_j v_j`` over a
+  padded neighbour table, with the arg-max source per channel; the backward gathers, per source,
+  the gradients of the targets whose maximum it gave (through :func:`reverse_table`: no write
+  conflicts, and it vectorises, unlike a scatter).
+- :func:`segment_pool_forward` / :func:`segment_pool_backward`: global sum, mean and max pooling
+  over a sorted batch in one pass each way.
 - :func:`gravnet_forward` / :func:`gravnet_backward`: GravNet's distance-weighted mean and max
   over a neighbour table, and their gradients (per target, then per source through
   :func:`reverse_table`: again no write conflicts).
@@ -25,38 +24,10 @@ torch for other dtypes and for tensors on a GPU.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import prange
 
 from ..._jit import jit
-
-@jit(parallel=True, fastmath=False, boundscheck=False)
-def gather_max_forward(v, index, out, arg):
-    """``out[i, c] = max_s v[index[i, s], c]`` over the slots s of row i, and ``arg[i, c]`` the
-    source giving it (the first slot at ties); slots holding ``len(v)`` or more are padding.
-    A row without a valid slot gets −∞ and ``arg = len(v)``. v [M, C], index [N, K] int64,
-    out [N, C] (v's dtype), arg [N, C] int32."""
-    n, k = index.shape
-    nv, c = v.shape
-    for i in prange(n):
-        o = out[i]
-        a = arg[i]
-        for ch in range(c):
-            o[ch] = -np.inf
-            a[ch] = nv
-        for s in range(k):
-            j = index[i, s]
-            if j >= nv:
-                continue
-            row = v[j]
-            jj = np.int32(j)
-            for ch in range(c):
-                x = row[ch]
-                better = x > o[ch]
-                o[ch] = x if better else o[ch]
-                a[ch] = jj if better else a[ch]
-
 
 @jit(parallel=True, fastmath=False, boundscheck=False)
 def edge_max_forward(uv, index, out, arg):
@@ -94,47 +65,25 @@ def edge_max_forward(uv, index, out, arg):
 
 
 @jit(parallel=True, boundscheck=False)
-def edge_max_backward(grad, arg, guv):
+def edge_max_backward(grad, arg, ptr, target, guv):
     """Gradient of :func:`edge_max_forward` with respect to uv, into guv [N, 2C] (overwritten):
-    ``grad`` [N, C] to the u half of rows with edges, and to the v half of each channel's arg-max
-    source (channels split among the threads)."""
+    ``grad`` [N, C] to the u half of rows with edges; to the v half of source j, the sum of
+    ``grad[i, c]`` over the targets i of its edges (``ptr``, ``target`` from
+    :func:`reverse_table`) whose channel c took its maximum from j. Parallel over sources: each
+    thread writes its own rows, and the reads of neighbouring targets vectorise."""
     n, c = grad.shape
-    for i in prange(n):
-        has = arg[i, 0] < n
+    for j in prange(n):
+        has = arg[j, 0] < n
         for ch in range(c):
-            guv[i, ch] = grad[i, ch] if has else 0.0
-            guv[i, c + ch] = 0.0
-    parts = min(numba.get_num_threads(), c)
-    for t in prange(parts):
-        c0 = t * c // parts
-        c1 = (t + 1) * c // parts
-        for i in range(n):
-            gi = grad[i]
-            ai = arg[i]
-            for ch in range(c0, c1):
-                j = ai[ch]
-                if j < n:
-                    guv[j, c + ch] += gi[ch]
-
-
-@jit(parallel=True, boundscheck=False)
-def scatter_arg_backward(grad, arg, g):
-    """``g[arg[i, c], c] += grad[i, c]`` for every i, c with ``arg[i, c] < len(g)``; the channels
-    are split among the threads, so no two threads write one element. grad [N, C],
-    arg [N, C] int32, g [M, C] (zeroed by the caller)."""
-    n, c = grad.shape
-    m = g.shape[0]
-    parts = min(numba.get_num_threads(), c)
-    for t in prange(parts):
-        c0 = t * c // parts
-        c1 = (t + 1) * c // parts
-        for i in range(n):
-            gi = grad[i]
-            ai = arg[i]
-            for ch in range(c0, c1):
-                j = ai[ch]
-                if j < m:
-                    g[j, ch] += gi[ch]
+            guv[j, ch] = grad[j, ch] if has else 0.0
+            guv[j, c + ch] = 0.0
+        jj = np.int32(j)
+        for e in range(ptr[j], ptr[j + 1]):
+            i = target[e]
+            if e > ptr[j] and i == target[e - 1]:     # a repeated edge: its target counts once
+                continue
+            for ch in range(c):
+                guv[j, c + ch] += grad[i, ch] if arg[i, ch] == jj else 0.0
 
 
 @jit(parallel=True, boundscheck=False)
@@ -181,34 +130,6 @@ def segment_pool_backward(ptr, gsum, gmean, gmx, arg, gh):
             a = arg[b, ch]
             if a < e:
                 gh[a, ch] += gmx[b, ch]
-
-
-@jit(parallel=True, boundscheck=False)
-def segment_max_forward(h, ptr, out, arg):
-    """Per run ``ptr[b]:ptr[b+1]`` of rows of h [N, C]: the channel-wise maximum into out [B, C]
-    and its row (the first at ties) into arg [B, C] int32; an empty run gives 0 and ``arg = N``."""
-    nb = len(ptr) - 1
-    n, c = h.shape
-    for b in prange(nb):
-        o = out[b]
-        a = arg[b]
-        s, e = ptr[b], ptr[b + 1]
-        if s >= e:
-            for ch in range(c):
-                o[ch] = 0.0
-                a[ch] = n
-            continue
-        for ch in range(c):
-            o[ch] = h[s, ch]
-            a[ch] = s
-        for r in range(s + 1, e):
-            row = h[r]
-            rr = np.int32(r)
-            for ch in range(c):
-                x = row[ch]
-                better = x > o[ch]
-                o[ch] = x if better else o[ch]
-                a[ch] = rr if better else a[ch]
 
 
 @jit(parallel=True, fastmath=False, boundscheck=False)

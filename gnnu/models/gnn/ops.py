@@ -47,14 +47,7 @@ def segment_mean(src: Tensor, index: Tensor, size: int) -> Tensor:
 
 
 def segment_max(src: Tensor, index: Tensor, size: int) -> Tensor:
-    """Per-channel maximum of the rows of ``src`` [M, C] per segment → [size, C] (0 if empty).
-
-    On the CPU with a sorted ``index`` (a batch vector, edges grouped by target) and float32/64
-    rows this is one compiled pass (:func:`~gnnu.models.gnn.kernels.segment_max_forward`) whose
-    backward sends each gradient to the arg-max row, as :func:`gather_max` does."""
-    if _compiled(src) and src.dim() == 2 and index.numel() and bool((index[1:] >= index[:-1]).all()):
-        ptr = torch.searchsorted(index, torch.arange(size + 1, device=index.device))
-        return _SegmentMax.apply(src, ptr)
+    """Per-channel maximum of the rows of ``src`` [M, C] per segment → [size, C] (0 if empty)."""
     idx = index.view((-1,) + (1,) * (src.dim() - 1)).expand_as(src)
     return src.new_zeros((size,) + src.shape[1:]).scatter_reduce_(
         0, idx, src, reduce="amax", include_self=False)
@@ -62,10 +55,12 @@ def segment_max(src: Tensor, index: Tensor, size: int) -> Tensor:
 
 class NeighbourTable(NamedTuple):
     """``index`` [N, K] int64: source node of each target's k-th incoming edge, N where the target
-    has fewer than K; ``has_edges`` [N, 1] bool: targets with at least one incoming edge."""
+    has fewer than K; ``has_edges`` [N, 1] bool: targets with at least one incoming edge;
+    ``reverse``: the edges grouped by source, when computed (:func:`with_reverse`)."""
 
     index: Tensor
     has_edges: Tensor
+    reverse: tuple[Tensor, Tensor] | None = None
 
 
 def neighbour_table(edge_index: Tensor, n: int, max_padding: float = 2.0) -> NeighbourTable | None:
@@ -108,46 +103,36 @@ class _GatherMax(torch.autograd.Function):
         return g[:-1], None
 
 
-class _GatherMaxCompiled(torch.autograd.Function):
-    """:class:`_GatherMax` in compiled CPU kernels: no [N, K, C] temporary (see kernels)."""
-
-    @staticmethod
-    def forward(ctx, v: Tensor, index: Tensor) -> Tensor:
-        v = v.detach().contiguous()
-        out = torch.empty((index.size(0), v.size(1)), dtype=v.dtype)
-        arg = torch.empty((index.size(0), v.size(1)), dtype=torch.int32)
-        kernels.gather_max_forward(v.numpy(), index.contiguous().numpy(), out.numpy(), arg.numpy())
-        ctx.save_for_backward(arg)
-        ctx.n = v.size(0)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (arg,) = ctx.saved_tensors
-        g = grad.new_zeros(ctx.n, grad.size(1))
-        kernels.scatter_arg_backward(grad.contiguous().numpy(), arg.numpy(), g.numpy())
-        return g, None
-
-
 class _EdgeMaxCompiled(torch.autograd.Function):
     """u + max over the table of v (0 where a target has no edge), compiled; see edge_max."""
 
     @staticmethod
-    def forward(ctx, uv: Tensor, index: Tensor) -> Tensor:
+    def forward(ctx, uv: Tensor, index: Tensor, rptr: Tensor, rtarget: Tensor) -> Tensor:
         uv = uv.detach().contiguous()
         c = uv.size(1) // 2
         out = uv.new_empty(index.size(0), c)
         arg = torch.empty((index.size(0), c), dtype=torch.int32)
         kernels.edge_max_forward(uv.numpy(), index.contiguous().numpy(), out.numpy(), arg.numpy())
-        ctx.save_for_backward(arg)
+        ctx.save_for_backward(arg, rptr, rtarget)
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        (arg,) = ctx.saved_tensors
+        arg, rptr, rtarget = ctx.saved_tensors
         guv = grad.new_empty(grad.size(0), 2 * grad.size(1))
-        kernels.edge_max_backward(grad.contiguous().numpy(), arg.numpy(), guv.numpy())
-        return guv, None
+        kernels.edge_max_backward(grad.contiguous().numpy(), arg.numpy(), rptr.numpy(),
+                                  rtarget.numpy(), guv.numpy())
+        return guv, None, None, None
+
+
+def with_reverse(table: NeighbourTable) -> NeighbourTable:
+    """The table with its edges also grouped by source (``reverse``: ptr [N + 1], target [E]),
+    which the compiled backward of :func:`edge_max` reads; compute it once for layers that share
+    a table."""
+    if table.reverse is not None:
+        return table
+    ptr, target, _ = kernels.reverse_table(table.index.contiguous().numpy(), table.index.size(0))
+    return table._replace(reverse=(torch.from_numpy(ptr), torch.from_numpy(target)))
 
 
 def edge_max(uv: Tensor, table: NeighbourTable) -> Tensor:
@@ -155,8 +140,8 @@ def edge_max(uv: Tensor, table: NeighbourTable) -> Tensor:
     ``uv`` = [u | v] [N, 2C] (one matrix product gives both); 0 for targets without edges (PyG's
     max aggregation of an empty set). Compiled on the CPU (one pass, no [N, K, C] temporary, no
     copy of the halves), :func:`gather_max` elsewhere."""
-    if _compiled(uv):
-        return _EdgeMaxCompiled.apply(uv, table.index)
+    if compiled(uv):
+        return _EdgeMaxCompiled.apply(uv, table.index, *with_reverse(table).reverse)
     u, v = uv.chunk(2, dim=1)
     return torch.where(table.has_edges, u + gather_max(v, table), torch.zeros_like(u))
 
@@ -198,7 +183,7 @@ def gravnet_aggregate(s: Tensor, f: Tensor, table: NeighbourTable, scale: float)
     maxed over each node's table neighbours: (mean, max), each [N, F]; zeros for a node without
     neighbours. s [N, S] learnt coordinates, f [N, F] features. Compiled on the CPU (no per-edge
     temporaries, one pass each way), per-edge torch operations elsewhere."""
-    if _compiled(f) and s.dtype == f.dtype:
+    if compiled(f) and s.dtype == f.dtype:
         return _GravNetAggregate.apply(s, f, table.index, float(scale))
     n = f.size(0)
     valid = table.index < n                                        # [N, K]
@@ -210,44 +195,6 @@ def gravnet_aggregate(s: Tensor, f: Tensor, table: NeighbourTable, scale: float)
     mx = msg.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(1)
     mx = torch.where(count > 0, mx, torch.zeros_like(mx))
     return mean, mx
-
-
-class _SegmentMax(torch.autograd.Function):
-    """Channel-wise maximum per run ``ptr`` of rows (compiled); backward to the arg-max row."""
-
-    @staticmethod
-    def forward(ctx, src: Tensor, ptr: Tensor) -> Tensor:
-        src = src.detach().contiguous()
-        out = torch.empty((ptr.numel() - 1, src.size(1)), dtype=src.dtype)
-        arg = torch.empty((ptr.numel() - 1, src.size(1)), dtype=torch.int32)
-        kernels.segment_max_forward(src.numpy(), ptr.numpy(), out.numpy(), arg.numpy())
-        ctx.save_for_backward(arg)
-        ctx.n = src.size(0)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (arg,) = ctx.saved_tensors
-        g = grad.new_zeros(ctx.n, grad.size(1))
-        kernels.scatter_arg_backward(grad.contiguous().numpy(), arg.numpy(), g.numpy())
-        return g, None
-
-
-#: Switch for the compiled CPU kernels (:func:`compiled_kernels`); on by default.
-_KERNELS = {"numba": True}
-
-
-@contextmanager
-def compiled_kernels(enabled: bool, kinds: tuple[str, ...] = ("numba",)):
-    """Within the block, use (or not) the compiled CPU kernels; tests and benchmarks compare the
-    two paths with it. Tracing, scripting, ``torch.compile`` and dispatch modes (FLOP counting,
-    export) always take the torch path, which they can see."""
-    before = dict(_KERNELS)
-    _KERNELS.update({kind: enabled for kind in kinds})
-    try:
-        yield
-    finally:
-        _KERNELS.update(before)
 
 
 class _SegmentPool(torch.autograd.Function):
@@ -279,7 +226,7 @@ def segment_pool(h: Tensor, batch: Tensor, size: int) -> dict[str, Tensor] | Non
     """{"sum", "mean", "max"} of the rows of h [N, C] per graph of a sorted ``batch`` [N] (each
     [size, C]; zeros for an empty graph) in one compiled pass, or None where the compiled kernels
     do not apply (the caller then uses :func:`segment_sum` and friends)."""
-    if not (_compiled(h) and h.dim() == 2 and batch.numel() == h.size(0)):
+    if not (compiled(h) and h.dim() == 2 and batch.numel() == h.size(0)):
         return None
     if batch.numel() and not bool((batch[1:] >= batch[:-1]).all()):
         return None
@@ -288,10 +235,27 @@ def segment_pool(h: Tensor, batch: Tensor, size: int) -> dict[str, Tensor] | Non
     return {"sum": total, "mean": mean, "max": mx}
 
 
-def _compiled(t: Tensor, kind: str = "numba") -> bool:
+#: Switch for the compiled CPU kernels (:func:`compiled_kernels`); on by default.
+_KERNELS = {"numba": True}
+
+
+@contextmanager
+def compiled_kernels(enabled: bool):
+    """Within the block, use (or not) the compiled CPU kernels; tests and benchmarks compare the
+    two paths with it. Tracing, scripting, ``torch.compile`` and dispatch modes (FLOP counting,
+    export) always take the torch path, which they can see."""
+    before = _KERNELS["numba"]
+    _KERNELS["numba"] = enabled
+    try:
+        yield
+    finally:
+        _KERNELS["numba"] = before
+
+
+def compiled(t: Tensor) -> bool:
     """Whether ``t`` goes to the compiled CPU kernels: float32/64 on the CPU, kernels enabled,
     not inside tracing, ``torch.compile`` or a dispatch mode."""
-    return (_KERNELS[kind] and t.device.type == "cpu"
+    return (_KERNELS["numba"] and t.device.type == "cpu"
             and t.dtype in (torch.float32, torch.float64)
             and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
             and _get_current_dispatch_mode() is None)
@@ -299,10 +263,8 @@ def _compiled(t: Tensor, kind: str = "numba") -> bool:
 
 def gather_max(v: Tensor, table: NeighbourTable) -> Tensor:
     """Per target the channel-wise maximum of ``v`` [N, C] over its table neighbours → [N, C];
-    −∞ for targets without edges (mask them with ``table.has_edges``). On the CPU (float32/64)
-    a compiled kernel (:mod:`gnnu.models.gnn.kernels`); elsewhere a dense gather + max."""
-    if _compiled(v):
-        return _GatherMaxCompiled.apply(v, table.index)
+    −∞ for targets without edges (mask them with ``table.has_edges``): a dense gather + max (the
+    compiled CPU form is :func:`edge_max`'s)."""
     if torch.is_grad_enabled() and v.requires_grad:
         return _GatherMax.apply(v, table.index)
     padded = torch.cat([v, v.new_full((1, v.size(1)), float("-inf"))])

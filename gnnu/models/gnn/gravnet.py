@@ -36,7 +36,8 @@ from torch import Tensor, nn
 
 from ..registry import register_model
 from .base import GraphInputs, GraphModel, readout_width
-from .ops import KNNGraph, activation, gravnet_aggregate, neighbour_table, segment_mean
+from .ops import (KNNGraph, activation, gravnet_aggregate, neighbour_table, segment_mean,
+                  segment_pool)
 
 
 class GravNetConv(nn.Module):
@@ -132,7 +133,9 @@ class GravNetBlock(nn.Module):
 
     def forward(self, x: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
         if self.global_exchange:
-            x = torch.cat([x, segment_mean(x, batch, num_graphs).index_select(0, batch)], dim=1)
+            pooled = segment_pool(x, batch, num_graphs)   # one compiled pass on the CPU
+            mean = pooled["mean"] if pooled is not None else segment_mean(x, batch, num_graphs)
+            x = torch.cat([x, mean.index_select(0, batch)], dim=1)
         return self.norm(self.conv(self.dense(x), batch))
 
 

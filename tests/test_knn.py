@@ -158,6 +158,16 @@ def test_exact_brute_force_keeps_the_lower_index_at_ties():
     np.testing.assert_array_equal(got, reference_knn(grid, 10, None, False))
 
 
+def test_exact_brute_force_with_more_coincident_points_than_a_bucket():
+    """300 identical 4-D points (bf16-rounded learnt coordinates collapse like this) among 200
+    others: one bucket holds them all; the result still equals the reference."""
+    rng = np.random.default_rng(9)
+    pos = np.concatenate([np.zeros((300, 4)), rng.normal(size=(200, 4))])
+    for include_self in (False, True):
+        np.testing.assert_array_equal(knn(pos, 16, None, include_self, backend="numba"),
+                                      reference_knn(pos, 16, None, include_self))
+
+
 def test_matmul_brute_force_is_centred_against_a_shared_offset():
     """float32 features sharing a large offset (a cluster ~8 from the origin, spread 1e-4): the
     product's rounding (~1e-7 × |p|² ≈ 6e-6) would swamp the squared distances (~1e-7) and pick

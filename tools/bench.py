@@ -14,8 +14,9 @@ and not counted; on a GPU every pass is timed with CUDA events and synchronised)
   bandwidth measured in the same run; "of floor" = measured time / floor time;
 - the data loader: graphs/s of the graph dataset and images/s of each image preset (reading,
   rendering and collating, ``--loader-workers`` processes), i.e. what can feed the models;
-- kNN throughput of each available backend (scipy and torch on the CPU; torch on the GPU;
-  torch-cluster where installed) at 1 000, 3 000 and 10 000 points, k = 16, 2-D.
+- kNN throughput of each available backend (numba, scipy and torch on the CPU; torch on the GPU;
+  torch-cluster where installed) at 1 000, 3 000 and 10 000 points, k = 16, in 2, 4 and 64
+  dimensions (``--knn-dims``).
 
 Events: ``--events`` DUNE-like events from gnnu's simulator (four flavours round-robin, seed
 ``--seed``), built with the default graph config (kNN 16 per view) into a temporary dataset;
@@ -200,24 +201,32 @@ def _as_dict(cfg) -> dict:
 
 
 # -- kNN ------------------------------------------------------------------------------------------
-def bench_knn(device: torch.device, sizes, args) -> list[tuple[str, int, float]]:
-    """(backend on device, points, events/s) of kNN k = 16 on one 2-D event of each size."""
+def bench_knn(device: torch.device, sizes, dims, args) -> list[tuple[str, int, int, float]]:
+    """(backend on device, dimensions, points, events/s) of kNN k = 16 on one event of each size,
+    points normal-distributed in each number of dimensions (2: a detector view; 4: GravNet's learnt
+    space; 64, 128: dynamic EdgeConv's features). scipy and the torch brute force on the CPU are
+    timed up to 3 000 points beyond 2-D (they take seconds there)."""
     rng = np.random.default_rng(0)
     rows = []
-    for n in sizes:
-        pts = (rng.normal(size=(n, 2)) * 50).astype(np.float32)
-        cases = [("scipy (cpu)", lambda p=pts: knn(p, 16, backend="scipy"), torch.device("cpu")),
-                 ("torch (cpu)", lambda p=torch.from_numpy(pts): knn(p, 16, backend="torch"),
-                  torch.device("cpu"))]
-        if device.type == "cuda":
-            g = torch.from_numpy(pts).to(device)
-            cases.append(("torch (cuda)", lambda p=g: knn(p, 16, backend="torch"), device))
-        if has_torch_cluster() and "torch_cluster" in BACKENDS:
-            target = torch.from_numpy(pts).to(device)
-            cases.append((f"torch-cluster ({device.type})",
-                          lambda p=target: knn(p, 16, backend="torch_cluster"), device))
-        for label, fn, dev in cases:
-            rows.append((label, n, 1.0 / statistics.median(timed(fn, dev, args.warmup, args.repeats))))
+    for dim in dims:
+        for n in sizes:
+            pts = (rng.normal(size=(n, dim)) * 50).astype(np.float32)
+            cpu = torch.device("cpu")
+            cases = [("numba (cpu)", lambda p=pts: knn(torch.from_numpy(p), 16, backend="numba"), cpu)]
+            if dim == 2 or n <= 3000:
+                cases += [("scipy (cpu)", lambda p=pts: knn(p, 16, backend="scipy"), cpu),
+                          ("torch (cpu)", lambda p=torch.from_numpy(pts): knn(p, 16, backend="torch"),
+                           cpu)]
+            if device.type == "cuda":
+                g = torch.from_numpy(pts).to(device)
+                cases.append(("torch (cuda)", lambda p=g: knn(p, 16, backend="torch"), device))
+            if has_torch_cluster() and "torch_cluster" in BACKENDS:
+                target = torch.from_numpy(pts).to(device)
+                cases.append((f"torch-cluster ({device.type})",
+                              lambda p=target: knn(p, 16, backend="torch_cluster"), device))
+            for label, fn, dev in cases:
+                rows.append((label, dim, n,
+                             1.0 / statistics.median(timed(fn, dev, args.warmup, args.repeats))))
     return rows
 
 
@@ -238,6 +247,7 @@ def main():
     ap.add_argument("--loader-workers", type=int, default=0)
     ap.add_argument("--matmul-size", type=int, default=2048)
     ap.add_argument("--knn-sizes", default="1000,3000,10000")
+    ap.add_argument("--knn-dims", default="2,4,64", help="dimensions of the kNN table's points")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--data", help="use this graph dataset instead of simulating (train split)")
     args = ap.parse_args()
@@ -287,9 +297,10 @@ def main():
                                args.repeats)
             print(f"| images {preset} (ImageDataset, {args.loader_workers} workers) | {rate:,.0f} |")
     sizes = [int(s) for s in args.knn_sizes.split(",") if s]
-    print("\n| kNN k = 16, 2-D | points | events/s |\n|---|---|---|")
-    for label, n, rate in bench_knn(device, sizes, args):
-        print(f"| {label} | {n:,} | {rate:,.1f} |")
+    dims = [int(s) for s in args.knn_dims.split(",") if s]
+    print("\n| kNN k = 16 | dimensions | points | events/s |\n|---|---|---|---|")
+    for label, dim, n, rate in bench_knn(device, sizes, dims, args):
+        print(f"| {label} | {dim} | {n:,} | {rate:,.1f} |")
 
 
 if __name__ == "__main__":

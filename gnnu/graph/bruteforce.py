@@ -43,7 +43,8 @@ MARGIN = 8
 def _buckets(p, size):
     """Order the points p [n, D] into buckets of at most ``size`` by splitting at the median of
     the widest coordinate (a k-d tree's leaves, without the tree): (order [n], bucket starts
-    [B + 1]) with bucket b = ``order[starts[b]:starts[b+1]]``; coincident points stay together."""
+    [B + 1]) with bucket b = ``order[starts[b]:starts[b+1]]``; coincident points stay together,
+    so a bucket of identical points can hold more than ``size``."""
     n, dim = p.shape
     order = np.arange(n)
     starts = np.empty(n + 1, np.int64)
@@ -98,7 +99,9 @@ def _exact_graph(p, include_self, count, base, src, first):
     lo = np.empty((nb, dim))
     hi = np.empty((nb, dim))
     home = np.empty(n, np.int64)
+    largest = 0                                   # coincident points can overfill a bucket
     for b in range(nb):
+        largest = max(largest, starts[b + 1] - starts[b])
         for c in range(dim):
             lo[b, c] = q_t[c, starts[b]:starts[b + 1]].min()
             hi[b, c] = q_t[c, starts[b]:starts[b + 1]].max()
@@ -107,7 +110,7 @@ def _exact_graph(p, include_self, count, base, src, first):
         i = order[t]
         best_d = np.full(count, np.inf)
         best_j = np.full(count, n, np.int64)
-        buf = np.empty(BLOCK)
+        buf = np.empty(largest)
         q = q_t[:, t].copy()
         last = count - 1
         filled = 0

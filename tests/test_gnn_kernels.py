@@ -112,3 +112,42 @@ def test_global_pooling_equals_the_torch_path():
     torch.testing.assert_close(a[0], b[0])
     assert torch.all(a[0][2] == 0)
     torch.testing.assert_close(ga[0], gb[0])
+
+
+@pytest.mark.parametrize("shortcut", ["batchnorm", "identity"])
+@pytest.mark.parametrize("train", [True, False])
+def test_bn_add_relu_equals_the_modules(shortcut, train):
+    """relu(BN_a(a) + BN_b(b)) compiled == torch's BatchNorm1d modules: values, input and
+    parameter gradients, and the running statistics after the step (train) — BatchNorm's own
+    semantics, momentum update with the unbiased variance included."""
+    from gnnu.models.gnn.ops import bn_add_relu
+
+    rng = np.random.default_rng(6)
+    a0 = torch.from_numpy(rng.normal(1.0, 2.0, size=(300, 12)).astype(np.float32))
+    b0 = torch.from_numpy(rng.normal(-0.5, 1.5, size=(300, 12)).astype(np.float32))
+    results = []
+    for enabled in (True, False):
+        torch.manual_seed(0)
+        bn_a = torch.nn.BatchNorm1d(12)
+        bn_b = torch.nn.BatchNorm1d(12) if shortcut == "batchnorm" else None
+        for bn in filter(None, (bn_a, bn_b)):
+            with torch.no_grad():
+                bn.weight.uniform_(0.5, 1.5), bn.bias.uniform_(-0.3, 0.3)
+                bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2)
+            bn.train(train)
+        a, b = a0.clone().requires_grad_(), b0.clone().requires_grad_()
+        with compiled_kernels(enabled):
+            y = bn_add_relu(a, bn_a, b, bn_b)
+        gen = torch.Generator().manual_seed(1)
+        (y * torch.randn(y.shape, generator=gen)).sum().backward()
+        params = [p.grad for bn in filter(None, (bn_a, bn_b)) for p in (bn.weight, bn.bias)]
+        stats = [t.clone() for bn in filter(None, (bn_a, bn_b))
+                 for t in (bn.running_mean, bn.running_var, bn.num_batches_tracked)]
+        results.append((y.detach(), a.grad, b.grad, params, stats))
+    (ya, gaa, gba, pa, sa), (yb, gab, gbb, pb, sb) = results
+    tol = dict(rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ya, yb, **tol)
+    torch.testing.assert_close(gaa, gab, **tol)
+    torch.testing.assert_close(gba, gbb, **tol)
+    for x, z in zip(pa + sa, pb + sb):
+        torch.testing.assert_close(x, z, **tol)

@@ -39,8 +39,8 @@ from torch.nn import functional as F
 
 from ..registry import register_model
 from .base import GraphInputs, GraphModel, Shortcut, readout_width
-from .ops import (NeighbourTable, activation, compiled, edge_max, neighbour_table, segment_max,
-                  with_reverse)
+from .ops import (NeighbourTable, activation, bn_add_relu, compiled, edge_max, neighbour_table,
+                  segment_max, with_reverse)
 
 
 class EdgeConv(nn.Module):
@@ -101,7 +101,10 @@ class EdgeConvBlock(nn.Module):
         self.shortcut = Shortcut(in_channels, out_channels)
 
     def forward(self, x: Tensor, edge_index: Tensor, table: NeighbourTable | None = None) -> Tensor:
-        return torch.relu(self.norm(self.conv(x, edge_index, table)) + self.shortcut(x))
+        proj = self.shortcut.proj
+        if isinstance(proj, nn.Sequential):                   # Linear + BatchNorm
+            return bn_add_relu(self.conv(x, edge_index, table), self.norm, proj[0](x), proj[1])
+        return bn_add_relu(self.conv(x, edge_index, table), self.norm, x, None)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,9 @@ lies and write only the [N, C] result, in parallel over nodes (``prange``, numba
   conflicts, and it vectorises, unlike a scatter).
 - :func:`segment_pool_forward` / :func:`segment_pool_backward`: global sum, mean and max pooling
   over a sorted batch in one pass each way.
+- :func:`channel_moments`, :func:`scale_add_relu`, :func:`relu_grad_moments` and
+  :func:`bn_relu_backward`: a residual block's closing BatchNorms, sum and ReLU in two passes each
+  way (statistics, then one pass writing), instead of the ten or so of separate torch operations.
 - :func:`gravnet_forward` / :func:`gravnet_backward`: GravNet's distance-weighted mean and max
   over a neighbour table, and their gradients (per target, then per source through
   :func:`reverse_table`: again no write conflicts).
@@ -253,3 +256,77 @@ def gravnet_backward(s, f, index, scale, w, inv_count, arg, gmean, gmx, ptr, tar
             cf = coef[i, t]
             for cc in range(dim):
                 ds[j, cc] += 2.0 * cf * (s[j, cc] - s[i, cc])
+
+
+#: Row chunks of the per-channel reductions: a fixed number (not the thread count), so sums are
+#: taken in the same order whatever the machine, and results do not depend on the threads.
+CHUNKS = 16
+
+
+@jit(parallel=True, boundscheck=False)
+def channel_moments(x, out):
+    """Per channel of x [N, C]: Σx and Σx² into out [2, C] (float64), in :data:`CHUNKS` row
+    chunks added in a fixed order."""
+    n, c = x.shape
+    part = np.zeros((CHUNKS, 2, c))
+    for k in prange(CHUNKS):
+        for r in range(k * n // CHUNKS, (k + 1) * n // CHUNKS):
+            for ch in range(c):
+                v = np.float64(x[r, ch])
+                part[k, 0, ch] += v
+                part[k, 1, ch] += v * v
+    for ch in range(c):
+        out[0, ch] = 0.0
+        out[1, ch] = 0.0
+    for k in range(CHUNKS):
+        for ch in range(c):
+            out[0, ch] += part[k, 0, ch]
+            out[1, ch] += part[k, 1, ch]
+
+
+@jit(parallel=True, fastmath=False, boundscheck=False)
+def scale_add_relu(a, sa, ta, b, sb, tb, y):
+    """y = max(0, a·sa + ta + b·sb + tb) per channel (the affine maps of two BatchNorms, then the
+    residual sum and ReLU, in one pass). a, b, y [N, C]; sa, ta, sb, tb [C]."""
+    n, c = a.shape
+    for r in prange(n):
+        for ch in range(c):
+            v = a[r, ch] * sa[ch] + ta[ch] + (b[r, ch] * sb[ch] + tb[ch])
+            y[r, ch] = v if v > 0.0 else 0.0
+
+
+@jit(parallel=True, boundscheck=False)
+def relu_grad_moments(gy, y, a, b, out):
+    """With g = gy · [y > 0]: per channel Σg, Σg·a and Σg·b into out [3, C] (float64), chunked as
+    :func:`channel_moments`."""
+    n, c = gy.shape
+    part = np.zeros((CHUNKS, 3, c))
+    for k in prange(CHUNKS):
+        for r in range(k * n // CHUNKS, (k + 1) * n // CHUNKS):
+            for ch in range(c):
+                g = np.float64(gy[r, ch]) if y[r, ch] > 0.0 else 0.0
+                part[k, 0, ch] += g
+                part[k, 1, ch] += g * a[r, ch]
+                part[k, 2, ch] += g * b[r, ch]
+    for q in range(3):
+        for ch in range(c):
+            out[q, ch] = 0.0
+    for k in range(CHUNKS):
+        for q in range(3):
+            for ch in range(c):
+                out[q, ch] += part[k, q, ch]
+
+
+@jit(parallel=True, fastmath=False, boundscheck=False)
+def bn_relu_backward(gy, y, a, ka, ca, b, kb, cb, da, db):
+    """Input gradients of y = relu(BN_a(a) + BN_b(b)): with g = gy · [y > 0],
+    ``da = ka·g + ca1·a + ca0`` and ``db = kb·g + cb1·b + cb0`` per channel, the training-mode
+    BatchNorm backward written as one affine map of (g, x) per channel (the caller folds the means
+    and the Σg·x̂ terms into ka, ca = [ca0, ca1]; eval mode and the identity shortcut are the
+    special cases ca = 0). gy, y, a, b, da, db [N, C]; ka, kb [C]; ca, cb [2, C]."""
+    n, c = gy.shape
+    for r in prange(n):
+        for ch in range(c):
+            g = gy[r, ch] if y[r, ch] > 0.0 else 0.0
+            da[r, ch] = ka[ch] * g + ca[1, ch] * a[r, ch] + ca[0, ch]
+            db[r, ch] = kb[ch] * g + cb[1, ch] * b[r, ch] + cb[0, ch]

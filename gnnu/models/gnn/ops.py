@@ -235,6 +235,115 @@ def segment_pool(h: Tensor, batch: Tensor, size: int) -> dict[str, Tensor] | Non
     return {"sum": total, "mean": mean, "max": mx}
 
 
+def _bn_affine(bn: nn.BatchNorm1d, moments: np.ndarray | None, n: int):
+    """(mean, rstd, γ, β) as float64 numpy arrays: the batch's (from Σx, Σx²) in training mode,
+    the running statistics otherwise."""
+    c = bn.num_features
+    gamma = bn.weight.detach().double().numpy() if bn.weight is not None else np.ones(c)
+    beta = bn.bias.detach().double().numpy() if bn.bias is not None else np.zeros(c)
+    if moments is None:
+        mean = bn.running_mean.double().numpy()
+        var = bn.running_var.double().numpy()
+    else:
+        mean = moments[0] / n
+        var = np.maximum(moments[1] / n - mean * mean, 0.0)
+    return mean, 1.0 / np.sqrt(var + bn.eps), gamma, beta
+
+
+def _update_running(bn: nn.BatchNorm1d, mean: np.ndarray, var: np.ndarray, n: int) -> None:
+    """BatchNorm's running-statistics update (momentum, or the cumulative mean when None)."""
+    bn.num_batches_tracked.add_(1)
+    m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+    unbiased = var * n / max(n - 1, 1)
+    bn.running_mean.mul_(1 - m).add_(torch.from_numpy(mean).to(bn.running_mean.dtype), alpha=m)
+    bn.running_var.mul_(1 - m).add_(torch.from_numpy(unbiased).to(bn.running_var.dtype), alpha=m)
+
+
+class _BNAddReLU(torch.autograd.Function):
+    """relu(BN_a(a) + BN_b(b)) (BN_b None: the identity), compiled; see :func:`bn_add_relu`."""
+
+    @staticmethod
+    def forward(ctx, a, b, ga, ba, gb, bb, bn_a, bn_b):
+        a, b = a.detach().contiguous(), b.detach().contiguous()
+        n, c = a.shape
+        dtype = a.numpy().dtype
+        train = bn_a.training
+        stats = []
+        for bn, x in ((bn_a, a), (bn_b, b)):
+            if bn is None:
+                stats.append(None)
+                continue
+            moments = None
+            if train:
+                moments = np.empty((2, c))
+                kernels.channel_moments(x.numpy(), moments)
+            mean, rstd, gamma, beta = _bn_affine(bn, moments, n)
+            if train:
+                _update_running(bn, mean, 1.0 / rstd ** 2 - bn.eps, n)
+            stats.append((mean, rstd, gamma, beta))
+        coef = []                                  # BN(x) = x·scale + shift per channel
+        for st in stats:
+            if st is None:
+                coef.append((np.ones(c, dtype), np.zeros(c, dtype)))
+            else:
+                mean, rstd, gamma, beta = st
+                scale = gamma * rstd
+                coef.append((scale.astype(dtype), (beta - mean * scale).astype(dtype)))
+        y = torch.empty_like(a)
+        kernels.scale_add_relu(a.numpy(), *coef[0], b.numpy(), *coef[1], y.numpy())
+        ctx.save_for_backward(a, b, y)
+        ctx.stats, ctx.train = stats, train
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        a, b, y = ctx.saved_tensors
+        n, c = a.shape
+        gy = gy.contiguous()
+        dtype = a.numpy().dtype
+        sums = np.empty((3, c))
+        kernels.relu_grad_moments(gy.numpy(), y.numpy(), a.numpy(), b.numpy(), sums)
+        sg = sums[0]
+        coefs, param_grads = [], []
+        for st, sgx in zip(ctx.stats, (sums[1], sums[2])):
+            if st is None:                                   # identity shortcut
+                coefs.append((np.ones(c, dtype), np.zeros((2, c), dtype)))
+                param_grads += [None, None]
+                continue
+            mean, rstd, gamma, _ = st
+            s_ghat = rstd * (sgx - mean * sg)                    # Σ g·x̂
+            k = gamma * rstd
+            lin = np.zeros((2, c))
+            if ctx.train:                                        # batch statistics
+                lin[1] = -gamma * rstd * rstd * s_ghat / n
+                lin[0] = -k * sg / n - lin[1] * mean
+            coefs.append((k.astype(dtype), lin.astype(dtype)))
+            param_grads += [torch.from_numpy(s_ghat).to(a.dtype),
+                            torch.from_numpy(sg.copy()).to(a.dtype)]
+        da, db = torch.empty_like(a), torch.empty_like(b)
+        kernels.bn_relu_backward(gy.numpy(), y.numpy(), a.numpy(), *coefs[0], b.numpy(), *coefs[1],
+                                 da.numpy(), db.numpy())
+        ga, ba, gb, bb = param_grads
+        return da, db, ga, ba, gb, bb, None, None
+
+
+def bn_add_relu(a: Tensor, bn_a: nn.BatchNorm1d, b: Tensor, bn_b: nn.BatchNorm1d | None) -> Tensor:
+    """``relu(bn_a(a) + (bn_b(b) if bn_b else b))`` for a, b [N, C]: a residual block's closing
+    BatchNorms, sum and ReLU. On the CPU (float32/64) in compiled passes — the statistics, one
+    pass writing y, and backward one reduction and one pass writing both input gradients, where
+    torch makes about ten — with BatchNorm's semantics (batch statistics and the running-statistics
+    update in training mode, running statistics in eval mode); elsewhere the modules themselves."""
+    plain = (a.dim() == 2 and a.shape == b.shape and compiled(a) and b.dtype == a.dtype
+             and (bn_b is None or bn_b.training == bn_a.training)
+             and all(bn is None or (type(bn) is nn.BatchNorm1d and bn.track_running_stats)
+                     for bn in (bn_a, bn_b))
+             and not (bn_a.training and a.size(0) < 2))
+    if not plain:
+        return torch.relu(bn_a(a) + (b if bn_b is None else bn_b(b)))
+    params = [p for bn in (bn_a, bn_b) for p in ((bn.weight, bn.bias) if bn is not None else (None, None))]
+    return _BNAddReLU.apply(a, b, *params, bn_a, bn_b)
+
+
 #: Switch for the compiled CPU kernels (:func:`compiled_kernels`); on by default.
 _KERNELS = {"numba": True}
 

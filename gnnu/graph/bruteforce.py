@@ -15,10 +15,11 @@ float64.
   missed. In the learnt 4-D space of GravNet this beats the k-d tree, whose per-point descent and
   branches cost more than scanning a bucket (BENCHMARKS.md).
 - :func:`knn_matmul` (more coordinates): squared distances of a graph's points, centred on their
-  mean, from matrix products (tiles, each pair once: the product is symmetric), ``|p_i|² + |p_j|² − 2 p_i·p_j`` in the points' precision (what
-  DGCNN does, there without centring); per query the ``count +`` :data:`MARGIN` smallest are kept
-  and re-ranked by the exact float64 distance. The result equals the exact one unless more than
-  MARGIN points lie within the product's rounding of a query's count-th squared distance — about
+  mean, from matrix products, ``|p_i|² + |p_j|² − 2 p_i·p_j`` in the points' precision (what DGCNN
+  does, there without centring), in tiles of which each pair is computed once (the product is
+  symmetric); per query the ``count +`` :data:`MARGIN` smallest are kept and re-ranked by the
+  exact float64 distance. The result equals the exact one unless more than MARGIN points lie
+  within the product's rounding of a query's count-th squared distance — about
   1e-7 × (|p_i − m|² + |p_j − m|²) in float32, m the graph's mean: a near-tie, where the choice
   between points at equal distance up to that rounding may differ.
 """

@@ -1,7 +1,8 @@
 """One table for issue #9: every model on the same simulated events, on the device at hand.
 
 What it measures, in one run (medians of ``--repeats`` timed passes, ``--warmup`` passes first
-and not counted; on a GPU every pass is timed with CUDA events and synchronised):
+and not counted; the models' timed passes interleaved, so drift of the machine's speed hits every
+model alike; on a GPU every pass is timed with CUDA events and synchronised):
 
 - per model (``--models``, configs under ``configs/models/``): inference events/s and training
   events/s (forward + backward + AdamW step on the flavour cross-entropy) on one batch of
@@ -152,7 +153,10 @@ def activation_bytes(model: torch.nn.Module, batch) -> float:
     return 2.0 * total[0]
 
 
-def bench_model(name: str, data: Path, args, device: torch.device) -> dict:
+def setup_model(name: str, data: Path, args, device: torch.device) -> dict:
+    """One model on its first batch, ready to time: its static facts (parameters, FLOPs and bytes
+    per event, nodes per event) and the ``infer`` / ``step`` closures (inference without gradient;
+    forward + backward + AdamW on the flavour loss)."""
     from gnnu.graph.dataset import GraphDataset
     from gnnu.train.data import open_dataset, to_device
 
@@ -163,12 +167,11 @@ def bench_model(name: str, data: Path, args, device: torch.device) -> dict:
     model = create_model(cfg, in_features=len(dataset.feature_names)).to(device)
     batch = to_device(first_batch(dataset, args.batch), device)
     n = args.batch
-    flops = flops_per_event(model, batch)
-    bytes_ = activation_bytes(model.eval(), batch) / n
     amp = (torch.autocast(device.type, dtype=torch.bfloat16) if args.precision == "bf16"
            else torch.autocast(device.type, enabled=False))
 
     def infer():
+        model.eval()
         with torch.no_grad(), amp:
             model(batch)
 
@@ -176,22 +179,42 @@ def bench_model(name: str, data: Path, args, device: torch.device) -> dict:
     target = batch["flavour"].view(-1)
 
     def step():
+        model.train()
         with amp:
             loss = torch.nn.functional.cross_entropy(model(batch)["flavour"].float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    model.eval()
-    t_inf = timed(infer, device, args.warmup, args.repeats)
-    mem_inf = peak_bytes(infer, device)
-    model.train()
-    t_train = timed(step, device, args.warmup, args.repeats)
-    mem_train = peak_bytes(step, device)
-    return {"model": name, "parameters": count_parameters(model), "flops": flops, "bytes": bytes_,
-            "infer": n / statistics.median(t_inf), "train": n / statistics.median(t_train),
-            "mem_infer": mem_inf, "mem_train": mem_train,
-            "nodes": float(batch.num_nodes) / n if hasattr(batch, "num_nodes") else None}
+    return {"model": name, "parameters": count_parameters(model),
+            "flops": flops_per_event(model, batch), "bytes": activation_bytes(model.eval(), batch) / n,
+            "nodes": float(batch.num_nodes) / n if hasattr(batch, "num_nodes") else None,
+            "infer_fn": infer, "step_fn": step}
+
+
+def bench_models(names: list[str], data: Path, args, device: torch.device) -> list[dict]:
+    """Inference and training events/s of every model, their timed passes interleaved (model 1,
+    model 2, …, then again): the machine's drift hits every model alike, so the ratios between
+    models hold even when its speed moves during the run. Medians of ``--repeats`` passes after
+    ``--warmup`` untimed ones; peak memory of one pass each (GPU only)."""
+    rows = []
+    for name in names:
+        t0 = time.perf_counter()
+        rows.append(setup_model(name, data, args, device))
+        print(f"  {name}: set up in {time.perf_counter() - t0:.0f} s", flush=True)
+    for kind in ("infer", "step"):
+        times: dict[str, list[float]] = {r["model"]: [] for r in rows}
+        for r in rows:
+            timed(r[f"{kind}_fn"], device, args.warmup, 0)
+        for _ in range(args.repeats):
+            for r in rows:
+                times[r["model"]] += timed(r[f"{kind}_fn"], device, 0, 1)
+        for r in rows:
+            key = "infer" if kind == "infer" else "train"
+            r[key] = args.batch / statistics.median(times[r["model"]])
+            r[f"mem_{key}"] = peak_bytes(r[f"{kind}_fn"], device)
+        print(f"  {'inference' if kind == 'infer' else 'training'} timed", flush=True)
+    return rows
 
 
 def _as_dict(cfg) -> dict:
@@ -264,11 +287,7 @@ def main():
         t0 = time.perf_counter()
         data = Path(args.data) if args.data else simulated_dataset(Path(tmp), args.events, args.seed)
         print(f"data: {data} ({time.perf_counter() - t0:.0f} s to simulate and build)")
-        rows = []
-        for name in [m for m in args.models.split(",") if m]:
-            t0 = time.perf_counter()
-            rows.append(bench_model(name, data, args, device))
-            print(f"  {name}: done in {time.perf_counter() - t0:.0f} s", flush=True)
+        rows = bench_models([m for m in args.models.split(",") if m], data, args, device)
         print("\n| model | parameters | GFLOP/event | MB/event | inference events/s | training events/s "
               "| peak MiB inference / training | floor events/s | of floor |")
         print("|---|---|---|---|---|---|---|---|---|")

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .atomic import atomic_path
 from .detectors import positions
 from .events import Event, Flavour, Interaction
 
@@ -87,8 +88,11 @@ def draw_events(events: Sequence[Event], detector, path: str | os.PathLike,
         fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+    finally:
+        plt.close(fig)
     return path
 
 

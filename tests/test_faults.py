@@ -324,7 +324,7 @@ def test_disk_full_writing_the_manifest_keeps_the_build_resumable(tmp_path, monk
 
     src, cfg, ref = shard_source
     out = tmp_path / "ds"
-    real = build.write_json_atomic
+    real = build.write_manifest
 
     def failing(path, obj):
         if obj.get("status") == "complete":
@@ -333,7 +333,7 @@ def test_disk_full_writing_the_manifest_keeps_the_build_resumable(tmp_path, monk
             _enospc()
         real(path, obj)
 
-    monkeypatch.setattr(build, "write_json_atomic", failing)
+    monkeypatch.setattr(build, "write_manifest", failing)
     with pytest.raises(OSError):
         build_dataset(BuildOptions(inputs=(str(src),), out=str(out), graph=cfg))
     monkeypatch.undo()

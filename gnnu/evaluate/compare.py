@@ -73,12 +73,12 @@ from typing import Sequence
 
 import numpy as np
 
+from ..atomic import write_text_atomic
 from ..errors import ConfigError, GnnuError, InputError, OutputExistsError
 from . import plots
 from .metrics import (EnergyResolution, EvaluationError, TaskMetrics, check_event_count,
                       energy_resolution, evaluate_task)
-from .report import (METRICS_FILE, PREDICTIONS_FILE, Predictions, _temporary, load_metrics,
-                     read_predictions)
+from .report import METRICS_FILE, PREDICTIONS_FILE, Predictions, load_metrics, read_predictions
 
 #: A training run's record (``gnnu.train.run.RUN_FILE``; not imported: this package stays torch-free).
 RUN_FILE = "run.json"
@@ -583,15 +583,6 @@ def csv_text(c: Comparison) -> str:
 
 
 # -- the comparison -----------------------------------------------------------------------------
-def _write_text(path: Path, text: str) -> None:
-    tmp = _temporary(path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _check_out(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is not a directory")
@@ -702,9 +693,9 @@ def compare_runs(sources: Sequence[str | os.PathLike], out: str | os.PathLike, *
     out.mkdir(parents=True, exist_ok=True)
     c.files, plot_notes = _plots(c, out, classes)
     c.notes += plot_notes
-    _write_text(out / CSV_FILE, csv_text(c))
+    write_text_atomic(out / CSV_FILE, csv_text(c))
     c.files += [CSV_FILE, MARKDOWN_FILE]
     for name in set(OUTPUT_FILES) - set(c.files):
         (out / name).unlink(missing_ok=True)
-    _write_text(out / MARKDOWN_FILE, markdown(c))
+    write_text_atomic(out / MARKDOWN_FILE, markdown(c))
     return c

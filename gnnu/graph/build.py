@@ -63,12 +63,12 @@ from ..errors import ConfigError, InputError, OutputExistsError
 from ..events import Event, Flavour, Truth
 from .pixelize import pixel_geometry, pixelize_events
 from ..io.base import open_source
-from ..io.hitfile import temporary_path
+from ..atomic import AtomicFile
 from .config import GraphConfig, load_graph_config
 from .edges import build_edges
 from .features import compute_features, feature_columns, node_table
 from .store import (EDGE_CHUNK, MANIFEST, NODE_CHUNK, SCHEMA, SCHEMA_VERSION, SHARD_SCHEMA, SPLITS,
-                    read_manifest, shard_name, write_json_atomic)
+                    read_manifest, shard_name, write_manifest)
 
 #: Reasons an event is rejected (default) or skipped (``skip_bad``), by code.
 BAD_REASONS = {1: "empty event", 2: "too many hits", 3: "invalid view id", 4: "non-finite values"}
@@ -354,9 +354,9 @@ class _ShardWriter:
     """Appends graph blocks to a shard's temporary file; :meth:`close` renames it into place."""
 
     def __init__(self, path: Path, cfg: GraphConfig, n_features: int):
-        self.path, self.tmp = path, temporary_path(path)
+        self.path, self._out = path, AtomicFile(path)
         self.n_features = n_features
-        self._f = h5py.File(self.tmp, "w")
+        self._f = h5py.File(self._out.tmp, "w")
         kw = {} if cfg.compression == "none" else {"compression": cfg.compression, "shuffle": True}
         n_dim = 2 if cfg.positions == "view" else 3
 
@@ -397,14 +397,14 @@ class _ShardWriter:
             g.create_dataset(k, data=v)
         self._f.attrs.update(attrs)
         self._f.close()
-        os.replace(self.tmp, self.path)
+        self._out.commit()
 
     def abort(self) -> None:
         """Discard the temporary file."""
         try:
             self._f.close()
         finally:
-            self.tmp.unlink(missing_ok=True)
+            self._out.discard()
 
 
 def finished_shard(path: Path, task: ShardTask) -> dict | None:
@@ -656,7 +656,7 @@ def build_dataset(opts: BuildOptions) -> BuildSummary:
                    for t in tasks],
     }
     if not opts.merge:
-        write_json_atomic(out / MANIFEST, manifest)     # the same bytes from every part's job
+        write_manifest(out / MANIFEST, manifest)     # the same bytes from every part's job
 
     results: dict[int, dict] = {}
     todo = []
@@ -727,7 +727,7 @@ def build_dataset(opts: BuildOptions) -> BuildSummary:
                     "graphs": r["written"], "nodes": r["n_nodes"], "edges": r["n_edges"]}
                    for t, r in zip(tasks, ordered)],
     })
-    write_json_atomic(out / MANIFEST, manifest)
+    write_manifest(out / MANIFEST, manifest)
     if opts.merge:
         for p in out.glob("*.tmp-*"):            # every shard is finished: no job writes any more
             p.unlink()

@@ -39,6 +39,7 @@ import json
 import os
 from pathlib import Path
 
+from ..atomic import write_json_atomic
 from ..errors import InputError, SchemaError
 
 SCHEMA = "gnnu-graph-dataset"
@@ -59,11 +60,9 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}.h5"
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    """Write ``obj`` as JSON to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+def write_manifest(path: Path, manifest: dict) -> None:
+    """Write a dataset's ``manifest.json`` atomically (:func:`gnnu.atomic.write_json_atomic`)."""
+    write_json_atomic(path, manifest, indent=1)
 
 
 def read_manifest(root: str | os.PathLike, complete: bool = True) -> dict:

@@ -29,6 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import ConfigError
 from ..pixelmap import PRESETS
 from .dataset import ImageDataset
@@ -194,10 +195,11 @@ def draw_event_views(root: str | os.PathLike, index: int, path: str | os.PathLik
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(fig)
     return EventViews(path, detector, tuple(panels), tuple(ds.preset.name for ds in datasets),
                       tuple(skipped))
 

@@ -53,8 +53,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
 import shutil
 import time
 import warnings
@@ -65,6 +63,7 @@ import torch
 import yaml
 
 from .. import __version__
+from ..atomic import write_json_atomic, write_text_atomic
 from ..config import read_yaml, to_dict
 from ..errors import ConfigError, GnnuError, InputError, OutputExistsError
 from ..graph.store import read_manifest
@@ -143,25 +142,6 @@ def _global_rank() -> int:
     from lightning.pytorch.utilities import rank_zero_only
 
     return int(getattr(rank_zero_only, "rank", 0))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    """JSON with NaN/inf written as null."""
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
-    _write_atomic(path, json.dumps(clean(data), indent=2, allow_nan=False) + "\n")
 
 
 def _config_without_data(cfg: TrainConfig) -> dict:
@@ -355,8 +335,8 @@ def train(opts: TrainOptions) -> dict:
         if opts.force:
             _clear(out)
         out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out / CONFIG_FILE, yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        _write_json(out / RUN_FILE, record)
+        write_text_atomic(out / CONFIG_FILE, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        write_json_atomic(out / RUN_FILE, record)
 
     history = History()
     callbacks = [
@@ -409,7 +389,7 @@ def train(opts: TrainOptions) -> dict:
         "training_wall_time_total_s": record["training_wall_time_total_s"] + wall,
         "setup_time_s": t_fit - t_start,
     })
-    _write_json(out / RUN_FILE, record)
+    write_json_atomic(out / RUN_FILE, record)
     if status == "interrupted":
         raise TrainingInterrupted(f"interrupted by SIGTERM after step {trainer.global_step}; "
                                   f"{out / LAST} saved — continue with --resume")

@@ -137,7 +137,7 @@ def test_heads_errors_are_named():
 
 def test_register_model_and_duplicate(monkeypatch):
     """A new family is one decorated builder; its Params attribute validates its params."""
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry.MODELS, "_entries", dict(registry.MODELS.items()))
 
     @register_model("toy_mlp")
     class ToyMLP(nn.Module):

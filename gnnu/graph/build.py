@@ -157,7 +157,7 @@ def make_graphs(events: list[Event], detector, cfg: GraphConfig) -> GraphBlock:
     """
     if cfg.pixelize:
         events, detector = pixelize_events(events, detector, cfg.pixelize)
-    names = (_HIT_INPUTS + (("plane",) if getattr(detector, "needs_plane", False) else ())
+    names = (_HIT_INPUTS + tuple(detector.position_columns)
              + (("x", "y", "z") if cfg.needs_xyz else ()))
     counts = np.array([len(e.hits) for e in events], np.int64)
     cols = {n: (np.concatenate([e.hits.columns[n] for e in events]) if events else np.zeros(0))

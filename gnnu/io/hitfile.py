@@ -49,7 +49,7 @@ from ..detectors import detector_from_dict, detector_json
 from ..errors import ConfigError, InputError, OutputExistsError, SchemaError
 from ..events import HIT_COLUMNS, PARTICLE_COLUMNS, Event, Hits, Particles, Truth
 from .base import (HDF5_ERRORS, EventReader, cast_column, first_bad_event, hdf5_column, hdf5_group,
-                   open_hdf5)
+                   open_hdf5, register_reader)
 
 SCHEMA = "gnnu-hits"
 SCHEMA_VERSION = "1.0"
@@ -294,6 +294,7 @@ def write_hits(path, events: Iterable[Event], detector, **kwargs) -> Path:
     return Path(path)
 
 
+@register_reader("gnnu")
 class HitFile(EventReader):
     """Lazy reader of a gnnu hit file. ``HitFile(path)[i]`` → :class:`Event`.
 
@@ -302,7 +303,6 @@ class HitFile(EventReader):
     :class:`InputError` naming the file (and event).
     """
 
-    format = "gnnu"
     _FINITE = ("time", "charge", "width")
 
     def __init__(self, path: str | os.PathLike):

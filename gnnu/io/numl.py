@@ -72,7 +72,7 @@ from ..errors import ConfigError, InputError, SchemaError
 from ..events import Event, Hits, Particles, Process, Truth, bucket_count
 from ..sim.pdg import MASS_GEV
 from .base import (HDF5_ERRORS, EventReader, cast_column, first_bad_event, hdf5_column, hdf5_group,
-                   open_hdf5)
+                   open_hdf5, register_reader)
 
 #: Hit position columns (view, wire-like, time-like) of each NuML generation, preferred first.
 GENERATIONS = {
@@ -184,6 +184,7 @@ def primary_counts(pdg, parent, momentum, from_nu, event, n_events: int, visibil
     return out
 
 
+@register_reader("numl")
 class NuMLReader(EventReader):
     """Lazy reader of one NuML HDF5 file (see the module docstring for layout and mapping).
 

@@ -32,7 +32,8 @@ T = TypeVar("T")
 class Registry(Mapping[str, T], Generic[T]):
     """Named components of one kind (``kind``: what they are, for messages, e.g. "edge
     builder"). ``modules``: modules imported before the first lookup (their imports register
-    the components); ``sort``: list names sorted (else in registration order)."""
+    the components); names are listed sorted with ``sort``, else in the order of ``modules``
+    (by the module that defines each entry; stable) or, without modules, of registration."""
 
     def __init__(self, kind: str, modules: tuple[str, ...] = (), sort: bool = False):
         self.kind = kind
@@ -83,7 +84,14 @@ class Registry(Mapping[str, T], Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         self._load()
-        return iter(sorted(self._entries) if self._sort else list(self._entries))
+        if self._sort:
+            return iter(sorted(self._entries))
+        if self._modules:                       # the modules' order, whoever imported them first
+            rank = {m: i for i, m in enumerate(self._modules)}
+            names = list(self._entries)
+            return iter(sorted(names, key=lambda n: rank.get(
+                getattr(self._entries[n], "__module__", None), len(rank))))
+        return iter(list(self._entries))
 
     def __len__(self) -> int:
         self._load()

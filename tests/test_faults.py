@@ -28,7 +28,8 @@ import yaml
 
 from conftest import DUNE_CVN_SAMPLE, make_event
 from gnnu.errors import InputError
-from gnnu.graph.build import BuildOptions, _ShardWriter, build_dataset
+from gnnu.graph.build import BuildOptions, build_dataset
+from gnnu.graph.store import ShardWriter
 from gnnu.graph.dataset import GraphDataset
 from gnnu.graph.store import shard_name
 from gnnu.io.hitfile import HitFile, HitFileWriter, write_hits
@@ -266,7 +267,7 @@ def _fail_in_shard(monkeypatch, shard: int, where: str, cleanup: bool = True) ->
     """Make the write of shard ``shard`` fail with ENOSPC: ``where`` = "data" (after part of
     its node arrays) or "close" (after its graph tables, before the rename); ``cleanup`` False
     also disables the writer's abort (the process dies on the spot: its temporary file stays)."""
-    append, close = _ShardWriter.append, _ShardWriter.close
+    append, close = ShardWriter.append, ShardWriter.close
 
     def failing_append(self, block):
         if self.path.name == shard_name(shard) and where == "data":
@@ -284,10 +285,10 @@ def _fail_in_shard(monkeypatch, shard: int, where: str, cleanup: bool = True) ->
             _enospc()
         close(self, graphs, attrs)
 
-    monkeypatch.setattr(_ShardWriter, "append", failing_append)
-    monkeypatch.setattr(_ShardWriter, "close", failing_close)
+    monkeypatch.setattr(ShardWriter, "append", failing_append)
+    monkeypatch.setattr(ShardWriter, "close", failing_close)
     if not cleanup:        # the file reaches the disk as it was, but is never renamed or removed
-        monkeypatch.setattr(_ShardWriter, "abort", lambda self: self._f.close())
+        monkeypatch.setattr(ShardWriter, "abort", lambda self: self._f.close())
 
 
 @pytest.mark.parametrize("where,cleanup", [("data", True), ("close", True), ("data", False)],

@@ -184,7 +184,7 @@ def first_bad_event(read_block, start: int, stop: int) -> list[Event]:
 
 #: format name → reader class; the modules below register their readers when imported.
 READERS: Registry[type[EventReader]] = Registry(
-    "input format", modules=("gnnu.io.hitfile", "gnnu.io.numl", "gnnu.io.dune_cvn"), sort=True)
+    "input format", modules=("gnnu.io.hitfile", "gnnu.io.numl", "gnnu.io.dune_cvn"))
 
 
 def register_reader(name: str):

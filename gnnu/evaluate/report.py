@@ -50,6 +50,8 @@ PREDICTIONS_VERSION = "1.0"
 METRICS_SCHEMA = "gnnu-metrics"
 METRICS_VERSION = "1.0"
 METRICS_FILE = "metrics.json"
+#: A training run's record, written by gnnu-train (:mod:`gnnu.train.run`), read by gnnu-compare.
+RUN_FILE = "run.json"
 PREDICTIONS_FILE = "predictions.h5"
 
 
@@ -204,6 +206,10 @@ def evaluate(predictions: Predictions,
     if predictions.energy_true is not None and predictions.energy_pred is not None:
         energy = energy_resolution(predictions.energy_pred, predictions.energy_true, energy_edges)
     return Evaluation(tasks, energy)
+
+
+#: The JSON policy under its old private name (code written before :mod:`gnnu.atomic` imports it).
+_jsonable = jsonable
 
 
 def metrics_dict(evaluation: Evaluation, n_events: int, primary_task: str, dataset: dict,

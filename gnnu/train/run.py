@@ -66,6 +66,7 @@ from .. import __version__
 from ..atomic import write_json_atomic, write_text_atomic
 from ..config import read_yaml, to_dict
 from ..errors import ConfigError, GnnuError, InputError, OutputExistsError
+from ..evaluate.report import RUN_FILE
 from ..graph.store import read_manifest
 from ..models import count_parameters, create_model, flops_per_event
 from ..models.checkpoint import checkpoint_meta, freeze, load_checkpoint, load_matching, model_state
@@ -73,7 +74,6 @@ from .config import TrainConfig, load_train_config
 from .data import EventDataModule, check_labels, class_weights, dataset_tasks, manifest_hash
 
 CONFIG_FILE = "config.yaml"
-RUN_FILE = "run.json"
 BEST = "best.ckpt"
 LAST = "last.ckpt"
 TB_DIR = "tensorboard"

@@ -86,6 +86,18 @@ def bucket_count(n) -> np.ndarray | int:
     return int(out) if out.ndim == 0 else out
 
 
+#: Truth fields whose name means something else on an in-memory graph or batch: PyG reads
+#: ``Data.y`` as the training target, so the inelasticity ``y`` is ``data.inelasticity`` there
+#: (the :class:`Truth` field, the stored dataset column and the regression target stay ``y``).
+BATCH_NAMES = {"y": "inelasticity"}
+
+
+def batch_key(field: str) -> str:
+    """The attribute (and batch key) under which truth field ``field`` sits on graphs, image
+    items and their batches (:data:`BATCH_NAMES`; the field's own name otherwise)."""
+    return BATCH_NAMES.get(field, field)
+
+
 @dataclass
 class Truth:
     """Event-level truth. −1 marks an undefined label (e.g. counts in real NC events).

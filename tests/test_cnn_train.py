@@ -72,6 +72,7 @@ def _gnnu_train(*argv) -> dict:
 LEARN = {"dune_cvn": (3e-3, 3, None), "nova_cvn": (3e-3, 3, None), "resnet18": (1e-3, 5, IMAGE_32)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(LEARN))
 def test_cnn_learns_through_gnnu_train(name, dataset, tmp_path, capsys):
     """Each CNN (small widths or maps), a few epochs of gnnu-train on ~320 synthetic events read
@@ -123,6 +124,7 @@ def _state(path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 def test_resnet18_fine_tunes_from_a_gnnu_train_checkpoint(dataset, tmp_path, capsys):
     """weights: PATH with a checkpoint written by a real gnnu-train run: pretrain ResNet18 (flavour
     and energy heads, 32 × 32 maps), then fine-tune from its best.ckpt with only the flavour head

@@ -150,6 +150,7 @@ class Progress:
         os.close(self.fd)
 
 
+@pytest.mark.slow
 def test_sim_killed_then_rerun_gives_the_same_bytes(tmp_path):
     """kill -9 of ``gnnu-sim --workers 2`` once it reports a third of its events simulated
     leaves no output file (only a temporary one that no reader accepts); the rerun then writes
@@ -174,6 +175,7 @@ def test_sim_killed_then_rerun_gives_the_same_bytes(tmp_path):
     assert out.read_bytes() == ref.read_bytes()
 
 
+@pytest.mark.slow
 def test_build_killed_with_workers_then_resume_is_identical(tmp_path, dune):
     """kill -9 of a two-worker ``gnnu-build`` after its first shards (its orphaned workers die
     or finish on their own), then ``--resume``: the dataset equals an uninterrupted build, shard
@@ -212,6 +214,7 @@ def train_data(tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp("train_faults"), n_events=200)
 
 
+@pytest.mark.slow
 def test_train_killed_then_resume_matches_uninterrupted(tmp_path, train_data):
     """kill -9 of ``gnnu-train`` after its first step checkpoint, then ``gnnu-train --resume``:
     the same weights and per-epoch metrics as an uninterrupted run (test_train.py covers
@@ -377,6 +380,7 @@ def test_disk_full_during_a_hit_file_leaves_no_file(tmp_path, monkeypatch, dune,
 
 
 # -- reproducibility -----------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.skipif(not DUNE_CVN_SAMPLE.exists(), reason="DUNE CVN sample not present")
 def test_dune_cvn_dataset_is_byte_identical_for_any_workers(tmp_path):
     """The real DUNE CVN sample built twice by separate gnnu-build processes, with 1 and 2

@@ -138,6 +138,7 @@ def expectation(m: fuzz_hdf5.Mutation, reference, original: dict) -> tuple[list[
     return _with_values(reference, m.name, new), non_finite
 
 
+@pytest.mark.slow
 @fuzz_settings(250)
 @given(data=st.data())
 def test_structural_mutations(base, data):

@@ -38,6 +38,7 @@ def nova_dataset(tmp_path_factory):
     return root / "graphs"
 
 
+@pytest.mark.slow
 def test_nova_cvn_trains_and_evaluates_on_nova_events_through_the_cli(nova_dataset, tmp_path, capsys):
     data = nova_dataset
     images = ImageDataset(data, "train", "nova-cvn")

@@ -167,6 +167,7 @@ def test_config_errors_are_one_line(case, tiny_config, dataset, tmp_path, capsys
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_cli_process_exit_code(tmp_path):
     """The installed entry point: a bad config is exit code 2, one stderr line, no traceback."""
     cfg = tmp_path / "bad.yaml"
@@ -215,6 +216,7 @@ def test_sampler_resume_position():
 
 
 # -- learning ------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["edgeconv", "dynedgeconv", "gravnet"])
 def test_model_learns_flavour(name, tiny_config, dataset, tmp_path):
     """4 epochs on ~490 synthetic training events: the flavour loss falls by ≥ 30 % and the
@@ -280,6 +282,7 @@ def uninterrupted(dataset, tmp_path_factory) -> tuple[Path, dict]:
     return root / "run", record
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crash", [dict(step=7), dict(epoch=2), dict(step=7, sigterm=True)],
                          ids=["killed mid-epoch", "killed at an epoch start", "SIGTERM"])
 def test_kill_and_resume_matches_uninterrupted(crash, uninterrupted, tiny_config, dataset, tmp_path):
@@ -357,6 +360,7 @@ def test_freeze_by_depth():
 
 
 # -- reproducibility across data-loader workers -------------------------------------------------
+@pytest.mark.slow
 def test_worker_count_changes_nothing(tiny_config, dataset, tmp_path):
     """Deterministic mode, same seed: training with num_workers 0 and 2 gives the same history
     and bit-identical checkpoints, and gnnu-eval of one checkpoint with --num-workers 0 and 2

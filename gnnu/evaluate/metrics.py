@@ -8,6 +8,10 @@ binomial uncertainties, macro-averaged F1. Regression: relative energy residual
 (E_reco − E_true)/E_true, its bias and resolution, overall and vs true energy. Event-count
 reconciliation: :func:`check_event_count`.
 
+gnnu computes these itself, in numpy, rather than with torchmetrics (ROC, AUC, F1, confusion):
+``evaluate`` reads reports without torch (a comparison or a notebook needs no GPU stack), and the
+conventions below — undefined ratios as NaN with a note, ties as one ROC step — are fixed here.
+
 Conventions and simplifications:
 
 - The predicted class is the argmax of the scores (softmax outputs); no cut is tuned on them.

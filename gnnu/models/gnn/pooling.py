@@ -7,6 +7,10 @@ For graph g with node set V_g and node features h_i ∈ R^C:
 Several modes are concatenated in the order given: output [B, C · n_modes]. Each is invariant
 under any permutation of the nodes within a graph. An empty graph pools to zeros.
 Scatter reductions use torch's native ``scatter_reduce`` / ``index_add`` (no torch-scatter).
+gnnu keeps these rather than PyG's ``global_mean_pool``/``global_max_pool``: they are the segment
+reductions of :mod:`gnnu.models.gnn.ops` that the operators' message aggregation already uses, so
+one implementation (and one set of exactness tests) serves both, and trained models keep their
+exact numbers.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The shared data model: hits, truth, particles and the label codes of DESIGN §3.1.
+"""The shared data model: hits, truth, particles and the label codes of docs/design.md#labels.
 
 This module is the one place that defines label codes and column names; every stage
 (simulator, readers, graph builder, image adapter, models, metrics) imports them from here.

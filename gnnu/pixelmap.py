@@ -1,4 +1,4 @@
-"""Pixel maps: hits → one (wire × time) or (plane × cell) image per view, and back (DESIGN §3.4).
+"""Pixel maps: hits → one (wire × time) or (plane × cell) image per view, and back (docs/design.md#images).
 
 A :class:`PixelMapPreset` is data: which views, how many columns and time bins, wires per
 column, ticks per bin, the charge → pixel-value scale, and where the window is centred.

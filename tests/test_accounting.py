@@ -1,4 +1,4 @@
-"""Event accounting (DESIGN §2 "no silent drops", issue #8): the closing summary every command
+"""Event accounting (docs/design.md#the-house "no silent drops", issue #8): the closing summary every command
 prints reconciles — in = out + skipped — and agrees with what it wrote.
 
 - ``gnnu-sim``: requested = written (it never skips), the per-class numbers add up to the

@@ -94,7 +94,7 @@ def test_cnn_learns_through_gnnu_train(name, dataset, tmp_path, capsys):
 def test_cnn_trains_and_evaluates_through_the_cli(name, dataset, tmp_path, capsys):
     """One short epoch (48 events) per CNN through gnnu-train's entry point (--epochs,
     --max-events, --set), then gnnu-eval's on the test split: the checkpoint records the rendered
-    views as its inputs, and the report is the GNNs' one (DESIGN §10 keys, every test event once,
+    views as its inputs, and the report is the GNNs' one (docs/design.md#command-line-contract keys, every test event once,
     predictions.h5, PNG plots)."""
     run = tmp_path / "run"
     record = _gnnu_train("--config", _config(tmp_path, name), "--data", dataset, "--out", run,

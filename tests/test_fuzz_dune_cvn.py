@@ -113,7 +113,7 @@ def test_map_with_appended_bytes(base, tail):
 
 # -- pixel maps: well-formed zlib streams of other content ----------------------------------------
 def _expected_hits(maps: np.ndarray) -> dict:
-    """One hit per non-zero pixel, in (view, wire, time bin) order (DESIGN §3.4, §4.1)."""
+    """One hit per non-zero pixel, in (view, wire, time bin) order (docs/design.md#images, #dune-like-lartpc)."""
     view, wire, time = np.nonzero(maps)
     q = maps[view, wire, time]
     return {"hits.view": view.astype(np.int8), "hits.wire": wire.astype(np.int32),

@@ -33,7 +33,7 @@ from gnnu.sim import showers
 from gnnu.sim.directions import rotate
 from gnnu.sim.records import ParticleBatch
 
-MIP_MEV_PER_CM = 2.1          # minimum-ionising dE/dx in LAr (DESIGN §4.1 table)
+MIP_MEV_PER_CM = 2.1          # minimum-ionising dE/dx in LAr (docs/design.md#dune-like-lartpc table)
 START = np.array([180.0, 0.0, 100.0])   # well inside the DUNE active volume, beam along +z
 
 
@@ -301,7 +301,7 @@ def test_lateral_containment_in_argon(electron_showers, dune):
 def test_trunk_dedx_electron_one_mip_photon_two(electron_showers, dune):
     """dE/dx over the first 2.5 cm along the initial direction (median over showers): an electron
     is ≈ 1 MIP, a photon from its conversion point ≈ 2 MIP (its e+e− pair shares one path);
-    MIP = 2.1 MeV/cm (DESIGN §4.1). This is the e/γ separation cue of LArTPCs."""
+    MIP = 2.1 MeV/cm (docs/design.md#dune-like-lartpc). This is the e/γ separation cue of LArTPCs."""
     window = 2.5
     e_el = electron_showers[1.0]["trunk"]
     assert np.median(e_el) / window == pytest.approx(MIP_MEV_PER_CM, rel=0.05)

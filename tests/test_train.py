@@ -115,7 +115,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 # -- config --------------------------------------------------------------------------------------
 def test_default_yaml_equals_dataclass_defaults():
     """configs/train/default.yaml documents the training defaults: it must equal the dataclass's,
-    and a bare model config trains with exactly these values (DESIGN §10)."""
+    and a bare model config trains with exactly these values (docs/design.md#command-line-contract)."""
     from_file = load_train_config(CONFIG_ROOT / "train" / "default.yaml", require_data=False)
     from_model = load_train_config(CONFIG_ROOT / "models" / "edgeconv.yaml", require_data=False)
     assert to_dict(from_file) == to_dict(from_model)
@@ -221,7 +221,7 @@ def test_sampler_resume_position():
 def test_model_learns_flavour(name, tiny_config, dataset, tmp_path):
     """4 epochs on ~490 synthetic training events: the flavour loss falls by ≥ 30 % and the
     validation flavour accuracy reaches ≥ 0.6, against a chance level of 0.25 (four balanced
-    classes). Also checks the run directory (DESIGN §10) and weights_only-loadable checkpoints."""
+    classes). Also checks the run directory (docs/design.md#command-line-contract) and weights_only-loadable checkpoints."""
     out = tmp_path / "run"
     record = train(TrainOptions(config=str(tiny_config), data=str(dataset), out=str(out),
                                 overrides=(f"model.name={name}",

@@ -1,4 +1,4 @@
-"""Simulator speed: events/s per core on the mixed DUNE-like sample (DESIGN §8 target ≥ 200, goal 500).
+"""Simulator speed: events/s per core on the mixed DUNE-like sample (docs/design.md#performance-method target ≥ 200, goal 500).
 
 Times the whole chain (generator → transport → readout) in one process on the default mixed
 sample (νμ CC, νe CC, ντ CC, NC round-robin, LBNF-like spectrum), repeats it and quotes the

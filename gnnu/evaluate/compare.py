@@ -1,5 +1,5 @@
 """Several evaluated models side by side on identical events: the library behind ``gnnu-compare``
-(DESIGN §7, §10).
+(docs/design.md#training-and-evaluation, #command-line-contract).
 
 Inputs. Each input is a run directory of ``gnnu-train`` (``run.json``) holding one report of
 ``gnnu-eval`` (``metrics.json`` + ``predictions.h5``) in a direct sub-directory — e.g.

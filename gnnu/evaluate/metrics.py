@@ -1,4 +1,4 @@
-"""Evaluation metrics, defined once (DESIGN §7) and used by every report and comparison.
+"""Evaluation metrics, defined once (docs/design.md#training-and-evaluation) and used by every report and comparison.
 
 Classification (any task of :data:`gnnu.events.CLASS_LABELS`, or any task with explicit class
 names): accuracy, confusion matrix (counts, rows = true class), per class efficiency (recall),

@@ -16,7 +16,7 @@ and writes the report; :func:`read_predictions` and :func:`load_metrics` read it
     attributes           schema, schema_version, software, n_events, meta (JSON: split,
                          manifest hash, dataset, …)
 
-``metrics.json`` (schema ``gnnu-metrics`` 1.0; DESIGN §10): ``n_events``, the primary task's
+``metrics.json`` (schema ``gnnu-metrics`` 1.0; docs/design.md#command-line-contract): ``n_events``, the primary task's
 ``accuracy``, ``macro_f1``, ``per_class`` {name: {efficiency, purity, f1, auc, n}}, ``confusion``
 (rows = true class), ``throughput_events_per_s``, ``device``, ``peak_memory_bytes``, ``timing``,
 ``dataset`` {manifest_hash, split, …}, ``tasks`` {task: the same block, every task including the

@@ -1,4 +1,4 @@
-"""Build a graph dataset from event sources (DESIGN §3.3): the library behind ``gnnu-build``.
+"""Build a graph dataset from event sources (docs/design.md#graph-dataset): the library behind ``gnnu-build``.
 
 :func:`build_dataset` is the orchestrator: it reads one or more sources of one format
 (:func:`gnnu.io.open_source`), plans one shard per ``shard_size`` consecutive events of one
@@ -85,7 +85,7 @@ MAX_LISTED_SKIPS = 1000
 # -- the whole build ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BuildOptions:
-    """What ``gnnu-build`` was asked for (see DESIGN §10). ``split``/``seed`` ``None``: the graph
+    """What ``gnnu-build`` was asked for (see docs/design.md#command-line-contract). ``split``/``seed`` ``None``: the graph
     config's defaults. ``graph``: config name or YAML path (``None``: knn16)."""
 
     inputs: tuple[str, ...]

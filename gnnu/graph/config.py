@@ -35,7 +35,7 @@ from ..pixelmap import get_preset
 from .edges import EDGE_BUILDERS
 from .features import FEATURES
 
-#: Config used when ``gnnu-build`` is given no ``--graph`` (DESIGN §10).
+#: Config used when ``gnnu-build`` is given no ``--graph`` (docs/design.md#command-line-contract).
 DEFAULT_GRAPH = "knn16"
 
 

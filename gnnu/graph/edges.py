@@ -1,4 +1,4 @@
-"""Edge builders (DESIGN §5): one function each, registered in :data:`EDGE_BUILDERS`.
+"""Edge builders (docs/design.md#graphs): one function each, registered in :data:`EDGE_BUILDERS`.
 
 Every builder takes a :class:`gnnu.graph.features.NodeTable` (the hits of a block of events) and
 its parameter dataclass, and returns ``edge_index`` [2, E] int64 of block-global node indices

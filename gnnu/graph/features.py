@@ -1,4 +1,4 @@
-"""Node features of hit graphs (DESIGN §5): one node per hit, computed for many events at once.
+"""Node features of hit graphs (docs/design.md#graphs): one node per hit, computed for many events at once.
 
 :func:`node_table` gathers the hit columns of a block of events into one :class:`NodeTable`
 (positions in cm from the detector's ``hit_positions``), :func:`compute_features` stacks the

@@ -1,4 +1,4 @@
-"""On-disk layout of a graph dataset (DESIGN §3.3), shared by the builder and the readers.
+"""On-disk layout of a graph dataset (docs/design.md#graph-dataset), shared by the builder and the readers.
 
 A dataset is a directory::
 

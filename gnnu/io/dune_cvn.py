@@ -1,4 +1,4 @@
-"""DUNE CVN's released pixel maps (DESIGN §4.1): one node per non-zero pixel.
+"""DUNE CVN's released pixel maps (docs/design.md#dune-like-lartpc): one node per non-zero pixel.
 
 Layout of a source directory::
 
@@ -60,7 +60,7 @@ from .base import EventReader, register_reader
 
 #: Shape of one released pixel map: (views U/V/Z, wires, time bins).
 MAP_SHAPE = DUNE_CVN.shape
-#: Ticks per time bin of the released maps: 3200 ticks in 500 bins (DESIGN §3.4).
+#: Ticks per time bin of the released maps: 3200 ticks in 500 bins (docs/design.md#images).
 TICKS_PER_BIN = DUNE_CVN.ticks_per_bin
 #: Number of lines an ``eventN.info`` file must have (0–11 are used).
 INFO_LINES = 12

@@ -1,4 +1,4 @@
-"""The gnnu hit file (DESIGN §3.2): columnar, schema-versioned, self-describing HDF5.
+"""The gnnu hit file (docs/design.md#hit-file): columnar, schema-versioned, self-describing HDF5.
 
 Layout::
 

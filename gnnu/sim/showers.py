@@ -1,4 +1,4 @@
-"""Stochastic electromagnetic cascades of e± and γ (DESIGN §4.1, "Transport").
+"""Stochastic electromagnetic cascades of e± and γ (docs/design.md#dune-like-lartpc, "Transport").
 
 :func:`cascade` develops the shower of every e±/γ of a batch. All particles of all cascades are
 handled together. Photons advance one interaction per *step*, all live photons in one

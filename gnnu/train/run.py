@@ -1,4 +1,4 @@
-"""A training run: the library behind ``gnnu-train`` (DESIGN §7, §10).
+"""A training run: the library behind ``gnnu-train`` (docs/design.md#training-and-evaluation, #command-line-contract).
 
 :func:`train` validates everything first (config, device, dataset, run directory, monitors,
 init-from checkpoint), then trains with Lightning and writes ``RUN_DIR/``. Graph models read the
@@ -91,7 +91,7 @@ class TrainingInterrupted(GnnuError):
 
 @dataclass
 class TrainOptions:
-    """What ``gnnu-train`` was asked for (DESIGN §10).
+    """What ``gnnu-train`` was asked for (docs/design.md#command-line-contract).
 
     ``config``: training or model config (YAML path); ``data``: dataset directory (overrides the
     config's); ``out``: run directory; ``epochs`` / ``max_events``: override the config;

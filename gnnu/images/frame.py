@@ -58,13 +58,13 @@ class HitFrame:
 
     @property
     def layout(self) -> ImageLayout | None:
-        """How these hits become pixel maps (:data:`gnnu.images.layouts.IMAGE_LAYOUTS` of the
-        detector's kind; pixel hits: their preset's layout; unknown detector: wire-time), or
-        None where the detector's kind has no image layout."""
+        """How these hits become pixel maps: :data:`gnnu.images.layouts.IMAGE_LAYOUTS` of the
+        detector's kind, or None where that kind has none; pixel hits: their preset's layout;
+        a detector the manifest does not record: wire-time (its hits have no plane)."""
         if self.map_preset is not None:
-            return IMAGE_LAYOUTS["pixelmap"]
+            return ImageLayout(self.map_preset.layout, f"pixel maps of preset {self.map_preset.name}")
         if self.detector is None:
-            return IMAGE_LAYOUTS["lartpc"]
+            return ImageLayout("wire-time", "hits of a detector the manifest does not record")
         return IMAGE_LAYOUTS.get(self.detector.kind)
 
     def axis_labels(self, view: int) -> tuple[str, str]:

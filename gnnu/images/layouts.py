@@ -29,8 +29,6 @@ IMAGE_LAYOUTS: Registry[ImageLayout] = Registry("image layout")
 IMAGE_LAYOUTS.register("lartpc", ImageLayout("wire-time", "a three-view wire-plane LArTPC such as dune"))
 IMAGE_LAYOUTS.register("scintillator", ImageLayout(
     "plane-cell", "a segmented (plane × cell) detector such as nova"))
-IMAGE_LAYOUTS.register("pixelmap", ImageLayout(
-    "wire-time", "wire-time pixel maps of a LArTPC (DUNE CVN's released events)"))
 
 
 def detectors_of(layout: str) -> str:

@@ -4,8 +4,8 @@ Runs, in this process, with fixed seeds and on the CPU: ``gnnu-sim`` (DUNE-like 
 events), ``gnnu-build`` (several graph configs, one with two workers), ``gnnu-train`` (EdgeConv and
 GravNet one epoch on the DUNE graphs, NOvA CVN one epoch on the NOvA images), ``gnnu-eval`` and
 ``gnnu-compare``, then writes one JSON fingerprint: a sha256 per HDF5 dataset array and attribute
-of every hit file and shard, the manifests, the trained weights (per tensor), the predictions and
-the metrics (timings, paths and dates left out — they differ between any two runs).
+of every hit file and shard, the pixel maps of every image preset, the manifests, the trained
+weights (per tensor), the predictions and the metrics (timings, paths and dates left out — they differ between any two runs).
 
 Compare two code versions (``--code`` puts a checkout first on ``sys.path``), one after the
 other in the same ``--work`` directory (manifests record absolute source paths, and the
@@ -120,6 +120,15 @@ def run_chain(work: Path) -> dict:
         invoke(cmd)
 
     prints: dict[str, object] = {}
+    from gnnu.images.dataset import ImageDataset           # the pixel maps the CNNs read
+    for data, presets in (("dune_knn", ("dune-cvn", "resnet-rgb")), ("nova_knn", ("nova-cvn",)),
+                          ("dune_pix", ("dune-cvn",))):
+        for preset in presets:
+            images = ImageDataset(work / data, "all", preset)
+            h = hashlib.sha256()
+            for i in range(len(images)):
+                h.update(images.render(i).tobytes())
+            prints[f"{data}/images/{preset}"] = f"{len(images)} maps:{h.hexdigest()[:16]}"
     for h5 in sorted(work.rglob("*.h5")):
         prints[str(h5.relative_to(work))] = hdf5_fingerprint(h5)
     for js in sorted(list(work.rglob("manifest.json")) + list(work.rglob("metrics.json"))):

@@ -50,8 +50,9 @@ SIM_LINE = re.compile(r"gnnu-sim: wrote (\d+) of (\d+) events \((.*); (\d+) with
                       r"(\d+) hits to (\S+) in ")
 
 
-@pytest.mark.parametrize("detector,flavours", [("dune", "numu_cc,nue_cc,nc"),
-                                               ("nova", "numu_cc,nc,cosmic")])
+@pytest.mark.parametrize("detector,flavours", [
+    pytest.param("dune", "numu_cc,nue_cc,nc", marks=pytest.mark.slow),    # a long simulation
+    ("nova", "numu_cc,nc,cosmic")])
 def test_sim_summary_reconciles_with_the_file(tmp_path, capsys, detector, flavours):
     from gnnu.cli.sim import main
 

@@ -247,6 +247,7 @@ def _assert_same_dataset(a, b):
     assert read_manifest(a) == read_manifest(b)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path, dune, capsys):
     events = [make_event(i, n_hits=1000, particles=False) for i in range(400)]
     src = write_hits(tmp_path / "a.h5", events, dune)

@@ -90,6 +90,7 @@ def test_cnn_learns_through_gnnu_train(name, dataset, tmp_path, capsys):
     assert max(h["val/flavour_accuracy"] for h in hist) >= 0.5, [h["val/flavour_accuracy"] for h in hist]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(MODELS))
 def test_cnn_trains_and_evaluates_through_the_cli(name, dataset, tmp_path, capsys):
     """One short epoch (48 events) per CNN through gnnu-train's entry point (--epochs,

@@ -366,6 +366,7 @@ def expectation(m: fuzz_hdf5.Mutation, reference, original: dict, mutated=None, 
     raise AssertionError(f"no oracle for {m}")
 
 
+@pytest.mark.slow
 @fuzz_settings(200)
 @given(data=st.data())
 def test_structural_mutations(base, data):
@@ -417,6 +418,7 @@ def _model_mutations(draw, original: dict) -> fuzz_hdf5.Mutation:
     return fuzz_hdf5.Mutation("set", name, (index, value))
 
 
+@pytest.mark.slow
 @fuzz_settings(120)
 @given(data=st.data())
 def test_particle_and_deposit_values(base, data):

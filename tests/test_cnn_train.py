@@ -169,6 +169,7 @@ def test_resnet18_fine_tunes_from_a_gnnu_train_checkpoint(dataset, tmp_path, cap
     assert moved, "layer4 trains"
 
 
+@pytest.mark.slow
 def test_eval_refuses_an_image_checkpoint_on_a_dataset_without_hits(dataset, tmp_path, capsys):
     """A CNN checkpoint evaluated on a schema-1.0 copy of the dataset (no stored hits) is one
     clear error line with exit status 2."""

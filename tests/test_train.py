@@ -321,6 +321,7 @@ def test_resume_extends_a_finished_run(tiny_config, dataset, tmp_path):
 
 
 # -- fine-tuning ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_init_from_with_freeze(uninterrupted, tiny_config, dataset, tmp_path):
     """--init-from copies matching weights; frozen parameters (and their BatchNorm statistics)
     stay exactly as in the source checkpoint, the rest trains; a flavour head with another

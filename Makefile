@@ -1,10 +1,10 @@
-# `make demo` and `make test` create .venv and install gnnu on first use.
+# `make demo`, `make test` and `make test-fast` create .venv and install gnnu on first use.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.gnnu-installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-fast bench clean
 
 install: $(STAMP)
 
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The development tier (≤ 3 min on 2 cores): everything but the tests marked slow.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench_sim.py

@@ -1,8 +1,9 @@
 """Event displays: every view of an event side by side, hits drawn in the view's cm space.
 
-LArTPC: wire coordinate horizontally, drift coordinate (time × drift velocity) vertically.
-Segmented scintillator (detectors with ``needs_plane``): z of the plane horizontally, the cell's
-transverse coordinate vertically, each hit a square marker (plane on x, cell on y).
+Axes, their titles and the hit markers come from the detector (:class:`gnnu.detectors.Detector`):
+LArTPC: wire coordinate horizontally, drift coordinate (time × drift velocity) vertically, dots;
+segmented scintillator: z of the plane horizontally, the cell's transverse coordinate vertically,
+each hit a square marker (plane on x, cell on y).
 Colour is the hit charge on a log scale; ``truth=True`` colours hits by the truth particle
 that made them instead (noise and radiological blips grey). Written with matplotlib's Agg
 backend, so it works without a screen.
@@ -16,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .atomic import atomic_path
 from .detectors import positions
 from .events import Event, Flavour, Interaction
 
@@ -50,8 +52,7 @@ def draw_events(events: Sequence[Event], detector, path: str | os.PathLike,
     from matplotlib.colors import LogNorm
 
     views = detector.views
-    segmented = getattr(detector, "needs_plane", False)
-    marker, size = ("s", 6) if segmented else ("o", 2)
+    marker, size = detector.hit_marker
     n = max(len(events), 1)
     fig, axes = plt.subplots(n, len(views), figsize=(4.2 * len(views), 3.6 * n), squeeze=False)
     for row, ev in enumerate(events):
@@ -72,12 +73,9 @@ def draw_events(events: Sequence[Event], detector, path: str | os.PathLike,
                                 norm=LogNorm(vmin=max(q.min(), 1e-3), vmax=max(q.max(), 1e-2)),
                                 linewidths=0)
                 if v == len(views) - 1:
-                    fig.colorbar(sc, ax=ax, label=f"charge ({getattr(detector, 'charge_unit', 'a.u.')})")
+                    fig.colorbar(sc, ax=ax, label=f"charge ({detector.charge_unit})")
             _zoom(ax, pos[sel])
-            if segmented:
-                xlabel, ylabel = detector.axis_labels(v)
-            else:
-                xlabel, ylabel = f"{name} wire coordinate (cm)", "drift coordinate (cm)"
+            xlabel, ylabel = detector.axis_labels(v)
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
             ax.set_title(f"view {name}", fontsize=9)
@@ -87,8 +85,11 @@ def draw_events(events: Sequence[Event], detector, path: str | os.PathLike,
         fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+    finally:
+        plt.close(fig)
     return path
 
 

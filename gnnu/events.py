@@ -1,4 +1,4 @@
-"""The shared data model: hits, truth, particles and the label codes of DESIGN §3.1.
+"""The shared data model: hits, truth, particles and the label codes of docs/design.md#labels.
 
 This module is the one place that defines label codes and column names; every stage
 (simulator, readers, graph builder, image adapter, models, metrics) imports them from here.
@@ -84,6 +84,18 @@ def bucket_count(n) -> np.ndarray | int:
     arr = np.asarray(n)
     out = np.where(arr < 0, -1, np.minimum(arr, 3))
     return int(out) if out.ndim == 0 else out
+
+
+#: Truth fields whose name means something else on an in-memory graph or batch: PyG reads
+#: ``Data.y`` as the training target, so the inelasticity ``y`` is ``data.inelasticity`` there
+#: (the :class:`Truth` field, the stored dataset column and the regression target stay ``y``).
+BATCH_NAMES = {"y": "inelasticity"}
+
+
+def batch_key(field: str) -> str:
+    """The attribute (and batch key) under which truth field ``field`` sits on graphs, image
+    items and their batches (:data:`BATCH_NAMES`; the field's own name otherwise)."""
+    return BATCH_NAMES.get(field, field)
 
 
 @dataclass

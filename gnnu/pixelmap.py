@@ -1,4 +1,4 @@
-"""Pixel maps: hits → one (wire × time) or (plane × cell) image per view, and back (DESIGN §3.4).
+"""Pixel maps: hits → one (wire × time) or (plane × cell) image per view, and back (docs/design.md#images).
 
 A :class:`PixelMapPreset` is data: which views, how many columns and time bins, wires per
 column, ticks per bin, the charge → pixel-value scale, and where the window is centred.
@@ -60,6 +60,7 @@ from typing import Literal, Mapping
 import numpy as np
 
 from .events import Hits
+from .registry import Registry
 
 #: Hit width (rms, in time bins) of a pixel turned into a hit: a uniform spread over one bin.
 PIXEL_WIDTH_BINS = 1.0 / math.sqrt(12.0)
@@ -143,7 +144,10 @@ RESNET_RGB = PixelMapPreset("resnet-rgb", views=(0, 1, 2), n_wires=224, n_time_b
                             wires_per_column=2, ticks_per_bin=12.8, charge_scale=255.0 / 2000.0,
                             vertex_anchor=(0.01, 0.5))
 
-PRESETS: dict[str, PixelMapPreset] = {p.name: p for p in (DUNE_CVN, NOVA_CVN, RESNET_RGB)}
+#: Every preset by name; a new preset is one ``PRESETS.register(name, preset)`` line.
+PRESETS: Registry[PixelMapPreset] = Registry("pixel-map preset")
+for _preset in (DUNE_CVN, NOVA_CVN, RESNET_RGB):
+    PRESETS.register(_preset.name, _preset)
 
 
 def get_preset(preset: PixelMapPreset | str) -> PixelMapPreset:
@@ -151,7 +155,7 @@ def get_preset(preset: PixelMapPreset | str) -> PixelMapPreset:
     if isinstance(preset, PixelMapPreset):
         return preset
     if preset not in PRESETS:
-        raise ValueError(f"unknown pixel-map preset '{preset}' (known: {', '.join(PRESETS)})")
+        raise ValueError(PRESETS.unknown(preset))
     return PRESETS[preset]
 
 
@@ -159,8 +163,9 @@ def get_preset(preset: PixelMapPreset | str) -> PixelMapPreset:
 def vertex_pixels(detector, vertices, preset: PixelMapPreset | str) -> np.ndarray:
     """Per event and rendered view the vertex in map coordinates, float64 [n, V, 2].
 
-    ``vertices`` [n, 3]: (x, y, z) cm of the interaction (at t = 0). Wire-time layout (LArTPC):
-    (fractional wire = wire coordinate / pitch, tick = drift distance × ticks per cm).
+    ``vertices`` [n, 3]: (x, y, z) cm of the interaction (at t = 0), placed in each view by the
+    detector (:meth:`gnnu.detectors.base.Detector.vertex_coordinates`). Wire-time layout (e.g.
+    a LArTPC): (fractional wire = wire coordinate / pitch, tick = drift distance × ticks per cm).
     Plane-cell layout (segmented detector): (fractional row = plane / planes_per_row, fractional
     cell across the view's cells), plane p spanning [p, p + 1) and likewise cells. Rows of
     non-finite vertices are NaN (render them centred on the charge centroid).
@@ -169,21 +174,11 @@ def vertex_pixels(detector, vertices, preset: PixelMapPreset | str) -> np.ndarra
     v = np.asarray(vertices, np.float64).reshape(-1, 3)
     out = np.full((len(v), len(p.views), 2), np.nan)
     ok = np.isfinite(v).all(axis=1)
-    x, y, z = v[ok].T
     for s, view in enumerate(p.views):
-        if p.layout == "plane-cell":
-            from .detectors.scintillator import VIEW_MEASURES
-
-            seg = detector.config.segmentation
-            plane = (z - detector.plane_z(0)) / seg.plane_pitch_cm + 0.5
-            u = (x, y)[VIEW_MEASURES[view]]
-            cell = (u - detector.cell_coordinate(view, 0)) / seg.cell_pitch_cm + 0.5
-            out[ok, s] = np.stack([plane / p.planes_per_row, cell], axis=1)
-        else:
-            pitch = detector.config.planes[view].pitch_cm
-            wire = np.asarray(detector.wire_coordinate(view, y, z), np.float64) / pitch
-            tick = np.asarray(detector.drift_distance(x), np.float64) * detector.ticks_per_cm
-            out[ok, s] = np.stack([wire, tick], axis=1)
+        first, second = np.asarray(detector.vertex_coordinates(v[ok], view), np.float64).T
+        if p.layout == "plane-cell":            # rows of planes_per_row detector planes
+            first = first / p.planes_per_row
+        out[ok, s] = np.stack([first, second], axis=1)
     return out
 
 

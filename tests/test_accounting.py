@@ -1,4 +1,4 @@
-"""Event accounting (DESIGN §2 "no silent drops", issue #8): the closing summary every command
+"""Event accounting (docs/design.md#the-house "no silent drops", issue #8): the closing summary every command
 prints reconciles — in = out + skipped — and agrees with what it wrote.
 
 - ``gnnu-sim``: requested = written (it never skips), the per-class numbers add up to the
@@ -50,8 +50,9 @@ SIM_LINE = re.compile(r"gnnu-sim: wrote (\d+) of (\d+) events \((.*); (\d+) with
                       r"(\d+) hits to (\S+) in ")
 
 
-@pytest.mark.parametrize("detector,flavours", [("dune", "numu_cc,nue_cc,nc"),
-                                               ("nova", "numu_cc,nc,cosmic")])
+@pytest.mark.parametrize("detector,flavours", [
+    pytest.param("dune", "numu_cc,nue_cc,nc", marks=pytest.mark.slow),    # a long simulation
+    ("nova", "numu_cc,nc,cosmic")])
 def test_sim_summary_reconciles_with_the_file(tmp_path, capsys, detector, flavours):
     from gnnu.cli.sim import main
 
@@ -162,6 +163,7 @@ def checkpoint(tmp_path_factory):
     return data, root / "run" / "best.ckpt"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("split", SPLITS)
 def test_eval_counts_every_event_of_the_split_once(tmp_path, capsys, checkpoint, split):
     from gnnu.cli.eval import main
@@ -205,6 +207,7 @@ def _event_counter():
     return EventCounter()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("limits", [("--max-events", "40", "--set", "max_val_events=5"), ()],
                          ids=["max_events and max_val_events", "whole splits"])
 def test_train_summary_reconciles_with_the_splits(tmp_path, capsys, monkeypatch, checkpoint, limits):
@@ -251,6 +254,7 @@ COMPARE_LINE = re.compile(r"gnnu-compare: (\d+) model\(s\), (\w+) on (\d+) (\w+)
 PER_REPORT = re.compile(r"^  events per report: (.*) \(each = (\d+), the same event ids\)$", re.M)
 
 
+@pytest.mark.slow
 def test_compare_summary_reconciles_with_every_report(tmp_path, capsys, checkpoint):
     from gnnu.cli.compare import main as compare
     from gnnu.cli.eval import main as evaluate

@@ -1,4 +1,4 @@
-"""gnnu-build (DESIGN §3.3, §10): round trip, splits, normalisation, bad events, overwrite and
+"""gnnu-build (docs/design.md#graph-dataset, #command-line-contract): round trip, splits, normalisation, bad events, overwrite and
 compatibility refusals, kill-and-resume, worker independence, --inspect."""
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def test_round_trip_equals_directly_computed_graphs(tmp_path, dune, capsys):
         nodes = node_table(h.columns, np.zeros(len(h), np.int64), dune)
         np.testing.assert_array_equal(d.x.numpy(), compute_features(
             ["pos", "charge", "width", "view"], nodes))
-        # the features themselves, from the detector config (DESIGN §5: wire × pitch, time × v × tick)
+        # the features themselves, from the detector config (docs/design.md#graphs: wire × pitch, time × v × tick)
         pitch = np.array([p.pitch_cm for p in planes])[h["view"]]
         np.testing.assert_allclose(d.x[:, 0].numpy(), h["wire"] * pitch, rtol=1e-6)
         np.testing.assert_allclose(d.x[:, 1].numpy(), h["time"] * cm_per_tick, rtol=1e-6)
@@ -247,6 +247,7 @@ def _assert_same_dataset(a, b):
     assert read_manifest(a) == read_manifest(b)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path, dune, capsys):
     events = [make_event(i, n_hits=1000, particles=False) for i in range(400)]
     src = write_hits(tmp_path / "a.h5", events, dune)
@@ -293,7 +294,7 @@ def _files(d) -> dict[str, bytes]:
 
 
 def test_job_array_parts_then_merge_equal_a_single_build_byte_for_byte(tmp_path, dune, capsys):
-    """DESIGN §5 scale-out: three --shard-index jobs (run out of order, into one directory),
+    """docs/design.md#graphs scale-out: three --shard-index jobs (run out of order, into one directory),
     then --merge: every shard file and manifest.json are byte-identical to one ordinary build."""
     src = write_hits(tmp_path / "a.h5", [make_event(i, n_hits=50) for i in range(60)], dune)
     src2 = write_hits(tmp_path / "b.h5", [make_event(i, n_hits=50, seed=1) for i in range(15)], dune)

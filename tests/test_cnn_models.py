@@ -380,6 +380,7 @@ def recalibrate_batchnorm(model: nn.Module, batch: dict) -> None:
     model.eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, views, steps, lr", [("nova_cvn", 2, 30, 2e-3), ("dune_cvn", 3, 20, 3e-3),
                                                     ("resnet18", 3, 10, 1e-3)])
 def test_learns_toy_track_directions(name, views, steps, lr):

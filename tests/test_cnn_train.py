@@ -72,6 +72,7 @@ def _gnnu_train(*argv) -> dict:
 LEARN = {"dune_cvn": (3e-3, 3, None), "nova_cvn": (3e-3, 3, None), "resnet18": (1e-3, 5, IMAGE_32)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(LEARN))
 def test_cnn_learns_through_gnnu_train(name, dataset, tmp_path, capsys):
     """Each CNN (small widths or maps), a few epochs of gnnu-train on ~320 synthetic events read
@@ -89,11 +90,12 @@ def test_cnn_learns_through_gnnu_train(name, dataset, tmp_path, capsys):
     assert max(h["val/flavour_accuracy"] for h in hist) >= 0.5, [h["val/flavour_accuracy"] for h in hist]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(MODELS))
 def test_cnn_trains_and_evaluates_through_the_cli(name, dataset, tmp_path, capsys):
     """One short epoch (48 events) per CNN through gnnu-train's entry point (--epochs,
     --max-events, --set), then gnnu-eval's on the test split: the checkpoint records the rendered
-    views as its inputs, and the report is the GNNs' one (DESIGN §10 keys, every test event once,
+    views as its inputs, and the report is the GNNs' one (docs/design.md#command-line-contract keys, every test event once,
     predictions.h5, PNG plots)."""
     run = tmp_path / "run"
     record = _gnnu_train("--config", _config(tmp_path, name), "--data", dataset, "--out", run,
@@ -123,6 +125,7 @@ def _state(path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 def test_resnet18_fine_tunes_from_a_gnnu_train_checkpoint(dataset, tmp_path, capsys):
     """weights: PATH with a checkpoint written by a real gnnu-train run: pretrain ResNet18 (flavour
     and energy heads, 32 × 32 maps), then fine-tune from its best.ckpt with only the flavour head
@@ -166,6 +169,7 @@ def test_resnet18_fine_tunes_from_a_gnnu_train_checkpoint(dataset, tmp_path, cap
     assert moved, "layer4 trains"
 
 
+@pytest.mark.slow
 def test_eval_refuses_an_image_checkpoint_on_a_dataset_without_hits(dataset, tmp_path, capsys):
     """A CNN checkpoint evaluated on a schema-1.0 copy of the dataset (no stored hits) is one
     clear error line with exit status 2."""

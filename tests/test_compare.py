@@ -262,6 +262,7 @@ def test_labels_and_signal_classes(three_runs, tmp_path, capsys):
 
 
 # -- end to end --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_end_to_end_two_trained_gnns(tmp_path, capsys):
     """Real runs: a synthetic dataset, gnnu-train of EdgeConv and GravNet (1 epoch), gnnu-eval of
     each into its run directory, then gnnu-compare with speed re-measured on this CPU."""

@@ -55,8 +55,10 @@ def test_data_layout(dataset_dir):
     assert int(d.edge_index.max()) < n and int(d.edge_index.min()) >= 0
     for k in CLASS_LABELS + ("n_proton_raw", "mode", "nu_pdg"):
         assert d[k].shape == (1,) and d[k].dtype == torch.long, k
-    for k in ("nu_energy", "lep_energy", "y"):
+    for k in ("nu_energy", "lep_energy", "inelasticity"):
         assert d[k].shape == (1,) and d[k].dtype == torch.float32, k
+    assert d.y is None                       # PyG's target attribute stays free (not the inelasticity)
+    np.testing.assert_array_equal(d.inelasticity.numpy(), ds.labels("y")[3:4].astype(np.float32))
     assert d.vertex.shape == (1, 3) and d.event_id.shape == (1, 3)
 
 

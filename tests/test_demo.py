@@ -42,6 +42,7 @@ def demo(tmp_path_factory):
     return out, buf.getvalue(), results[0]
 
 
+@pytest.mark.slow
 def test_demo_runs_every_stage(demo):
     out, printed, _ = demo
     for command in ("$ gnnu-sim", "$ gnnu-build", "$ gnnu-build --inspect", "$ gnnu-train",
@@ -64,6 +65,7 @@ def test_demo_runs_every_stage(demo):
     assert "gnnu-demo: done" in printed
 
 
+@pytest.mark.slow
 def test_demo_summary_counts_every_stage(demo):
     """The closing summary's numbers are those of the files each stage wrote, and reconcile."""
     out, printed, res = demo
@@ -93,6 +95,7 @@ def test_demo_summary_counts_every_stage(demo):
     assert res.counts["compared"] == [n_test]
 
 
+@pytest.mark.slow
 def test_demo_lists_only_the_comparison_files_written(demo, tmp_path):
     out, printed, res = demo
     line = next(ln for ln in printed.splitlines() if ln.lstrip().startswith("comparison "))

@@ -1,4 +1,4 @@
-"""DUNE CVN pixel-map reader on the real released sample (DESIGN §4.1), its ``.info`` layout,
+"""DUNE CVN pixel-map reader on the real released sample (docs/design.md#dune-like-lartpc), its ``.info`` layout,
 the pixel → hit conversion, the pixel-map geometry, and one clear error per bad input."""
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def test_all_events_read_with_pickle_truth(sample, labels):
 
 
 def test_hits_are_the_non_zero_pixels(sample):
-    """DESIGN §4.1 quotes ~200–2000 non-zero pixels per view for these events; the sample
+    """docs/design.md#dune-like-lartpc quotes ~200–2000 non-zero pixels per view for these events; the sample
     actually spans 107–5425 per view (median ≈ 750), so the range is checked on the median and
     loosely on every view."""
     per_view = []

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from gnnu.config import CONFIG_ROOT
+from gnnu.detectors import DetectorBase
 from gnnu.errors import ConfigError
 from gnnu.graph.config import load_graph_config
 from gnnu.graph.edges import (EDGE_BUILDERS, AdjacencyEdges, CrossViewEdges, DelaunayEdges,
@@ -14,7 +15,7 @@ from gnnu.graph.edges import (EDGE_BUILDERS, AdjacencyEdges, CrossViewEdges, Del
 from gnnu.graph.features import node_table
 
 
-class UnitDetector:
+class UnitDetector(DetectorBase):
     """Two views; 1 cm per wire and 1 cm per time unit, so positions are (wire, time)."""
 
     name = "unit"
@@ -46,7 +47,7 @@ def test_knn_per_view_known_neighbours():
     # event 0, view A: four hits on a line at wire 0, 1, 3, 7; view B: two hits; event 1: one hit
     n = nodes_of([(0, 0, 0, 5), (0, 1, 0, 5), (0, 0, 1, 5), (0, 0, 3, 5), (0, 1, 50, 5),
                   (0, 0, 7, 5), (1, 0, 1, 5)])
-    e = EDGE_BUILDERS["knn"][1](n, KnnEdges(k=2))
+    e = EDGE_BUILDERS["knn"].build(n, KnnEdges(k=2))
     want = {(2, 0), (3, 0),            # wire 0 ← wires 1, 3
             (0, 2), (3, 2),            # wire 1 ← wires 0, 3
             (2, 3), (0, 3),            # wire 3 ← wires 1 (2 cm), 0 (3 cm)
@@ -66,23 +67,23 @@ def test_knn_same_edges_whether_or_not_hits_come_grouped_by_view():
     mixed = nodes_of([hits[i] for i in order])                  # views interleaved per event
     assert np.any(np.diff(mixed.view[mixed.batch == 0]) < 0)    # really not grouped by view
     spec = KnnEdges(k=6)
-    e_grouped = EDGE_BUILDERS["knn"][1](grouped, spec)
-    e_mixed = order[EDGE_BUILDERS["knn"][1](mixed, spec)]       # back to the grouped numbering
+    e_grouped = EDGE_BUILDERS["knn"].build(grouped, spec)
+    e_mixed = order[EDGE_BUILDERS["knn"].build(mixed, spec)]       # back to the grouped numbering
     assert pairs(e_mixed) == pairs(e_grouped) and e_mixed.shape == e_grouped.shape
 
 
 def test_knn_3d_uses_true_positions_and_skips_hits_without_them():
     n = nodes_of([(0, 0, 0, 0), (0, 1, 100, 0), (0, 0, 200, 0), (0, 1, 300, 0)])
     n.xyz = np.array([[0, 0, 0], [0, 0, 1], [0, 0, 5], [np.nan, 0, 0]], np.float32)
-    e = EDGE_BUILDERS["knn"][1](n, KnnEdges(k=1, space="3d"))
+    e = EDGE_BUILDERS["knn"].build(n, KnnEdges(k=1, space="3d"))
     assert pairs(e) == {(1, 0), (0, 1), (1, 2)}
 
 
 def test_radius_exact_and_capped():
     n = nodes_of([(0, 0, 0, 0), (0, 0, 1, 0), (0, 0, 2, 0), (0, 0, 4, 0), (0, 1, 1, 0)])
-    e = EDGE_BUILDERS["radius"][1](n, RadiusEdges(r_cm=2.0, max_neighbours=10))
+    e = EDGE_BUILDERS["radius"].build(n, RadiusEdges(r_cm=2.0, max_neighbours=10))
     assert pairs(e) == {(0, 1), (1, 0), (0, 2), (2, 0), (1, 2), (2, 1), (2, 3), (3, 2)}
-    capped = EDGE_BUILDERS["radius"][1](n, RadiusEdges(r_cm=2.0, max_neighbours=1))
+    capped = EDGE_BUILDERS["radius"].build(n, RadiusEdges(r_cm=2.0, max_neighbours=1))
     # node 1 has 0 and 2 both at 1 cm: the lower index wins; node 2's nearest is node 1
     assert pairs(capped) == {(1, 0), (0, 1), (1, 2), (2, 3)}
 
@@ -90,14 +91,14 @@ def test_radius_exact_and_capped():
 def test_adjacency_neighbouring_wires_within_window():
     n = nodes_of([(0, 0, 10, 0.0), (0, 0, 11, 1.5), (0, 0, 12, 5.0), (0, 0, 10, 2.0),
                   (0, 0, 14, 0.0), (0, 1, 11, 0.0)])
-    e = EDGE_BUILDERS["adjacency"][1](n, AdjacencyEdges(wires=1, window_cm=2.0, same_wire=True))
+    e = EDGE_BUILDERS["adjacency"].build(n, AdjacencyEdges(wires=1, window_cm=2.0, same_wire=True))
     # 0-1 (next wire, Δt 1.5), 1-3 (Δt 0.5), 0-3 (same wire, Δt 2.0 inclusive); 2 too late for 1
     # (Δt 3.5); wire 14 has no neighbour; the view-B hit never joins view A
     assert undirected(e) == {frozenset({0, 1}), frozenset({1, 3}), frozenset({0, 3})}
     assert len(pairs(e)) == 6
-    no_same = EDGE_BUILDERS["adjacency"][1](n, AdjacencyEdges(wires=1, window_cm=2.0, same_wire=False))
+    no_same = EDGE_BUILDERS["adjacency"].build(n, AdjacencyEdges(wires=1, window_cm=2.0, same_wire=False))
     assert undirected(no_same) == {frozenset({0, 1}), frozenset({1, 3})}
-    wide = EDGE_BUILDERS["adjacency"][1](n, AdjacencyEdges(wires=2, window_cm=5.0, same_wire=False))
+    wide = EDGE_BUILDERS["adjacency"].build(n, AdjacencyEdges(wires=2, window_cm=5.0, same_wire=False))
     assert frozenset({0, 2}) in undirected(wide) and frozenset({2, 4}) in undirected(wide)
 
 
@@ -107,7 +108,7 @@ def test_delaunay_square_line_pair_single_and_duplicates():
                   (1, 0, 5, 5), (1, 0, 6, 9),                                  # two hits
                   (1, 1, 4, 4),                                                # alone
                   (2, 0, 0, 0), (2, 0, 4, 0), (2, 0, 0, 3), (2, 0, 0, 3)])     # triangle + duplicate
-    e = EDGE_BUILDERS["delaunay"][1](n, DelaunayEdges())
+    e = EDGE_BUILDERS["delaunay"].build(n, DelaunayEdges())
     u = undirected(e)
     square = {p for p in u if p <= {0, 1, 2, 3}}
     assert {frozenset({0, 1}), frozenset({0, 2}), frozenset({1, 3}), frozenset({2, 3})} <= square
@@ -123,13 +124,13 @@ def test_delaunay_square_line_pair_single_and_duplicates():
 def test_crossview_nearest_in_drift_within_window():
     n = nodes_of([(0, 0, 1, 5.0), (0, 1, 7, 4.9), (0, 1, 8, 5.3), (0, 1, 9, 5.35), (0, 1, 2, 9.0),
                   (1, 1, 3, 5.0)])
-    e = EDGE_BUILDERS["crossview"][1](n, CrossViewEdges(window_cm=0.5, max_per_view=2))
+    e = EDGE_BUILDERS["crossview"].build(n, CrossViewEdges(window_cm=0.5, max_per_view=2))
     # hit 0 (view A) receives from the two nearest view-B hits in drift; each view-B hit within
     # 0.5 cm receives from hit 0; the other event's hit stays alone
     assert pairs(e) == {(1, 0), (2, 0), (0, 1), (0, 2), (0, 3)}
     # equal |Δ| on both sides (0.25 cm, exact in binary): the two lowest indices win
     tie = nodes_of([(0, 1, 1, 5.25), (0, 1, 2, 4.75), (0, 1, 3, 5.25), (0, 1, 4, 4.75), (0, 0, 0, 5.0)])
-    e = EDGE_BUILDERS["crossview"][1](tie, CrossViewEdges(window_cm=0.5, max_per_view=2))
+    e = EDGE_BUILDERS["crossview"].build(tie, CrossViewEdges(window_cm=0.5, max_per_view=2))
     assert {s for s, t in pairs(e) if t == 4} == {0, 1}
 
 
@@ -157,7 +158,7 @@ def test_builder_contract_on_random_events(spec):
             for ev, m in enumerate(sizes) for _ in range(m)]
     hits += [(6, 0, 3, 3.0)] * 3                              # coincident hits
     n = nodes_of(hits)
-    e = EDGE_BUILDERS[spec.kind][1](n, spec)
+    e = EDGE_BUILDERS[spec.kind].build(n, spec)
     assert e.dtype == np.int64 and e.shape[0] == 2 and e.shape[1] > 0
     assert not np.any(e[0] == e[1]), "self-loop"
     assert len(pairs(e)) == e.shape[1], "duplicate edge"

@@ -1,4 +1,4 @@
-"""gnnu-eval: report contents (DESIGN §10), every event once, GPU→CPU checkpoints, refusals."""
+"""gnnu-eval: report contents (docs/design.md#command-line-contract), every event once, GPU→CPU checkpoints, refusals."""
 
 from __future__ import annotations
 

@@ -28,7 +28,8 @@ import yaml
 
 from conftest import DUNE_CVN_SAMPLE, make_event
 from gnnu.errors import InputError
-from gnnu.graph.build import BuildOptions, _ShardWriter, build_dataset
+from gnnu.graph.build import BuildOptions, build_dataset
+from gnnu.graph.store import ShardWriter
 from gnnu.graph.dataset import GraphDataset
 from gnnu.graph.store import shard_name
 from gnnu.io.hitfile import HitFile, HitFileWriter, write_hits
@@ -149,6 +150,7 @@ class Progress:
         os.close(self.fd)
 
 
+@pytest.mark.slow
 def test_sim_killed_then_rerun_gives_the_same_bytes(tmp_path):
     """kill -9 of ``gnnu-sim --workers 2`` once it reports a third of its events simulated
     leaves no output file (only a temporary one that no reader accepts); the rerun then writes
@@ -173,6 +175,7 @@ def test_sim_killed_then_rerun_gives_the_same_bytes(tmp_path):
     assert out.read_bytes() == ref.read_bytes()
 
 
+@pytest.mark.slow
 def test_build_killed_with_workers_then_resume_is_identical(tmp_path, dune):
     """kill -9 of a two-worker ``gnnu-build`` after its first shards (its orphaned workers die
     or finish on their own), then ``--resume``: the dataset equals an uninterrupted build, shard
@@ -211,6 +214,7 @@ def train_data(tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp("train_faults"), n_events=200)
 
 
+@pytest.mark.slow
 def test_train_killed_then_resume_matches_uninterrupted(tmp_path, train_data):
     """kill -9 of ``gnnu-train`` after its first step checkpoint, then ``gnnu-train --resume``:
     the same weights and per-epoch metrics as an uninterrupted run (test_train.py covers
@@ -266,7 +270,7 @@ def _fail_in_shard(monkeypatch, shard: int, where: str, cleanup: bool = True) ->
     """Make the write of shard ``shard`` fail with ENOSPC: ``where`` = "data" (after part of
     its node arrays) or "close" (after its graph tables, before the rename); ``cleanup`` False
     also disables the writer's abort (the process dies on the spot: its temporary file stays)."""
-    append, close = _ShardWriter.append, _ShardWriter.close
+    append, close = ShardWriter.append, ShardWriter.close
 
     def failing_append(self, block):
         if self.path.name == shard_name(shard) and where == "data":
@@ -284,10 +288,10 @@ def _fail_in_shard(monkeypatch, shard: int, where: str, cleanup: bool = True) ->
             _enospc()
         close(self, graphs, attrs)
 
-    monkeypatch.setattr(_ShardWriter, "append", failing_append)
-    monkeypatch.setattr(_ShardWriter, "close", failing_close)
+    monkeypatch.setattr(ShardWriter, "append", failing_append)
+    monkeypatch.setattr(ShardWriter, "close", failing_close)
     if not cleanup:        # the file reaches the disk as it was, but is never renamed or removed
-        monkeypatch.setattr(_ShardWriter, "abort", lambda self: self._f.close())
+        monkeypatch.setattr(ShardWriter, "abort", lambda self: self._f.close())
 
 
 @pytest.mark.parametrize("where,cleanup", [("data", True), ("close", True), ("data", False)],
@@ -324,7 +328,7 @@ def test_disk_full_writing_the_manifest_keeps_the_build_resumable(tmp_path, monk
 
     src, cfg, ref = shard_source
     out = tmp_path / "ds"
-    real = build.write_json_atomic
+    real = build.write_manifest
 
     def failing(path, obj):
         if obj.get("status") == "complete":
@@ -333,7 +337,7 @@ def test_disk_full_writing_the_manifest_keeps_the_build_resumable(tmp_path, monk
             _enospc()
         real(path, obj)
 
-    monkeypatch.setattr(build, "write_json_atomic", failing)
+    monkeypatch.setattr(build, "write_manifest", failing)
     with pytest.raises(OSError):
         build_dataset(BuildOptions(inputs=(str(src),), out=str(out), graph=cfg))
     monkeypatch.undo()
@@ -376,6 +380,7 @@ def test_disk_full_during_a_hit_file_leaves_no_file(tmp_path, monkeypatch, dune,
 
 
 # -- reproducibility -----------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.skipif(not DUNE_CVN_SAMPLE.exists(), reason="DUNE CVN sample not present")
 def test_dune_cvn_dataset_is_byte_identical_for_any_workers(tmp_path):
     """The real DUNE CVN sample built twice by separate gnnu-build processes, with 1 and 2

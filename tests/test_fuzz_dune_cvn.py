@@ -84,12 +84,14 @@ def _check_map(base, data: bytes, kind: str) -> str:
     return judge(READER, f"map {kind}", read_source(DuneCVNReader, case), base.reference)
 
 
+@pytest.mark.slow
 @fuzz_settings(25)
 @given(cut=st.floats(0, 1, exclude_max=True))
 def test_truncated_maps(base, cut):
     assert _check_map(base, base.data[: int(cut * len(base.data))], "truncation") == "rejected"
 
 
+@pytest.mark.slow
 @fuzz_settings(60)
 @given(flips=st.lists(st.tuples(st.integers(0, 2**31), st.integers(0, 7)), min_size=1, max_size=3))
 def test_map_bit_flips(base, flips):
@@ -111,7 +113,7 @@ def test_map_with_appended_bytes(base, tail):
 
 # -- pixel maps: well-formed zlib streams of other content ----------------------------------------
 def _expected_hits(maps: np.ndarray) -> dict:
-    """One hit per non-zero pixel, in (view, wire, time bin) order (DESIGN §3.4, §4.1)."""
+    """One hit per non-zero pixel, in (view, wire, time bin) order (docs/design.md#images, #dune-like-lartpc)."""
     view, wire, time = np.nonzero(maps)
     q = maps[view, wire, time]
     return {"hits.view": view.astype(np.int8), "hits.wire": wire.astype(np.int32),
@@ -177,6 +179,7 @@ def test_other_map_contents(base, kind, n):
     _check_content(base, kind, *map_file(kind, 6, n, 0))
 
 
+@pytest.mark.slow
 def test_decompression_bomb_is_refused_without_inflating_it(tmp_path):
     """A valid zlib stream of 1 GiB of zeros (1 MiB on disk) is refused after inflating at most
     one map + 1 byte: memory stays flat and the refusal is immediate."""
@@ -231,6 +234,7 @@ def test_truncated_pickles(base, cut):
     assert _check_pickle(base, data[: int(cut * len(data))], "truncation") == "rejected"
 
 
+@pytest.mark.slow
 @fuzz_settings(50)
 @given(flips=st.lists(st.tuples(st.integers(0, 2**31), st.integers(0, 7)), min_size=1, max_size=3))
 def test_pickle_bit_flips(base, flips):
@@ -329,6 +333,7 @@ def _label_records(base, labels: dict) -> list:
     return out
 
 
+@pytest.mark.slow
 @fuzz_settings(80)
 @given(case=partitions(), protocol=st.integers(0, pickle.HIGHEST_PROTOCOL))
 def test_generated_pickles(base, case, protocol, tmp_path_factory):
@@ -424,6 +429,7 @@ def info_base(tmp_path_factory):
     return Base(root, root, b"", reading.events)
 
 
+@pytest.mark.slow
 @fuzz_settings(80)
 @given(data=info_files())
 def test_info_files(info_base, data):

@@ -105,7 +105,7 @@ def expectation(m: fuzz_hdf5.Mutation, reference, original: dict) -> tuple[list[
     """(expected records, must the file be rejected) after mutation ``m`` of the base file, whose
     datasets hold ``original``; ``None`` records: nothing may be read.
 
-    These are the hit file's rules (DESIGN §3.2): every required object present, a dataset of
+    These are the hit file's rules (docs/design.md#hit-file): every required object present, a dataset of
     its exact shape and of a numeric dtype of the right kind (integers for integer columns);
     CSR offsets consistent; time, charge and width finite; unknown objects and attributes
     ignored; optional truth columns and the particle table may be absent (a dangling link is
@@ -138,6 +138,7 @@ def expectation(m: fuzz_hdf5.Mutation, reference, original: dict) -> tuple[list[
     return _with_values(reference, m.name, new), non_finite
 
 
+@pytest.mark.slow
 @fuzz_settings(250)
 @given(data=st.data())
 def test_structural_mutations(base, data):

@@ -143,7 +143,7 @@ def _flat(values: np.ndarray) -> np.ndarray:
 
 
 def _expected_truth(rec: dict, ev: dict, i: int) -> None:
-    """Set the event-table truth of ``rec`` from the event-table columns ``ev`` (DESIGN §3.1)."""
+    """Set the event-table truth of ``rec`` from the event-table columns ``ev`` (docs/design.md#labels)."""
     is_cc, pdg = bool(ev["is_cc"][i] != 0), int(ev["nu_pdg"][i])
     apdg = abs(pdg)
     rec["truth.flavour"] = (3 if not is_cc else 0 if apdg == 14 else 1 if apdg == 12
@@ -233,7 +233,7 @@ def _deleted(m, reference, original):
     raise AssertionError(f"no oracle for deleting {m.name}")
 
 
-#: |PDG| counted by each count label and the visibility field with its threshold (DESIGN §3.1).
+#: |PDG| counted by each count label and the visibility field with its threshold (docs/design.md#labels).
 COUNTED = {"n_proton": (2212, "proton_ke_mev"), "n_charged_pion": (211, "charged_pion_ke_mev"),
            "n_neutral_pion": (111, "neutral_pion_ke_mev"), "n_neutron": (2112, "neutron_ke_mev")}
 
@@ -249,7 +249,7 @@ def model_event(values: dict, original: dict, i: int, ref: dict, visibility) -> 
     and ``hit_table/hit_id`` hold ``values`` (the file's datasets; row index as in ``original``,
     other columns as in the reference record ``ref``); None: the event must be rejected.
 
-    Written independently of the reader, one particle and one deposit at a time (DESIGN §3.1 and
+    Written independently of the reader, one particle and one deposit at a time (docs/design.md#labels and
     the NuML mapping): integers must fit in int32, g4 ids and hit ids be unique in the event and
     every deposit's hit id name a hit of the event, process names be text; a particle's parent
     is the row of the particle whose g4 id is its parent id (else −1), its energy √(p² + m²);
@@ -366,6 +366,7 @@ def expectation(m: fuzz_hdf5.Mutation, reference, original: dict, mutated=None, 
     raise AssertionError(f"no oracle for {m}")
 
 
+@pytest.mark.slow
 @fuzz_settings(200)
 @given(data=st.data())
 def test_structural_mutations(base, data):
@@ -417,6 +418,7 @@ def _model_mutations(draw, original: dict) -> fuzz_hdf5.Mutation:
     return fuzz_hdf5.Mutation("set", name, (index, value))
 
 
+@pytest.mark.slow
 @fuzz_settings(120)
 @given(data=st.data())
 def test_particle_and_deposit_values(base, data):

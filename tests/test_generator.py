@@ -1,7 +1,7 @@
 """Interaction generator, flux and prompt decays (gnnu.sim.generator / flux / decays).
 
 Statistical checks are seeded and use enough events that the stated tolerances are several
-standard errors wide; the reference values (DESIGN §4.1 priors, PDG numbers) are cited per test.
+standard errors wide; the reference values (docs/design.md#dune-like-lartpc priors, PDG numbers) are cited per test.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _no_fsi(det):
 
 # -- flux ----------------------------------------------------------------------------------------
 def test_lbnf_flux_peak_and_fraction(det):
-    """DESIGN §4.1 / DUNE TDR: on-axis νμ flux peaks near 2.5 GeV with ~92 % of it in 0.5–5 GeV."""
+    """docs/design.md#dune-like-lartpc / DUNE TDR: on-axis νμ flux peaks near 2.5 GeV with ~92 % of it in 0.5–5 GeV."""
     beam = det.config.beam
     e = np.linspace(0.05, 20, 20000)
     assert e[np.argmax(flux.flux(beam, e))] == pytest.approx(2.5, abs=0.1)
@@ -116,7 +116,7 @@ def test_cosmic_request_raises(det):
 @pytest.mark.parametrize("energy, prior", [(1.0, (0.45, 0.35, 0.20)), (3.0, (0.20, 0.30, 0.50)),
                                            (5.0, (0.125, 0.25, 0.625))])
 def test_mode_fractions_vs_energy(det, energy, prior):
-    """DESIGN §4.1 priors for νμ CC, shares among QE/RES/DIS: 1 GeV 45/35/20 %, 3 GeV 20/30/50 %,
+    """docs/design.md#dune-like-lartpc priors for νμ CC, shares among QE/RES/DIS: 1 GeV 45/35/20 %, 3 GeV 20/30/50 %,
     5 GeV 10–15/25/60 %. 3 000 events: binomial error ≤ 0.9 %; tolerance 5 points absolute."""
     events = _events(det, Flavour.NUMU_CC, 3000, seed=int(energy * 10), energy_gev=energy,
                      antinu=False)
@@ -130,7 +130,7 @@ def test_mode_fractions_vs_energy(det, energy, prior):
 
 
 def test_flux_averaged_mec_and_coh(mixed):
-    """DESIGN §4.1: flux-averaged MEC ~10 %, COH ~1 % of νμ CC (2 000 events: ±0.7 % / ±0.2 %)."""
+    """docs/design.md#dune-like-lartpc: flux-averaged MEC ~10 %, COH ~1 % of νμ CC (2 000 events: ±0.7 % / ±0.2 %)."""
     c = collections.Counter(Mode(t.mode) for t, _ in mixed[Flavour.NUMU_CC])
     n = len(mixed[Flavour.NUMU_CC])
     assert 0.07 < c[Mode.MEC] / n < 0.13
@@ -139,7 +139,7 @@ def test_flux_averaged_mec_and_coh(mixed):
 
 
 def test_nc_single_pi0_fraction(mixed):
-    """DESIGN §4.1: single-π0 (one π0, no charged pion) is ~20–30 % of NC (2 000 events: ±1 %)."""
+    """docs/design.md#dune-like-lartpc: single-π0 (one π0, no charged pion) is ~20–30 % of NC (2 000 events: ±1 %)."""
     nc = mixed[Flavour.NC]
     single = [np.sum(b.pdg == 111) == 1 and not np.any(np.abs(b.pdg) == 211) for _, b in nc]
     assert 0.18 < np.mean(single) < 0.32

@@ -316,6 +316,7 @@ def _toy_dataset(rng, n_graphs=24):
     return Batch.from_data_list(graphs), torch.tensor(labels)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_overfits_toy_two_class_dataset(name):
     """Full-batch Adam on 24 toy events: the cross-entropy falls well below its start."""

@@ -1,4 +1,4 @@
-"""The gnnu hit file (DESIGN §3.2): round trip, lazy random access, atomic writes, clear errors."""
+"""The gnnu hit file (docs/design.md#hit-file): round trip, lazy random access, atomic writes, clear errors."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ import torch
 
 from conftest import DUNE_CVN_SAMPLE
 from gnnu.errors import ConfigError, InputError
+from gnnu.events import batch_key
 from gnnu.graph.build import BuildOptions, build_dataset
 from gnnu.graph.dataset import GraphDataset
 from gnnu.images import DUNE_CVN, RESNET_RGB, ImageConfig, render, vertex_pixels
@@ -52,7 +53,7 @@ def test_same_events_labels_and_order_as_the_graph_dataset(simulated, split):
     for key, values in graph_labels.items():
         np.testing.assert_array_equal(image_labels[key], values, err_msg=key)
     # per item: the same keys (vtx_* as one vertex [1, 3]), dtypes and values as a graph item
-    item_keys = {k for k in graph_labels if not k.startswith("vtx_")} | {"vertex"}
+    item_keys = {batch_key(k) for k in graph_labels if not k.startswith("vtx_")} | {"vertex"}
     for k in range(len(graphs)):
         g, im = graphs[k], images[k]
         assert set(im) == item_keys | {"image"}

@@ -58,7 +58,7 @@ def test_evaluate_task_hand_example():
 
 
 def test_f1_is_the_nova_formula():
-    """F1 = 2·purity·efficiency/(purity + efficiency) (DESIGN §7) wherever both are defined."""
+    """F1 = 2·purity·efficiency/(purity + efficiency) (docs/design.md#training-and-evaluation) wherever both are defined."""
     rng = np.random.default_rng(3)
     for _ in range(20):
         conf = rng.integers(0, 30, (4, 4))

@@ -34,6 +34,7 @@ def test_every_notebook_is_found_and_has_no_committed_outputs():
         assert len(params) == 1 and "GNNU_NOTEBOOK_SIZE" in params[0].source, path.name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_at_toy_size(path, tmp_path, monkeypatch):
     if path.stem in NEEDS_DATA:

@@ -1,4 +1,4 @@
-"""NOvA-like segmented scintillator (issue 7, DESIGN §4.2): geometry, readout (attenuation,
+"""NOvA-like segmented scintillator (issue 7, docs/design.md#nova-like-segmented-scintillator): geometry, readout (attenuation,
 Birks), cosmic rays, the NuMI spectrum, hit files with planes, displays and the nova-cvn preset.
 
 References (cited again where used): NOvA FD 896 planes × 384 cells, cells 3.9 cm × 6.0 cm

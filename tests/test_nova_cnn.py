@@ -38,6 +38,7 @@ def nova_dataset(tmp_path_factory):
     return root / "graphs"
 
 
+@pytest.mark.slow
 def test_nova_cvn_trains_and_evaluates_on_nova_events_through_the_cli(nova_dataset, tmp_path, capsys):
     data = nova_dataset
     images = ImageDataset(data, "train", "nova-cvn")
@@ -58,7 +59,7 @@ def test_nova_cvn_trains_and_evaluates_on_nova_events_through_the_cli(nova_datas
     meta = torch.load(run / "best.ckpt", map_location="cpu", weights_only=True)["gnnu"]
     assert meta["feature_names"] == ["image_XZ", "image_YZ"] and meta["in_features"] == 2
     assert meta["config"]["model"]["image"]["preset"] == "nova-cvn"
-    assert meta["tasks"]["flavour"] == 5                 # NOvA adds the cosmic class (DESIGN §3.1)
+    assert meta["tasks"]["flavour"] == 5                 # NOvA adds the cosmic class (docs/design.md#labels)
 
     report = tmp_path / "report"
     assert invoke(["gnnu-eval", "--checkpoint", run / "best.ckpt", "--data", data,

@@ -1,4 +1,4 @@
-"""Pixel maps (gnnu.pixelmap), preset ``dune-cvn`` (DESIGN §3.4: 3 × 500 × 500, one wire
+"""Pixel maps (gnnu.pixelmap), preset ``dune-cvn`` (docs/design.md#images: 3 × 500 × 500, one wire
 per column, 3200 ticks in 500 bins of 6.4 ticks, value = q·255/1000 saturating)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """LArTPC readout (gnnu.sim.readout): deposits → hits.
 
-Reference values are from DESIGN §4.1 (DUNE FD: W_ion = 23.6 eV, modified Box A = 0.93,
+Reference values are from docs/design.md#dune-like-lartpc (DUNE FD: W_ion = 23.6 eV, modified Box A = 0.93,
 B = 0.212, 500 V/cm, v_drift = 0.16 cm/µs, τ = 10.4 ms, D_L = 6.2 cm²/s, D_T = 16.3 cm²/s,
 Z pitch 4.79 mm) and the ArgoNeuT recombination paper (JINST 8 (2013) P08005).
 """
@@ -60,7 +60,7 @@ def electrons(hits, det, view):
 
 
 def test_recombination_modified_box(dune):
-    # ArgoNeuT modified Box at 0.5 kV/cm: a MIP (2.1 MeV/cm) keeps R ≈ 0.70 (DESIGN §4.1).
+    # ArgoNeuT modified Box at 0.5 kV/cm: a MIP (2.1 MeV/cm) keeps R ≈ 0.70 (docs/design.md#dune-like-lartpc).
     r_mip = float(recombination(2.1, dune.config))
     assert r_mip == pytest.approx(0.705, abs=0.01)
     # R falls with dE/dx (heavily ionising protons recombine more) ...
@@ -71,7 +71,7 @@ def test_recombination_modified_box(dune):
 
 def test_mip_charge_per_collection_wire(quiet):
     # A MIP (2.1 MeV/cm) crossing perpendicular to the Z wires next to the anode:
-    # 0.479 cm × 2.1 MeV/cm × R(0.705) / 23.6 eV ≈ 3.0e4 electrons per wire (DESIGN §4.1).
+    # 0.479 cm × 2.1 MeV/cm × R(0.705) / 23.6 eV ≈ 3.0e4 electrons per wire (docs/design.md#dune-like-lartpc).
     hits = digitize(track([1.0, 0.0, 300.0], [1.0, 0.0, 400.0]), quiet, np.random.default_rng(1))
     q = electrons(hits, quiet, Z)
     expected = 0.479 * 2.1 * 0.705 / 23.6e-6

@@ -137,7 +137,7 @@ def test_heads_errors_are_named():
 
 def test_register_model_and_duplicate(monkeypatch):
     """A new family is one decorated builder; its Params attribute validates its params."""
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry.MODELS, "_entries", dict(registry.MODELS.items()))
 
     @register_model("toy_mlp")
     class ToyMLP(nn.Module):
@@ -175,3 +175,35 @@ def test_energy_target_round_trip():
 def test_heads_config_defaults():
     h = HeadsConfig()
     assert h.enabled is None and h.energy_target == "log" and h.hidden == (256,)
+
+
+def test_generic_registry_register_lookup_and_lazy_modules():
+    """gnnu.registry.Registry: decorator and direct registration, one error per misuse, the
+    modules that register its entries imported on the first lookup, not before."""
+    from gnnu.registry import Registry
+
+    lazy: Registry[int] = Registry("gadget", modules=("gnnu_test_no_such_module",))
+    lazy.register("x", 1)                                   # registering imports nothing
+    with pytest.raises(ModuleNotFoundError, match="gnnu_test_no_such_module"):
+        lazy.lookup("x")
+
+    reg: Registry[object] = Registry("widget")
+    reg.register("b", 2)
+
+    @reg.register("a")
+    def a():
+        return 1
+
+    assert list(reg) == ["b", "a"] and reg["a"] is a and len(reg) == 2
+    assert reg.get("zzz") is None and reg.lookup("b") == 2 and dict(reg.items())["b"] == 2
+    with pytest.raises(ConfigError, match=r"^cfg\.kind: unknown widget 'c' \(known: b, a\)$"):
+        reg.lookup("c", "cfg.kind")
+    with pytest.raises(ValueError, match="widget 'b' is already registered"):
+        reg.register("b", 3)
+    assert reg.register("b", 3, replace=True) == 3 and reg["b"] == 3
+    with pytest.raises(ValueError, match="non-empty strings"):
+        reg.register("", 4)
+    ordered: Registry[int] = Registry("sorted thing", sort=True)
+    ordered.register("z", 1)
+    ordered.register("m", 2)
+    assert list(ordered) == ["m", "z"] and ordered.known() == "m, z"

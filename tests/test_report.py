@@ -1,4 +1,4 @@
-"""Report files: predictions.h5 round trip, metrics.json contract (DESIGN §10), plots, overwrite."""
+"""Report files: predictions.h5 round trip, metrics.json contract (docs/design.md#command-line-contract), plots, overwrite."""
 
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def test_write_report_writes_every_file_and_the_contract(tmp_path):
     for name in expected - {"metrics.json", "predictions.h5"}:
         assert is_png(out / name), name
 
-    # metrics.json: the DESIGN §10 keys, and strict JSON (NaN written as null).
+    # metrics.json: the docs/design.md#command-line-contract keys, and strict JSON (NaN written as null).
     text = (out / "metrics.json").read_text()
     m = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     assert m == data == load_metrics(out)

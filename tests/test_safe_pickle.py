@@ -1,4 +1,4 @@
-"""Restricted unpickler (DESIGN §9): plain data loads, anything that names a global is refused
+"""Restricted unpickler (docs/design.md#reliability): plain data loads, anything that names a global is refused
 without being executed, and every bad file is one InputError naming it."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Security (DESIGN §9, issue #8): no unsafe deserialisation or evaluation anywhere in ``gnnu/``
+"""Security (docs/design.md#reliability, issue #8): no unsafe deserialisation or evaluation anywhere in ``gnnu/``
 or ``tools/``, and hostile inputs refused without running anything.
 
 - :func:`unsafe_calls` scans the source (Python's own parser, so docstrings and comments do not

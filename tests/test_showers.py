@@ -33,7 +33,7 @@ from gnnu.sim import showers
 from gnnu.sim.directions import rotate
 from gnnu.sim.records import ParticleBatch
 
-MIP_MEV_PER_CM = 2.1          # minimum-ionising dE/dx in LAr (DESIGN §4.1 table)
+MIP_MEV_PER_CM = 2.1          # minimum-ionising dE/dx in LAr (docs/design.md#dune-like-lartpc table)
 START = np.array([180.0, 0.0, 100.0])   # well inside the DUNE active volume, beam along +z
 
 
@@ -211,6 +211,7 @@ def test_screening_functions_are_continuous():
     assert below == pytest.approx(above, rel=0.01)
 
 
+@pytest.mark.slow
 def test_longitudinal_maximum_pdg(electron_showers, dune):
     """t_max of 20 GeV electron showers vs the PDG t_max = ln(E/E_c) − 0.5 (X0) = 5.91 X0,
     within 5 %. Fitted as the PDG did (gamma function, Eq. 34.35, t_max = (a−1)/b, depths below
@@ -226,6 +227,7 @@ def test_longitudinal_maximum_pdg(electron_showers, dune):
     assert total == pytest.approx(20.0e3, rel=0.05)
 
 
+@pytest.mark.slow
 def test_longitudinal_maximum_at_low_energy(electron_showers, dune):
     """Electron showers of 1, 2, 5 GeV in argon (y = E/E_c = 30–150, the low end of the PDG fit
     range). The LAr-specific literature value is GFLASH's T_hom = ln(E/29.1 MeV) − 0.858 =
@@ -262,6 +264,7 @@ def contained_fraction(hist, radius_cm: float) -> float:
     return float(np.interp(radius_cm, RADIUS_EDGES[:-1], within_edge) / hist.sum())
 
 
+@pytest.mark.slow
 def test_lateral_containment_pdg(electron_showers, dune):
     """PDG: "On the average, only 10 % of the energy lies outside the cylinder with radius R_M"
     (R_M = 9.043 cm): the energy of 2 GeV electron showers within R_M of the shower axis (the
@@ -276,6 +279,7 @@ def test_lateral_containment_pdg(electron_showers, dune):
     assert r90_cm(summary["radial_steps"]) == pytest.approx(rm, rel=0.10)
 
 
+@pytest.mark.slow
 def test_lateral_containment_in_argon(electron_showers, dune):
     """The 90 % lateral containment radius of 2 GeV electron showers in argon is larger than
     R_M: the model gives ≈ 1.27 R_M. The PDG rule comes from Pb, Cu and Al; in argon the photons
@@ -298,10 +302,11 @@ def test_lateral_containment_in_argon(electron_showers, dune):
     assert rm < r90_cm(summary["radial_all"]) < gflash_r90
 
 
+@pytest.mark.slow
 def test_trunk_dedx_electron_one_mip_photon_two(electron_showers, dune):
     """dE/dx over the first 2.5 cm along the initial direction (median over showers): an electron
     is ≈ 1 MIP, a photon from its conversion point ≈ 2 MIP (its e+e− pair shares one path);
-    MIP = 2.1 MeV/cm (DESIGN §4.1). This is the e/γ separation cue of LArTPCs."""
+    MIP = 2.1 MeV/cm (docs/design.md#dune-like-lartpc). This is the e/γ separation cue of LArTPCs."""
     window = 2.5
     e_el = electron_showers[1.0]["trunk"]
     assert np.median(e_el) / window == pytest.approx(MIP_MEV_PER_CM, rel=0.05)

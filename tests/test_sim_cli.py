@@ -1,4 +1,4 @@
-"""`gnnu-sim` (DESIGN §10): seeded, worker-independent, balanced, safe with outputs, clear errors."""
+"""`gnnu-sim` (docs/design.md#command-line-contract): seeded, worker-independent, balanced, safe with outputs, clear errors."""
 
 from __future__ import annotations
 

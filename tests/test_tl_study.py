@@ -20,6 +20,8 @@ import tl_study  # noqa: E402
 
 from gnnu.train.run import TrainOptions, train  # noqa: E402
 
+pytestmark = pytest.mark.slow          # a whole study, end to end
+
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):

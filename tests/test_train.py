@@ -115,7 +115,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 # -- config --------------------------------------------------------------------------------------
 def test_default_yaml_equals_dataclass_defaults():
     """configs/train/default.yaml documents the training defaults: it must equal the dataclass's,
-    and a bare model config trains with exactly these values (DESIGN §10)."""
+    and a bare model config trains with exactly these values (docs/design.md#command-line-contract)."""
     from_file = load_train_config(CONFIG_ROOT / "train" / "default.yaml", require_data=False)
     from_model = load_train_config(CONFIG_ROOT / "models" / "edgeconv.yaml", require_data=False)
     assert to_dict(from_file) == to_dict(from_model)
@@ -167,6 +167,7 @@ def test_config_errors_are_one_line(case, tiny_config, dataset, tmp_path, capsys
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_cli_process_exit_code(tmp_path):
     """The installed entry point: a bad config is exit code 2, one stderr line, no traceback."""
     cfg = tmp_path / "bad.yaml"
@@ -215,11 +216,12 @@ def test_sampler_resume_position():
 
 
 # -- learning ------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["edgeconv", "dynedgeconv", "gravnet"])
 def test_model_learns_flavour(name, tiny_config, dataset, tmp_path):
     """4 epochs on ~490 synthetic training events: the flavour loss falls by ≥ 30 % and the
     validation flavour accuracy reaches ≥ 0.6, against a chance level of 0.25 (four balanced
-    classes). Also checks the run directory (DESIGN §10) and weights_only-loadable checkpoints."""
+    classes). Also checks the run directory (docs/design.md#command-line-contract) and weights_only-loadable checkpoints."""
     out = tmp_path / "run"
     record = train(TrainOptions(config=str(tiny_config), data=str(dataset), out=str(out),
                                 overrides=(f"model.name={name}",
@@ -280,6 +282,7 @@ def uninterrupted(dataset, tmp_path_factory) -> tuple[Path, dict]:
     return root / "run", record
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crash", [dict(step=7), dict(epoch=2), dict(step=7, sigterm=True)],
                          ids=["killed mid-epoch", "killed at an epoch start", "SIGTERM"])
 def test_kill_and_resume_matches_uninterrupted(crash, uninterrupted, tiny_config, dataset, tmp_path):
@@ -318,6 +321,7 @@ def test_resume_extends_a_finished_run(tiny_config, dataset, tmp_path):
 
 
 # -- fine-tuning ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_init_from_with_freeze(uninterrupted, tiny_config, dataset, tmp_path):
     """--init-from copies matching weights; frozen parameters (and their BatchNorm statistics)
     stay exactly as in the source checkpoint, the rest trains; a flavour head with another
@@ -357,6 +361,7 @@ def test_freeze_by_depth():
 
 
 # -- reproducibility across data-loader workers -------------------------------------------------
+@pytest.mark.slow
 def test_worker_count_changes_nothing(tiny_config, dataset, tmp_path):
     """Deterministic mode, same seed: training with num_workers 0 and 2 gives the same history
     and bit-identical checkpoints, and gnnu-eval of one checkpoint with --num-workers 0 and 2

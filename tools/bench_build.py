@@ -1,4 +1,4 @@
-"""Graph-build speed (DESIGN §8 target: gnnu-build ≥ 1 000 events/s per core at ~1 k hits) and
+"""Graph-build speed (docs/design.md#performance-method target: gnnu-build ≥ 1 000 events/s per core at ~1 k hits) and
 data-loader speed.
 
 Events are synthetic but shaped like neutrino interactions in the DUNE-like LArTPC, so kNN sees

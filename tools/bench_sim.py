@@ -1,4 +1,4 @@
-"""Simulator speed: events/s per core on the mixed DUNE-like sample (DESIGN §8 target ≥ 200, goal 500).
+"""Simulator speed: events/s per core on the mixed DUNE-like sample (docs/design.md#performance-method target ≥ 200, goal 500).
 
 Times the whole chain (generator → transport → readout) in one process on the default mixed
 sample (νμ CC, νe CC, ντ CC, NC round-robin, LBNF-like spectrum), repeats it and quotes the
@@ -48,7 +48,8 @@ def main():
     # Instrument the stages (single-process runs only).
     simulate.generator.generate = _timed(stage, "generator", generator.generate)
     simulate.transport.run = _timed(stage, "transport", transport.run)
-    simulate.READOUTS[det.kind] = _timed(stage, "readout", simulate.READOUTS[det.kind])
+    simulate.READOUTS.register(det.kind, _timed(stage, "readout", simulate.READOUTS[det.kind]),
+                               replace=True)
 
     # Warm-up (untimed in the rates): the first events load the compiled kernels from numba's
     # on-disk cache (or compile them on a machine's first run).

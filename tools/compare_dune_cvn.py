@@ -1,10 +1,10 @@
-"""Realism check: gnnu-simulated events vs DUNE CVN's released pixel maps (DESIGN §4.1).
+"""Realism check: gnnu-simulated events vs DUNE CVN's released pixel maps (docs/design.md#dune-like-lartpc).
 
 Simulates N events (mixed flavours: CC νμ, CC νe, CC ντ, NC round-robin, the detector's beam
 spectrum) with the full simulator, renders them with the ``dune-cvn`` preset (3 × 500 × 500,
 q·255/1000 saturating) and prints, side by side with the real sample:
 
-- non-zero pixels per view (quantiles; DESIGN quotes ~200–2000 for the real events);
+- non-zero pixels per view (quantiles; docs/design.md#dune-like-lartpc quotes ~200–2000 for the real events);
 - the pixel-value spectrum of non-zero pixels (quantiles and a coarse histogram);
 - the spectrum of *track-like* pixels (a pixel alone in its column within ±2 time bins, with a
   non-zero pixel in both neighbouring columns within ±2 bins: a thin line crossing the wires),

@@ -1,4 +1,4 @@
-"""``gnnu-build``: turn event sources into a graph dataset, or inspect one (DESIGN §10)."""
+"""``gnnu-build``: turn event sources into a graph dataset, or inspect one (docs/design.md#command-line-contract)."""
 
 from __future__ import annotations
 

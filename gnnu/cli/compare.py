@@ -1,4 +1,4 @@
-"""``gnnu-compare``: several evaluated models in one table, on identical events (DESIGN §7, §10);
+"""``gnnu-compare``: several evaluated models in one table, on identical events (docs/design.md#training-and-evaluation, #command-line-contract);
 the logic is in :mod:`gnnu.evaluate.compare`."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``gnnu-eval``: evaluate a checkpoint on a dataset split (DESIGN §10); the logic is in
+"""``gnnu-eval``: evaluate a checkpoint on a dataset split (docs/design.md#command-line-contract); the logic is in
 :mod:`gnnu.train.inference`."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``gnnu-sim``: simulate neutrino events into a gnnu hit file (DESIGN §10)."""
+"""``gnnu-sim``: simulate neutrino events into a gnnu hit file (docs/design.md#command-line-contract)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``gnnu-train``: train a model on a graph dataset (DESIGN §10); the logic is in :mod:`gnnu.train.run`."""
+"""``gnnu-train``: train a model on a graph dataset (docs/design.md#command-line-contract); the logic is in :mod:`gnnu.train.run`."""
 
 from __future__ import annotations
 

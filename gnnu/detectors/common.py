@@ -120,7 +120,7 @@ class Beam:
 @dataclass(frozen=True)
 class Visibility:
     """Kinetic-energy thresholds (MeV) above which a final-state primary is counted
-    in the ``n_*`` labels (DESIGN §3.1)."""
+    in the ``n_*`` labels (docs/design.md#labels)."""
 
     proton_ke_mev: float = 40.0
     charged_pion_ke_mev: float = 10.0

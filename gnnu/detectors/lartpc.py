@@ -18,6 +18,7 @@ from typing import Literal
 
 import numpy as np
 
+from .base import DetectorBase, register_detector
 from .common import Beam, Material, Transport, Visibility
 
 
@@ -122,8 +123,10 @@ class LArTPCConfig:
     transport: Transport
 
 
-class LArTPC:
-    """Geometry helper over a :class:`LArTPCConfig` (vectorised, units cm / ticks)."""
+@register_detector(LArTPCConfig)
+class LArTPC(DetectorBase):
+    """Geometry helper over a :class:`LArTPCConfig` (vectorised, units cm / ticks); a
+    :class:`~gnnu.detectors.base.Detector`."""
 
     kind = "lartpc"
     time_unit = "tick"
@@ -186,3 +189,22 @@ class LArTPC:
         cm_per_tick = self.config.drift_velocity_cm_per_us * self.config.tick_us
         return np.stack([np.asarray(wire, np.float32) * pitch,
                          np.asarray(time, np.float32) * np.float32(cm_per_tick)], axis=1)
+
+    @property
+    def wire_pitch_cm(self) -> np.ndarray:
+        """[V] float32 wire pitch of each plane, cm."""
+        return np.array([p.pitch_cm for p in self.config.planes], np.float32)
+
+    def drift_cm(self, ticks: float) -> float:
+        """Drift distance (cm) of a duration of ``ticks`` ticks: ticks × tick length × drift
+        velocity (:class:`~gnnu.detectors.base.WirePlanes`)."""
+        return ticks * self.config.tick_us * self.config.drift_velocity_cm_per_us
+
+    def vertex_coordinates(self, vertices: np.ndarray, view: int) -> np.ndarray:
+        """[n, 2] (fractional wire = wire coordinate / pitch, tick = drift distance × ticks per
+        cm) of the points ``vertices`` [n, 3] cm in plane ``view`` (interaction at t = 0)."""
+        x, y, z = np.asarray(vertices, np.float64).reshape(-1, 3).T
+        pitch = self.config.planes[view].pitch_cm
+        wire = np.asarray(self.wire_coordinate(view, y, z), np.float64) / pitch
+        tick = np.asarray(self.drift_distance(x), np.float64) * self.ticks_per_cm
+        return np.stack([wire, tick], axis=1)

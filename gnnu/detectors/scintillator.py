@@ -33,6 +33,7 @@ from typing import Literal
 
 import numpy as np
 
+from .base import DetectorBase, register_detector
 from .common import Beam, Material, Transport, Visibility
 from .lartpc import Box
 
@@ -202,14 +203,18 @@ class ScintillatorConfig:
                              f"plane_pitch = {depth:g} cm")
 
 
-class Scintillator:
-    """Geometry helper over a :class:`ScintillatorConfig` (vectorised; cm, ns, PE)."""
+@register_detector(ScintillatorConfig)
+class Scintillator(DetectorBase):
+    """Geometry helper over a :class:`ScintillatorConfig` (vectorised; cm, ns, PE); a
+    :class:`~gnnu.detectors.base.Detector`."""
 
     kind = "scintillator"
     time_unit = "ns"
     charge_unit = "PE"
     #: :meth:`hit_positions` needs the hits' ``plane`` column (a LArTPC's does not).
-    needs_plane = True
+    position_columns = ("plane",)
+    #: A hit is a whole cell: drawn as a square.
+    hit_marker = ("s", 6)
 
     def __init__(self, config: ScintillatorConfig):
         self.config = config
@@ -265,9 +270,23 @@ class Scintillator:
         n = np.broadcast(z, u, np.asarray(time)).shape
         return np.stack([np.broadcast_to(z, n), np.broadcast_to(u, n)], axis=-1).astype(np.float32)
 
+    def drift_scale(self) -> None:
+        """None: positions come from plane and cell, not from time (widths stay in ns)."""
+        return None
+
     def axis_labels(self, view: int) -> tuple[str, str]:
         """Axis titles for displays of ``view``: (plane axis, cell axis)."""
         return "z (cm), along planes", f"{'xy'[VIEW_MEASURES[view]]} (cm), across cells"
+
+    def vertex_coordinates(self, vertices: np.ndarray, view: int) -> np.ndarray:
+        """[n, 2] (fractional plane, fractional cell) of the points ``vertices`` [n, 3] cm in
+        ``view``: plane p spans [p, p + 1) along z, cell c [c, c + 1) across the view's cells."""
+        x, y, z = np.asarray(vertices, np.float64).reshape(-1, 3).T
+        seg = self.config.segmentation
+        plane = (z - self.plane_z(0)) / seg.plane_pitch_cm + 0.5
+        u = (x, y)[VIEW_MEASURES[view]]
+        cell = (u - self.cell_coordinate(view, 0)) / seg.cell_pitch_cm + 0.5
+        return np.stack([plane, cell], axis=1)
 
     def locate(self, pos: np.ndarray) -> tuple[np.ndarray, ...]:
         """Cell of each point ``pos`` [N, 3] (cm).

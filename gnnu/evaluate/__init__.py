@@ -1,9 +1,11 @@
 """Evaluation: metrics defined once (:mod:`.metrics`), report plots (:mod:`.plots`), and the
 report directory of ``gnnu-eval`` — metrics.json, predictions.h5, PNGs (:mod:`.report`), and
-``gnnu-compare``'s side-by-side comparison of several reports (:mod:`.compare`).
+``gnnu-compare``'s side-by-side comparison of several reports (:mod:`.compare`, with its inputs
+and identity checks in :mod:`.runs` and its tables and plots in :mod:`.render`).
 
-Pure numpy/h5py/matplotlib: nothing here imports torch (except :func:`.compare.remeasure`, which
-runs gnnu-eval's inference in worker processes).
+Pure numpy/h5py/matplotlib: nothing here imports torch or a later stage. ``gnnu-compare
+--remeasure`` runs gnnu-eval's inference through the :data:`.compare.REMEASURERS` extension point,
+which :mod:`gnnu.train.remeasure` fills.
 """
 
 from .compare import (Comparison, ComparisonError, Remeasure, check_identity, compare_runs,

@@ -1,4 +1,4 @@
-"""Evaluation metrics, defined once (DESIGN §7) and used by every report and comparison.
+"""Evaluation metrics, defined once (docs/design.md#training-and-evaluation) and used by every report and comparison.
 
 Classification (any task of :data:`gnnu.events.CLASS_LABELS`, or any task with explicit class
 names): accuracy, confusion matrix (counts, rows = true class), per class efficiency (recall),
@@ -7,6 +7,10 @@ purity (precision), F1 and true count, efficiency matrix (rows normalised) and p
 binomial uncertainties, macro-averaged F1. Regression: relative energy residual
 (E_reco − E_true)/E_true, its bias and resolution, overall and vs true energy. Event-count
 reconciliation: :func:`check_event_count`.
+
+gnnu computes these itself, in numpy, rather than with torchmetrics (ROC, AUC, F1, confusion):
+``evaluate`` reads reports without torch (a comparison or a notebook needs no GPU stack), and the
+conventions below — undefined ratios as NaN with a note, ties as one ROC step — are fixed here.
 
 Conventions and simplifications:
 

@@ -16,7 +16,7 @@ and writes the report; :func:`read_predictions` and :func:`load_metrics` read it
     attributes           schema, schema_version, software, n_events, meta (JSON: split,
                          manifest hash, dataset, …)
 
-``metrics.json`` (schema ``gnnu-metrics`` 1.0; DESIGN §10): ``n_events``, the primary task's
+``metrics.json`` (schema ``gnnu-metrics`` 1.0; docs/design.md#command-line-contract): ``n_events``, the primary task's
 ``accuracy``, ``macro_f1``, ``per_class`` {name: {efficiency, purity, f1, auc, n}}, ``confusion``
 (rows = true class), ``throughput_events_per_s``, ``device``, ``peak_memory_bytes``, ``timing``,
 ``dataset`` {manifest_hash, split, …}, ``tasks`` {task: the same block, every task including the
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ import h5py
 import numpy as np
 
 from .. import __version__
+from ..atomic import atomic_path, jsonable, write_json_atomic
 from ..errors import InputError, OutputExistsError, SchemaError
 from . import plots
 from .metrics import (DEFAULT_ENERGY_EDGES_GEV, EnergyResolution, TaskMetrics, check_event_count,
@@ -50,6 +50,8 @@ PREDICTIONS_VERSION = "1.0"
 METRICS_SCHEMA = "gnnu-metrics"
 METRICS_VERSION = "1.0"
 METRICS_FILE = "metrics.json"
+#: A training run's record, written by gnnu-train (:mod:`gnnu.train.run`), read by gnnu-compare.
+RUN_FILE = "run.json"
 PREDICTIONS_FILE = "predictions.h5"
 
 
@@ -117,10 +119,6 @@ class Predictions:
         return list(self.labels)
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
-
-
 def write_predictions(path: str | os.PathLike, predictions: Predictions,
                       overwrite: bool = False) -> Path:
     """Write ``predictions`` to the HDF5 file ``path`` atomically (temporary file, then rename).
@@ -130,14 +128,13 @@ def write_predictions(path: str | os.PathLike, predictions: Predictions,
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: output exists (use --force to overwrite)")
-    tmp = _temporary(path)
     n = len(predictions)
     opts = {"compression": "lzf"} if n else {}
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs.update({"schema": PREDICTIONS_SCHEMA, "schema_version": PREDICTIONS_VERSION,
                             "software": f"gnnu {__version__}", "n_events": n,
-                            "meta": json.dumps(_jsonable(predictions.meta), allow_nan=False)})
+                            "meta": json.dumps(jsonable(predictions.meta), allow_nan=False)})
             f.create_dataset("event_id", data=predictions.event_ids, **opts)
             for task in predictions.tasks:
                 f.create_dataset(f"labels/{task}", data=predictions.labels[task], **opts)
@@ -147,9 +144,6 @@ def write_predictions(path: str | os.PathLike, predictions: Predictions,
                 if value is not None:
                     ds = f.create_dataset(f"energy/{name}", data=value, **opts)
                     ds.attrs["unit"] = "GeV"
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -214,19 +208,8 @@ def evaluate(predictions: Predictions,
     return Evaluation(tasks, energy)
 
 
-def _jsonable(obj):
-    """Plain JSON types: numpy scalars/arrays to Python, NaN and ±inf to None."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
+#: The JSON policy under its old private name (code written before :mod:`gnnu.atomic` imports it).
+_jsonable = jsonable
 
 
 def metrics_dict(evaluation: Evaluation, n_events: int, primary_task: str, dataset: dict,
@@ -261,16 +244,7 @@ def metrics_dict(evaluation: Evaluation, n_events: int, primary_task: str, datas
         "tasks": {task: m.to_dict() for task, m in evaluation.tasks.items()},
         "energy": None if evaluation.energy is None else evaluation.energy.to_dict(),
     }
-    return _jsonable(out)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = _temporary(path)
-    try:
-        tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return jsonable(out)
 
 
 def _task_plots(task: str, m: TaskMetrics, predictions: Predictions, out_dir: Path,
@@ -354,7 +328,7 @@ def write_report(out_dir: str | os.PathLike, predictions: Predictions, *, split:
     data["files"] = [p.name for p in written] + [METRICS_FILE]
     for name in set(previous) - set(data["files"]):
         (out_dir / name).unlink(missing_ok=True)
-    _write_json(out_dir / METRICS_FILE, data)
+    write_json_atomic(out_dir / METRICS_FILE, data)
     return data
 
 

@@ -1,9 +1,12 @@
-"""Build a graph dataset from event sources (DESIGN §3.3): the library behind ``gnnu-build``.
+"""Build a graph dataset from event sources (docs/design.md#graph-dataset): the library behind ``gnnu-build``.
 
-:func:`build_dataset` reads one or more sources of one format (:func:`gnnu.io.open_source`),
-turns every event into a graph (:func:`make_graphs`: node features, positions, edges) and writes
-the directory described in :mod:`gnnu.graph.store`: shards of ``shard_size`` consecutive events
-of one source, then ``manifest.json``.
+:func:`build_dataset` is the orchestrator: it reads one or more sources of one format
+(:func:`gnnu.io.open_source`), plans one shard per ``shard_size`` consecutive events of one
+source, prepares the output directory (refuse, ``force``, ``resume``, scale-out ``part`` and
+``merge``), runs the shards (:func:`gnnu.graph.shard.build_shard`, here or in a process pool:
+events → graphs by :func:`gnnu.graph.block.make_graphs`, split by
+:func:`gnnu.graph.split.assign_split`, written by :class:`gnnu.graph.store.ShardWriter`) and
+writes ``manifest.json`` (the directory layout is :mod:`gnnu.graph.store`).
 
 Manifest: gnnu version, ``status`` (``in_progress`` while building, ``complete`` at the end),
 ``build_hash`` (sha256 of everything that decides the output: resolved graph config, format and
@@ -54,384 +57,35 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from .. import __version__
 from ..config import to_dict
 from ..errors import ConfigError, InputError, OutputExistsError
-from ..events import Event, Flavour, Truth
-from .pixelize import pixel_geometry, pixelize_events
+from ..events import Truth
 from ..io.base import open_source
-from ..io.hitfile import temporary_path
 from .config import GraphConfig, load_graph_config
-from .edges import build_edges
-from .features import compute_features, feature_columns, node_table
-from .store import (EDGE_CHUNK, MANIFEST, NODE_CHUNK, SCHEMA, SCHEMA_VERSION, SHARD_SCHEMA, SPLITS,
-                    read_manifest, shard_name, write_json_atomic)
+from .features import feature_columns
+from .store import MANIFEST, SCHEMA, SCHEMA_VERSION, SPLITS, read_manifest, shard_name, write_manifest
+# The jobs of a build, importable from here as before the split into modules:
+from .block import BAD_REASONS, GraphBlock, graph_detector, make_graphs
+from .shard import (READER_ERROR, SUB_BLOCK, ShardTask, _close_readers, _combine_moments,
+                    build_shard, finished_shard)
+from .split import SPLIT_RULE, assign_split, split_uniform
+from .store import ShardWriter
 
-#: Reasons an event is rejected (default) or skipped (``skip_bad``), by code.
-BAD_REASONS = {1: "empty event", 2: "too many hits", 3: "invalid view id", 4: "non-finite values"}
-READER_ERROR = "reader error"
+__all__ = ["BAD_REASONS", "READER_ERROR", "SPLIT_RULE", "SUB_BLOCK", "BuildOptions", "BuildSummary",
+           "GraphBlock", "ShardTask", "ShardWriter", "assign_split", "build_dataset", "build_shard",
+           "file_sha256", "finished_shard", "graph_detector", "make_graphs", "split_uniform"]
+
 #: Skipped events listed one by one in the manifest (all are counted).
 MAX_LISTED_SKIPS = 1000
-_HIT_INPUTS = ("view", "wire", "time", "charge", "width")
-#: Events turned into graphs at once inside a shard (bounds memory; output does not depend on it).
-SUB_BLOCK = 128
-
-
-# -- split ------------------------------------------------------------------------------------
-_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-SPLIT_RULE = ("h = splitmix64 chain over (seed ^ identity, run, subrun, event) with identity = first 8 "
-              "bytes (little-endian) of sha256(detector name); u = (h >> 11) / 2**53; train if "
-              "u < f_train, val if u < f_train + f_val, else test (gnnu.graph.build.assign_split)")
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    x = (x ^ (x >> np.uint64(30))) * _M1
-    x = (x ^ (x >> np.uint64(27))) * _M2
-    return x ^ (x >> np.uint64(31))
-
-
-def split_uniform(event_ids: np.ndarray, identity: str, seed: int) -> np.ndarray:
-    """[n] float64 in [0, 1): the split hash of each (run, subrun, event) row of ``event_ids``."""
-    ids = np.asarray(event_ids, np.int64).reshape(-1, 3).astype(np.uint64)
-    ident = int.from_bytes(hashlib.sha256(identity.encode()).digest()[:8], "little")
-    h = _mix(np.full(len(ids), (int(seed) ^ ident) & (2**64 - 1), np.uint64))
-    for c in range(3):
-        h = _mix(h ^ (ids[:, c] + _GOLDEN))
-    return (h >> np.uint64(11)).astype(np.float64) / float(2**53)
-
-
-def assign_split(event_ids: np.ndarray, identity: str, seed: int, fractions) -> np.ndarray:
-    """[n] int8 split of each event: 0 train, 1 val, 2 test (see :data:`SPLIT_RULE`)."""
-    edges = np.cumsum(np.asarray(fractions, np.float64))[:-1]
-    return np.searchsorted(edges, split_uniform(event_ids, identity, seed), side="right").astype(np.int8)
-
-
-# -- events → graphs ----------------------------------------------------------------------------
-@dataclass
-class GraphBlock:
-    """Graphs of a block of events, concatenated (see :mod:`gnnu.graph.store` for the shapes).
-
-    ``index``: position in the input list of each graph's event; ``bad``: (position, reason) of
-    every rejected event.
-    """
-
-    x: np.ndarray
-    pos: np.ndarray
-    view: np.ndarray
-    hit: np.ndarray
-    edge_index: np.ndarray
-    node_offset: np.ndarray
-    edge_offset: np.ndarray
-    index: np.ndarray
-    bad: list[tuple[int, str]]
-
-    @property
-    def n_graphs(self) -> int:
-        return len(self.node_offset) - 1
-
-
-def graph_detector(detector, cfg: GraphConfig):
-    """The geometry the graphs are built in: the source's, or with ``cfg.pixelize`` that of its
-    pixel maps (:func:`gnnu.graph.pixelize.pixel_geometry`)."""
-    return pixel_geometry(detector, cfg.pixelize) if cfg.pixelize else detector
-
-
-def _hit_table(nodes) -> np.ndarray:
-    """[N, 4] float32 (wire, time, charge, plane or −1) of a node table: the shards' /nodes/hit."""
-    plane = nodes.plane if nodes.plane is not None else np.full(len(nodes), -1)
-    return np.stack([nodes.wire, nodes.time, nodes.charge, plane], axis=1).astype(np.float32)
-
-
-def make_graphs(events: list[Event], detector, cfg: GraphConfig) -> GraphBlock:
-    """Turn ``events`` into graphs with config ``cfg``, all at once.
-
-    Events with no hits, more than ``cfg.max_hits`` hits, view ids outside ``detector.views`` or
-    non-finite values are left out and listed in ``bad``. Hits must carry the columns of
-    :data:`gnnu.events.HIT_COLUMNS` (plus x, y, z when ``cfg.needs_xyz``). With ``cfg.pixelize``
-    the events first go through that pixel-map preset (:func:`gnnu.graph.pixelize.pixelize_events`:
-    one node per non-zero pixel, as DUNE CVN's released events are read).
-    """
-    if cfg.pixelize:
-        events, detector = pixelize_events(events, detector, cfg.pixelize)
-    names = (_HIT_INPUTS + (("plane",) if getattr(detector, "needs_plane", False) else ())
-             + (("x", "y", "z") if cfg.needs_xyz else ()))
-    counts = np.array([len(e.hits) for e in events], np.int64)
-    cols = {n: (np.concatenate([e.hits.columns[n] for e in events]) if events else np.zeros(0))
-            for n in names}
-    batch = np.repeat(np.arange(len(events)), counts)
-    n_views = len(detector.views)
-    finite = np.isfinite(cols["time"]) & np.isfinite(cols["charge"]) & np.isfinite(cols["width"])
-    bad_view = (cols["view"] < 0) | (cols["view"] >= n_views)
-    code = np.zeros(len(events), np.int8)
-    code[np.bincount(batch, weights=~finite, minlength=len(events)) > 0] = 4
-    code[np.bincount(batch, weights=bad_view, minlength=len(events)) > 0] = 3
-    code[counts > cfg.max_hits] = 2
-    code[counts == 0] = 1
-    good = np.flatnonzero(code == 0)
-    hit_ok = code[batch] == 0
-    nodes = node_table({k: v[hit_ok] for k, v in cols.items()},
-                       np.repeat(np.arange(len(good)), counts[good]), detector, cfg.needs_xyz)
-    x = compute_features(cfg.features, nodes)
-    pos = nodes.pos if cfg.positions == "view" else np.where(np.isfinite(nodes.xyz), nodes.xyz, 0)
-    if not (np.isfinite(x).all() and np.isfinite(pos).all()):
-        row_ok = np.isfinite(x).all(axis=1) & np.isfinite(pos).all(axis=1)
-        bad_graphs = np.unique(nodes.batch[~row_ok])
-        code[good[bad_graphs]] = 4
-        keep = ~np.isin(nodes.batch, bad_graphs)
-        nodes, x, pos = nodes.select(keep), x[keep], pos[keep]
-        good = np.flatnonzero(code == 0)
-    n_good = len(good)
-    node_offset = np.concatenate([[0], np.cumsum(counts[good])]).astype(np.int64)
-    edges = build_edges(nodes, cfg.edges, cfg.self_loops)
-    target_graph = nodes.batch[edges[1]]
-    if np.any(np.diff(target_graph) < 0):
-        order = np.argsort(target_graph, kind="stable")
-        edges, target_graph = edges[:, order], target_graph[order]
-    edge_offset = np.searchsorted(target_graph, np.arange(n_good + 1), side="left")
-    local = edges.astype(np.int32)
-    local -= np.repeat(node_offset[:-1].astype(np.int32), np.diff(edge_offset))
-    bad = [(int(i), BAD_REASONS[int(code[i])]) for i in np.flatnonzero(code)]
-    return GraphBlock(x=np.ascontiguousarray(x, np.float32), pos=np.ascontiguousarray(pos, np.float32),
-                      view=nodes.view.astype(np.int8), hit=_hit_table(nodes), edge_index=local,
-                      node_offset=node_offset,
-                      edge_offset=edge_offset.astype(np.int64), index=good, bad=bad)
-
-
-# -- one shard ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ShardTask:
-    """Everything a worker needs to build shard ``shard`` from rows [start, stop) of a source."""
-
-    shard: int
-    source: int
-    path: str
-    sha256: str
-    format: str
-    reader_options: tuple[tuple[str, str], ...]
-    start: int
-    stop: int
-    cfg: GraphConfig
-    fractions: tuple[float, float, float]
-    seed: int
-    skip_bad: bool
-    build_hash: str
-    out: str
-
-
-_OPEN: dict[tuple, tuple] = {}
-
-
-def _reader(task: ShardTask):
-    """The (reader, event ids) of a task's source, opened once per process."""
-    key = (task.path, task.format, task.reader_options)
-    if key not in _OPEN:
-        reader = open_source(task.path, task.format, **dict(task.reader_options))
-        _OPEN[key] = (reader, reader.event_ids())
-    return _OPEN[key]
-
-
-def _close_readers() -> None:
-    while _OPEN:
-        _OPEN.popitem()[1][0].close()
-
-
-def _reader_reason(exc: InputError) -> str:
-    return BAD_REASONS[4] if "non-finite" in exc.reason else READER_ERROR
-
-
-def _read_block(reader, task: ShardTask, ids: np.ndarray):
-    """Events of rows [start, stop) → (events, their rows, skipped records)."""
-    try:
-        return reader.read_range(task.start, task.stop), list(range(task.start, task.stop)), []
-    except InputError:
-        if not task.skip_bad:
-            raise
-    events, rows, skipped = [], [], []
-    for i in range(task.start, task.stop):
-        try:
-            events.append(reader.read(i))
-            rows.append(i)
-        except InputError as exc:
-            skipped.append(_skip_record(i, ids[i], _reader_reason(exc), str(exc)))
-    return events, rows, skipped
-
-
-def _skip_record(row: int, event_id, reason: str, message: str) -> dict:
-    return {"row": int(row), "event_id": [int(v) for v in event_id], "reason": reason, "message": message}
-
-
-def _moments(x: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
-    """(count, mean, sum of squared deviations) per column of ``x`` [n, F], in float64."""
-    xs = x.astype(np.float64)
-    mean = xs.mean(axis=0) if len(xs) else np.zeros(x.shape[1])
-    return len(xs), mean, ((xs - mean) ** 2).sum(axis=0)
-
-
-def _combine_moments(parts, n_feat: int) -> tuple[int, np.ndarray, np.ndarray]:
-    """Merge (count, mean, M2) moments in order (Chan, Golub & LeVeque's pairwise update)."""
-    n, mean, m2 = 0, np.zeros(n_feat), np.zeros(n_feat)
-    for nb, mb, m2b in parts:
-        if nb == 0:
-            continue
-        mb, m2b = np.asarray(mb, np.float64), np.asarray(m2b, np.float64)
-        tot = n + nb
-        delta = mb - mean
-        mean = mean + delta * (nb / tot)
-        m2 = m2 + m2b + delta ** 2 * (n * nb / tot)
-        n = tot
-    return n, mean, m2
-
-
-def build_shard(task: ShardTask) -> dict:
-    """Build and atomically write one shard; returns its result record (also stored in it)."""
-    reader, ids = _reader(task)
-    events, rows, skipped = _read_block(reader, task, ids)
-    cfg, det = task.cfg, reader.detector
-    if cfg.needs_xyz:
-        for ev, row in zip(events, rows):
-            if not all(c in ev.hits for c in "xyz"):
-                raise InputError("the graph config needs true hit positions (x, y, z), which this "
-                                 "source lacks", task.path, event=row, event_id=ids[row])
-    rows = np.asarray(rows, np.int64)
-    writer = _ShardWriter(Path(task.out) / shard_name(task.shard), cfg,
-                          len(feature_columns(cfg.features, det)))
-    good_rows, splits, moments, truth = [], [], [], {k: [] for k in Truth.columns()}
-    try:
-        for s in range(0, len(events), SUB_BLOCK):
-            sub = events[s:s + SUB_BLOCK]
-            block = make_graphs(sub, det, cfg)
-            for i, reason in block.bad:
-                row = int(rows[s + i])
-                if not task.skip_bad:
-                    raise InputError(f"{reason} (use --skip-bad to skip bad events)", task.path,
-                                     event=row, event_id=ids[row])
-                skipped.append(_skip_record(row, ids[row], reason, reason))
-            sub_rows = rows[s + block.index]
-            split = assign_split(ids[sub_rows], det.name, task.seed, task.fractions)
-            good_rows.append(sub_rows)
-            splits.append(split)
-            for k in truth:
-                truth[k].extend(getattr(sub[i].truth, k) for i in block.index)
-            moments.append(_moments(block.x[np.repeat(split == 0, np.diff(block.node_offset))]))
-            writer.append(block)
-        good = np.concatenate(good_rows) if good_rows else np.zeros(0, np.int64)
-        split = np.concatenate(splits) if splits else np.zeros(0, np.int8)
-        truth = {k: np.asarray(v, dtype=d) for (k, v), d in zip(truth.items(), Truth.columns().values())}
-        skipped.sort(key=lambda r: r["row"])
-        n_train, mean, m2 = _combine_moments(moments, writer.n_features)
-        result = {
-            "read": task.stop - task.start, "written": len(good),
-            "skipped": {r: sum(x["reason"] == r for x in skipped)
-                        for r in sorted({x["reason"] for x in skipped})},
-            "skipped_events": skipped,
-            "per_split": {name: int((split == c).sum()) for c, name in enumerate(SPLITS)},
-            "per_class": {name: {_class_name(f): int(((split == c) & (truth["flavour"] == f)).sum())
-                                 for f in np.unique(truth["flavour"][split == c])}
-                          for c, name in enumerate(SPLITS)},
-            "n_nodes": writer.n_nodes, "n_edges": writer.n_edges,
-            "train_moments": {"n": n_train, "mean": mean.tolist(), "m2": m2.tolist()},
-        }
-        graphs = {"event_id": ids[good].reshape(-1, 3), "source_row": good, "split": split, **truth}
-        attrs = {"schema": SHARD_SCHEMA, "schema_version": SCHEMA_VERSION, "shard": task.shard,
-                 "source": task.source, "source_sha256": task.sha256, "start": task.start,
-                 "stop": task.stop, "build_hash": task.build_hash, "result": json.dumps(result)}
-        writer.close(graphs, attrs)
-    except BaseException:
-        writer.abort()
-        raise
-    return result
-
-
-def _class_name(code: int) -> str:
-    return Flavour(int(code)).label if 0 <= code < len(Flavour) else "undefined"
-
-
-class _ShardWriter:
-    """Appends graph blocks to a shard's temporary file; :meth:`close` renames it into place."""
-
-    def __init__(self, path: Path, cfg: GraphConfig, n_features: int):
-        self.path, self.tmp = path, temporary_path(path)
-        self.n_features = n_features
-        self._f = h5py.File(self.tmp, "w")
-        kw = {} if cfg.compression == "none" else {"compression": cfg.compression, "shuffle": True}
-        n_dim = 2 if cfg.positions == "view" else 3
-
-        def make(name, dtype, tail, chunk_tail, axis_len):
-            shape = (0,) + tail if axis_len == 0 else tail + (0,)
-            maxshape = (None,) + tail if axis_len == 0 else tail + (None,)
-            chunks = (NODE_CHUNK,) + chunk_tail if axis_len == 0 else chunk_tail + (EDGE_CHUNK,)
-            return self._f.create_dataset(name, shape=shape, maxshape=maxshape, dtype=dtype,
-                                          chunks=chunks, **kw)
-        self._x = make("nodes/x", np.float32, (n_features,), (n_features,), 0)
-        self._pos = make("nodes/pos", np.float32, (n_dim,), (n_dim,), 0)
-        self._view = make("nodes/view", np.int8, (), (), 0)
-        self._hit = make("nodes/hit", np.float32, (4,), (4,), 0)
-        self._edges = make("edges/index", np.int32, (2,), (2,), 1)
-        self._node_offset, self._edge_offset = [np.zeros(1, np.int64)], [np.zeros(1, np.int64)]
-        self.n_nodes = self.n_edges = 0
-
-    def append(self, block: GraphBlock) -> None:
-        """Add the graphs of ``block`` after those already written."""
-        n, e = len(block.x), block.edge_index.shape[1]
-        for ds, data in ((self._x, block.x), (self._pos, block.pos), (self._view, block.view),
-                         (self._hit, block.hit)):
-            ds.resize(self.n_nodes + n, axis=0)
-            ds[self.n_nodes:] = data
-        self._edges.resize(self.n_edges + e, axis=1)
-        self._edges[:, self.n_edges:] = block.edge_index
-        self._node_offset.append(block.node_offset[1:] + self.n_nodes)
-        self._edge_offset.append(block.edge_offset[1:] + self.n_edges)
-        self.n_nodes += n
-        self.n_edges += e
-
-    def close(self, graphs: dict[str, np.ndarray], attrs: dict) -> None:
-        """Write the per-graph tables and attributes, then move the file into place."""
-        g = self._f.create_group("graphs")
-        g.create_dataset("node_offset", data=np.concatenate(self._node_offset))
-        g.create_dataset("edge_offset", data=np.concatenate(self._edge_offset))
-        for k, v in graphs.items():
-            g.create_dataset(k, data=v)
-        self._f.attrs.update(attrs)
-        self._f.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        """Discard the temporary file."""
-        try:
-            self._f.close()
-        finally:
-            self.tmp.unlink(missing_ok=True)
-
-
-def finished_shard(path: Path, task: ShardTask) -> dict | None:
-    """The result record of an existing shard if it is complete and belongs to ``task``."""
-    if not path.exists():
-        return None
-    try:
-        with h5py.File(path, "r") as f:
-            a = f.attrs
-            if (a.get("schema") != SHARD_SCHEMA or a.get("build_hash") != task.build_hash
-                    or int(a["shard"]) != task.shard or int(a["source"]) != task.source
-                    or a.get("source_sha256") != task.sha256
-                    or int(a["start"]) != task.start or int(a["stop"]) != task.stop):
-                return None
-            result = json.loads(a["result"])
-            if (f["nodes/x"].shape[0] != result["n_nodes"] or f["graphs/split"].shape[0] != result["written"]
-                    or f["edges/index"].shape[1] != result["n_edges"]):
-                return None
-            return result
-    except (OSError, KeyError, ValueError, TypeError):
-        return None
 
 
 # -- the whole build ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BuildOptions:
-    """What ``gnnu-build`` was asked for (see DESIGN §10). ``split``/``seed`` ``None``: the graph
+    """What ``gnnu-build`` was asked for (see docs/design.md#command-line-contract). ``split``/``seed`` ``None``: the graph
     config's defaults. ``graph``: config name or YAML path (``None``: knn16)."""
 
     inputs: tuple[str, ...]
@@ -656,7 +310,7 @@ def build_dataset(opts: BuildOptions) -> BuildSummary:
                    for t in tasks],
     }
     if not opts.merge:
-        write_json_atomic(out / MANIFEST, manifest)     # the same bytes from every part's job
+        write_manifest(out / MANIFEST, manifest)     # the same bytes from every part's job
 
     results: dict[int, dict] = {}
     todo = []
@@ -727,7 +381,7 @@ def build_dataset(opts: BuildOptions) -> BuildSummary:
                     "graphs": r["written"], "nodes": r["n_nodes"], "edges": r["n_edges"]}
                    for t, r in zip(tasks, ordered)],
     })
-    write_json_atomic(out / MANIFEST, manifest)
+    write_manifest(out / MANIFEST, manifest)
     if opts.merge:
         for p in out.glob("*.tmp-*"):            # every shard is finished: no job writes any more
             p.unlink()

@@ -35,7 +35,7 @@ from ..pixelmap import get_preset
 from .edges import EDGE_BUILDERS
 from .features import FEATURES
 
-#: Config used when ``gnnu-build`` is given no ``--graph`` (DESIGN §10).
+#: Config used when ``gnnu-build`` is given no ``--graph`` (docs/design.md#command-line-contract).
 DEFAULT_GRAPH = "knn16"
 
 
@@ -73,7 +73,7 @@ class GraphConfig:
             raise ValueError("features: at least one node feature is needed")
         unknown = [f for f in self.features if f not in FEATURES]
         if unknown:
-            raise ValueError(f"unknown feature(s) {', '.join(unknown)} (known: {', '.join(FEATURES)})")
+            raise ValueError(f"unknown feature(s) {', '.join(unknown)} (known: {FEATURES.known()})")
         if len(set(self.features)) != len(self.features):
             raise ValueError("features: each feature may be listed once")
         if not self.edges:
@@ -106,11 +106,8 @@ class GraphConfig:
 
 def _edge_spec(data: Any, where: str):
     if not isinstance(data, dict) or "kind" not in data:
-        raise ConfigError(f"{where}: an edge builder needs a 'kind' (one of {', '.join(EDGE_BUILDERS)})")
-    if data["kind"] not in EDGE_BUILDERS:
-        raise ConfigError(f"{where}.kind: unknown edge builder '{data['kind']}' "
-                          f"(known: {', '.join(EDGE_BUILDERS)})")
-    return from_dict(EDGE_BUILDERS[data["kind"]][0], data, where)
+        raise ConfigError(f"{where}: an edge builder needs a 'kind' (one of {EDGE_BUILDERS.known()})")
+    return from_dict(EDGE_BUILDERS.lookup(data["kind"], f"{where}.kind").params, data, where)
 
 
 def graph_config_from_dict(data: Any, where: str = "graph config") -> GraphConfig:

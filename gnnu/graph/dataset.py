@@ -17,8 +17,9 @@ Each item is a ``torch_geometric.data.Data`` with
   method); ``edge_index`` [2, E] int64 (local, row 0 source, row 1 target);
 - every field of :class:`gnnu.events.Truth` except the vertex as a tensor of shape [1]
   (integers int64, energies float32): ``flavour``, ``interaction``, ``is_antinu``, ``n_proton``
-  …, ``nu_energy``, ``lep_energy`` (GeV) and ``y`` — note: ``data.y`` is the inelasticity, as in
-  the data model, not a generic target;
+  …, ``nu_energy``, ``lep_energy`` (GeV) and the inelasticity as ``inelasticity`` (the
+  :class:`~gnnu.events.Truth` field ``y``; ``data.y`` is left free for PyG's meaning, a target:
+  :func:`gnnu.events.batch_key`);
 - ``vertex`` [1, 3] float32 cm and ``event_id`` [1, 3] int64 (run, subrun, event), so a batch
   stacks them to [B, 3].
 """
@@ -34,7 +35,7 @@ import torch
 from torch_geometric.data import Data, Dataset
 
 from ..errors import ConfigError, InputError
-from ..events import Truth
+from ..events import Truth, batch_key
 from .store import SPLITS, read_manifest
 
 _VERTEX = ("vtx_x", "vtx_y", "vtx_z")
@@ -99,12 +100,13 @@ class ShardIndex:
 
     def label_tensors(self, idx: int) -> dict[str, torch.Tensor]:
         """The truth of item ``idx`` as tensors: every label but the vertex [1] (integers int64,
-        energies float32), ``vertex`` [1, 3] float32 cm, ``event_id`` [1, 3] int64."""
+        energies float32; named by :func:`gnnu.events.batch_key`: the inelasticity ``y`` as
+        ``inelasticity``), ``vertex`` [1, 3] float32 cm, ``event_id`` [1, 3] int64."""
         out = {}
         for k, v in self._labels.items():
             if k in _VERTEX or k == "event_id":
                 continue
-            out[k] = torch.tensor([v[idx]], dtype=torch.float32 if v.dtype.kind == "f" else torch.long)
+            out[batch_key(k)] = torch.tensor([v[idx]], dtype=torch.float32 if v.dtype.kind == "f" else torch.long)
         out["vertex"] = torch.tensor([[self._labels[k][idx] for k in _VERTEX]], dtype=torch.float32)
         out["event_id"] = torch.from_numpy(self._labels["event_id"][idx].reshape(1, 3).astype(np.int64))
         return out

@@ -1,4 +1,4 @@
-"""Edge builders (DESIGN §5): one function each, registered in :data:`EDGE_BUILDERS`.
+"""Edge builders (docs/design.md#graphs): one function each, registered in :data:`EDGE_BUILDERS`.
 
 Every builder takes a :class:`gnnu.graph.features.NodeTable` (the hits of a block of events) and
 its parameter dataclass, and returns ``edge_index`` [2, E] int64 of block-global node indices
@@ -25,18 +25,40 @@ Builders (distances in cm in the view's (wire, drift) plane unless said otherwis
   its event whose drift coordinate is closest to its own, within ``window_cm`` (the drift time is
   shared by all views, so coincident times mean the same charge seen by several planes).
 
-A new builder is one parameter dataclass, one function and one line in :data:`EDGE_BUILDERS`.
+A new builder is one parameter dataclass (its ``kind`` field names the builder in configs) and
+one function registered with ``@edge_builder(TheParams)`` (:data:`EDGE_BUILDERS`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Any, Callable, Literal, NamedTuple
 
 import numpy as np
 
+from ..registry import Registry
 from .features import NodeTable
 from .knn import knn
+
+
+class EdgeBuilder(NamedTuple):
+    """A registered edge builder: its parameter dataclass and its function."""
+
+    params: type
+    build: Callable[[NodeTable, Any], np.ndarray]
+
+
+#: kind → :class:`EdgeBuilder` (the kind is the params dataclass's ``kind`` default).
+EDGE_BUILDERS: Registry[EdgeBuilder] = Registry("edge builder")
+
+
+def edge_builder(params: type):
+    """Decorator: register a builder function with its parameter dataclass ``params`` under
+    ``params.kind``."""
+    def decorate(fn):
+        EDGE_BUILDERS.register(params.kind, EdgeBuilder(params, fn))
+        return fn
+    return decorate
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -95,6 +117,7 @@ class KnnEdges:
             raise ValueError(f"knn: k must be ≥ 1, got {self.k}")
 
 
+@edge_builder(KnnEdges)
 def knn_edges(nodes: NodeTable, spec: KnnEdges) -> np.ndarray:
     """Edges j → i from the k nearest hits j of hit i (same view, or 3-D)."""
     if spec.space == "3d":
@@ -125,6 +148,7 @@ class RadiusEdges:
             raise ValueError("radius: need r_cm > 0 and max_neighbours ≥ 1")
 
 
+@edge_builder(RadiusEdges)
 def radius_edges(nodes: NodeTable, spec: RadiusEdges) -> np.ndarray:
     """Edges j → i for hits j of i's view within ``r_cm`` of it (nearest ``max_neighbours``)."""
     from scipy.spatial import cKDTree
@@ -172,6 +196,7 @@ class AdjacencyEdges:
             raise ValueError("adjacency: need planes ≥ 0, plane_step ≥ 1 and window_time ≥ 0")
 
 
+@edge_builder(AdjacencyEdges)
 def adjacency_edges(nodes: NodeTable, spec: AdjacencyEdges) -> np.ndarray:
     """Edges j → i for hits j of i's view on plane p_i + s·plane_step (|s| ≤ planes) and wire
     w_i + d (|d| ≤ wires; the same wire on the same plane only with ``same_wire``) whose time
@@ -231,6 +256,7 @@ def _delaunay_pairs(p: np.ndarray) -> np.ndarray:
     return np.concatenate(pairs).astype(np.int64)
 
 
+@edge_builder(DelaunayEdges)
 def delaunay_edges(nodes: NodeTable, spec: DelaunayEdges) -> np.ndarray:
     """Edges both ways along every side of the Delaunay triangles of each (event, view)."""
     group = view_groups(nodes)
@@ -264,6 +290,7 @@ class CrossViewEdges:
             raise ValueError("crossview: need window_cm ≥ 0 and max_per_view ≥ 1")
 
 
+@edge_builder(CrossViewEdges)
 def crossview_edges(nodes: NodeTable, spec: CrossViewEdges) -> np.ndarray:
     """Edges j → i from the ``max_per_view`` hits j of each other view of i's event nearest to
     i in drift coordinate, with |Δ| ≤ ``window_cm`` (ties to the lower index)."""
@@ -296,17 +323,7 @@ def crossview_edges(nodes: NodeTable, spec: CrossViewEdges) -> np.ndarray:
     return _sorted_by_target(src, dst)
 
 
-# -- registry and combination -------------------------------------------------------------------
-#: kind → (parameter dataclass, builder function). A new builder is one line here.
-EDGE_BUILDERS: dict[str, tuple[type, Callable[[NodeTable, object], np.ndarray]]] = {
-    "knn": (KnnEdges, knn_edges),
-    "radius": (RadiusEdges, radius_edges),
-    "adjacency": (AdjacencyEdges, adjacency_edges),
-    "delaunay": (DelaunayEdges, delaunay_edges),
-    "crossview": (CrossViewEdges, crossview_edges),
-}
-
-
+# -- combination ----------------------------------------------------------------------------------
 def build_edges(nodes: NodeTable, specs, self_loops: bool = False) -> np.ndarray:
     """Edges of every configured builder ``specs``, merged, for a block of events.
 
@@ -314,7 +331,7 @@ def build_edges(nodes: NodeTable, specs, self_loops: bool = False) -> np.ndarray
     edges plus, with ``self_loops``, one loop i → i per node, deduplicated and sorted by
     (target, source). Returns [2, E] int64 block-global indices, grouped by the target's event.
     """
-    parts = [EDGE_BUILDERS[s.kind][1](nodes, s) for s in specs]
+    parts = [EDGE_BUILDERS[s.kind].build(nodes, s) for s in specs]
     if len(parts) == 1 and not self_loops:
         return parts[0]
     n = len(nodes)

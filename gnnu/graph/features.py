@@ -1,4 +1,4 @@
-"""Node features of hit graphs (DESIGN §5): one node per hit, computed for many events at once.
+"""Node features of hit graphs (docs/design.md#graphs): one node per hit, computed for many events at once.
 
 :func:`node_table` gathers the hit columns of a block of events into one :class:`NodeTable`
 (positions in cm from the detector's ``hit_positions``), :func:`compute_features` stacks the
@@ -35,6 +35,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..detectors import positions
+from ..registry import Registry
 
 
 @dataclass(frozen=True)
@@ -89,17 +90,13 @@ class NodeTable:
 
 
 def time_scale(detector) -> np.ndarray:
-    """[V] cm of drift coordinate per time unit, for each view of ``detector``.
+    """[V] cm of drift coordinate per time unit, for each view of ``detector``
+    (:meth:`~gnnu.detectors.base.Detector.drift_scale`).
 
-    Segmented detectors (``needs_plane``: positions come from plane and cell, not from time)
-    have no such scale: 1, so widths stay in the detector's time unit."""
-    if getattr(detector, "needs_plane", False):
-        return np.ones(len(detector.views), np.float32)
-    v = np.arange(len(detector.views))
-    zero = np.zeros(len(v))
-    p1 = np.asarray(detector.hit_positions(v, zero, np.ones(len(v))), np.float64)
-    p0 = np.asarray(detector.hit_positions(v, zero, zero), np.float64)
-    return (p1[:, 1] - p0[:, 1]).astype(np.float32)
+    Detectors where time is not a position coordinate (segmented ones: positions come from plane
+    and cell) have no such scale: 1, so widths stay in the detector's time unit."""
+    scale = detector.drift_scale()
+    return np.ones(len(detector.views), np.float32) if scale is None else scale
 
 
 def node_table(columns: Mapping[str, np.ndarray], batch: np.ndarray, detector,
@@ -122,7 +119,7 @@ def node_table(columns: Mapping[str, np.ndarray], batch: np.ndarray, detector,
                      width=np.asarray(columns["width"], np.float32), pos=pos,
                      time_scale=time_scale(detector), n_views=len(detector.views),
                      view_names=tuple(detector.views),
-                     charge_unit=getattr(detector, "charge_unit", "charge units"), xyz=xyz,
+                     charge_unit=detector.charge_unit, xyz=xyz,
                      plane=plane)
 
 
@@ -150,34 +147,34 @@ class Feature:
 
 
 def _charge_unit(det) -> str:
-    return getattr(det, "charge_unit", "charge units")
+    return det.charge_unit
 
 
 def _width_column(det) -> FeatureColumn:
-    if getattr(det, "needs_plane", False):     # no drift coordinate: width in time units
+    if det.drift_scale() is None:               # no drift coordinate: width in time units
         return FeatureColumn(f"width_{det.time_unit}", det.time_unit)
     return FeatureColumn("width_cm", "cm")
 
 
-#: Feature name → definition (a new feature is one entry here).
-FEATURES: dict[str, Feature] = {
-    "pos": Feature(lambda det: [FeatureColumn("wire_cm", "cm"), FeatureColumn("time_cm", "cm")],
-                   lambda n: n.pos),
-    "charge": Feature(lambda det: [FeatureColumn("charge", _charge_unit(det))],
-                      lambda n: n.charge[:, None]),
-    "log_charge": Feature(lambda det: [FeatureColumn("log_charge", f"ln(1 + {_charge_unit(det)})")],
-                          lambda n: np.log1p(n.charge)[:, None]),
-    "time": Feature(lambda det: [FeatureColumn(f"time_{det.time_unit}", det.time_unit)],
-                    lambda n: n.time[:, None]),
-    "width": Feature(lambda det: [_width_column(det)],
-                     lambda n: (n.width * n.time_scale[n.view])[:, None]),
-    "view": Feature(lambda det: [FeatureColumn(f"view_{v}", "1", normalize=False) for v in det.views],
-                    _one_hot),
-    "xyz": Feature(lambda det: [FeatureColumn("x_cm", "cm (truth)"), FeatureColumn("y_cm", "cm (truth)"),
-                                FeatureColumn("z_cm", "cm (truth)"),
-                                FeatureColumn("xyz_valid", "1", normalize=False)],
-                   _xyz, needs_xyz=True),
-}
+#: Feature name → definition; a new feature is one ``FEATURES.register`` line.
+FEATURES: Registry[Feature] = Registry("node feature")
+FEATURES.register("pos", Feature(
+    lambda det: [FeatureColumn("wire_cm", "cm"), FeatureColumn("time_cm", "cm")], lambda n: n.pos))
+FEATURES.register("charge", Feature(
+    lambda det: [FeatureColumn("charge", _charge_unit(det))], lambda n: n.charge[:, None]))
+FEATURES.register("log_charge", Feature(
+    lambda det: [FeatureColumn("log_charge", f"ln(1 + {_charge_unit(det)})")],
+    lambda n: np.log1p(n.charge)[:, None]))
+FEATURES.register("time", Feature(
+    lambda det: [FeatureColumn(f"time_{det.time_unit}", det.time_unit)], lambda n: n.time[:, None]))
+FEATURES.register("width", Feature(
+    lambda det: [_width_column(det)], lambda n: (n.width * n.time_scale[n.view])[:, None]))
+FEATURES.register("view", Feature(
+    lambda det: [FeatureColumn(f"view_{v}", "1", normalize=False) for v in det.views], _one_hot))
+FEATURES.register("xyz", Feature(
+    lambda det: [FeatureColumn("x_cm", "cm (truth)"), FeatureColumn("y_cm", "cm (truth)"),
+                 FeatureColumn("z_cm", "cm (truth)"), FeatureColumn("xyz_valid", "1", normalize=False)],
+    _xyz, needs_xyz=True))
 
 
 def feature_columns(names, detector) -> list[FeatureColumn]:

@@ -21,7 +21,7 @@ def pixel_geometry(detector, preset: PixelMapPreset | str):
     """The geometry of ``preset``'s maps cut from ``detector`` (a LArTPC geometry object):
     :class:`gnnu.io.dune_cvn.PixelMapGeometry`; ConfigError if the two do not fit (a source that
     is already pixel maps, a segmented detector, a preset with several wires per column)."""
-    if getattr(detector, "kind", None) == "pixelmap":
+    if isinstance(detector, PixelMapGeometry):
         raise ConfigError(f"pixelize: the source '{detector.name}' is pixel maps already")
     return PixelMapGeometry(detector, get_preset(preset).name)
 

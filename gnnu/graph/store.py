@@ -1,9 +1,12 @@
-"""On-disk layout of a graph dataset (DESIGN §3.3), shared by the builder and the readers.
+"""On-disk layout of a graph dataset (docs/design.md#graph-dataset), shared by the builder and the readers.
 
 A dataset is a directory::
 
     manifest.json       see :mod:`gnnu.graph.build` (status, config, sources, features, stats, …)
     shard-00000.h5      one HDF5 file per block of consecutive events of one source
+
+Written by :class:`ShardWriter` and :func:`write_manifest`, read by :func:`read_manifest`,
+:func:`finished_shard_result` and :class:`gnnu.graph.dataset.ShardIndex`.
 
 Shard layout (``N`` nodes, ``E`` edges, ``G`` graphs; every array is the concatenation over the
 shard's graphs, graph g owning rows ``node_offset[g]:node_offset[g+1]`` and edge columns
@@ -39,6 +42,10 @@ import json
 import os
 from pathlib import Path
 
+import h5py
+import numpy as np
+
+from ..atomic import AtomicFile, write_json_atomic
 from ..errors import InputError, SchemaError
 
 SCHEMA = "gnnu-graph-dataset"
@@ -59,11 +66,9 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}.h5"
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    """Write ``obj`` as JSON to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+def write_manifest(path: Path, manifest: dict) -> None:
+    """Write a dataset's ``manifest.json`` atomically (:func:`gnnu.atomic.write_json_atomic`)."""
+    write_json_atomic(path, manifest, indent=1)
 
 
 def read_manifest(root: str | os.PathLike, complete: bool = True) -> dict:
@@ -98,3 +103,85 @@ def require_hits(manifest: dict, root: str | os.PathLike) -> None:
     if major_minor < HITS_SINCE:
         raise InputError(f"graph dataset of schema {version} stores no raw hits, which images are "
                          f"rendered from: rebuild it with gnnu-build (schema {SCHEMA_VERSION})", root)
+
+
+class ShardWriter:
+    """Appends graph blocks (:class:`gnnu.graph.block.GraphBlock`) to a shard's temporary file;
+    :meth:`close` writes the per-graph tables and renames it into place (:mod:`gnnu.atomic`)."""
+
+    def __init__(self, path: Path, cfg, n_features: int):
+        self.path, self._out = path, AtomicFile(path)
+        self.n_features = n_features
+        self._f = h5py.File(self._out.tmp, "w")
+        kw = {} if cfg.compression == "none" else {"compression": cfg.compression, "shuffle": True}
+        n_dim = 2 if cfg.positions == "view" else 3
+
+        def make(name, dtype, tail, chunk_tail, axis_len):
+            shape = (0,) + tail if axis_len == 0 else tail + (0,)
+            maxshape = (None,) + tail if axis_len == 0 else tail + (None,)
+            chunks = (NODE_CHUNK,) + chunk_tail if axis_len == 0 else chunk_tail + (EDGE_CHUNK,)
+            return self._f.create_dataset(name, shape=shape, maxshape=maxshape, dtype=dtype,
+                                          chunks=chunks, **kw)
+        self._x = make("nodes/x", np.float32, (n_features,), (n_features,), 0)
+        self._pos = make("nodes/pos", np.float32, (n_dim,), (n_dim,), 0)
+        self._view = make("nodes/view", np.int8, (), (), 0)
+        self._hit = make("nodes/hit", np.float32, (4,), (4,), 0)
+        self._edges = make("edges/index", np.int32, (2,), (2,), 1)
+        self._node_offset, self._edge_offset = [np.zeros(1, np.int64)], [np.zeros(1, np.int64)]
+        self.n_nodes = self.n_edges = 0
+
+    def append(self, block) -> None:
+        """Add the graphs of ``block`` after those already written."""
+        n, e = len(block.x), block.edge_index.shape[1]
+        for ds, data in ((self._x, block.x), (self._pos, block.pos), (self._view, block.view),
+                         (self._hit, block.hit)):
+            ds.resize(self.n_nodes + n, axis=0)
+            ds[self.n_nodes:] = data
+        self._edges.resize(self.n_edges + e, axis=1)
+        self._edges[:, self.n_edges:] = block.edge_index
+        self._node_offset.append(block.node_offset[1:] + self.n_nodes)
+        self._edge_offset.append(block.edge_offset[1:] + self.n_edges)
+        self.n_nodes += n
+        self.n_edges += e
+
+    def close(self, graphs: dict[str, np.ndarray], attrs: dict) -> None:
+        """Write the per-graph tables and attributes, then move the file into place."""
+        g = self._f.create_group("graphs")
+        g.create_dataset("node_offset", data=np.concatenate(self._node_offset))
+        g.create_dataset("edge_offset", data=np.concatenate(self._edge_offset))
+        for k, v in graphs.items():
+            g.create_dataset(k, data=v)
+        self._f.attrs.update(attrs)
+        self._f.close()
+        self._out.commit()
+
+    def abort(self) -> None:
+        """Discard the temporary file."""
+        try:
+            self._f.close()
+        finally:
+            self._out.discard()
+
+
+def finished_shard_result(path: Path, identity: dict) -> dict | None:
+    """The result record stored in the shard ``path`` if the shard is complete (its arrays have
+    the sizes the record gives) and its attributes equal ``identity`` (``shard``, ``source``,
+    ``source_sha256``, ``start``, ``stop``, ``build_hash``); else None (missing, damaged, from
+    other settings or another range)."""
+    if not path.exists():
+        return None
+    try:
+        with h5py.File(path, "r") as f:
+            a = f.attrs
+            if (a.get("schema") != SHARD_SCHEMA or a.get("build_hash") != identity["build_hash"]
+                    or int(a["shard"]) != identity["shard"] or int(a["source"]) != identity["source"]
+                    or a.get("source_sha256") != identity["source_sha256"]
+                    or int(a["start"]) != identity["start"] or int(a["stop"]) != identity["stop"]):
+                return None
+            result = json.loads(a["result"])
+            if (f["nodes/x"].shape[0] != result["n_nodes"] or f["graphs/split"].shape[0] != result["written"]
+                    or f["edges/index"].shape[1] != result["n_edges"]):
+                return None
+            return result
+    except (OSError, KeyError, ValueError, TypeError):
+        return None

@@ -1,4 +1,4 @@
-"""Image side of gnnu: pixel maps rendered from hits, and back (DESIGN §3.4).
+"""Image side of gnnu: pixel maps rendered from hits, and back (docs/design.md#images).
 
 - :mod:`gnnu.pixelmap` (shared with io and graph): presets (``dune-cvn``, ``nova-cvn``, ``resnet-rgb``), rendering,
   pixel maps → hits;

@@ -44,8 +44,7 @@ class ImageConfig:
 
     def __post_init__(self):
         if self.preset not in PRESETS:
-            raise ValueError(f"preset: unknown pixel-map preset '{self.preset}' "
-                             f"(known: {', '.join(PRESETS)})")
+            raise ValueError(f"preset: {PRESETS.unknown(self.preset)}")
         if get_preset(self.preset).layout == "plane-cell" and self.ticks_per_bin is not None:
             raise ValueError(f"ticks_per_bin: preset '{self.preset}' bins planes and cells, not time")
         self.preset_object()                          # the preset's own checks

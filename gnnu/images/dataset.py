@@ -39,6 +39,7 @@ from ..graph.dataset import ShardIndex
 from ..graph.store import require_hits
 from .config import ImageConfig
 from .frame import HitFrame
+from .layouts import IMAGE_LAYOUTS
 from ..pixelmap import PixelMapPreset, get_preset, render
 
 
@@ -68,10 +69,14 @@ class ImageDataset(Dataset):
             raise ConfigError(f"image preset '{self.preset.name}' renders views "
                               f"{list(self.preset.views)}; the dataset's detector has "
                               f"{len(names)} ({', '.join(names)})")
-        if (self.preset.layout == "plane-cell") != self.frame.needs_plane:
-            kind = "segmented-detector" if self.frame.needs_plane else "wire-plane"
+        layout = self.frame.layout
+        if layout is None:
+            raise ConfigError(f"image preset '{self.preset.name}': this dataset's detector kind "
+                              f"'{self.frame.detector.kind}' has no image layout "
+                              f"(gnnu.images.layouts: {IMAGE_LAYOUTS.known()})")
+        if self.preset.layout != layout.layout:
             raise ConfigError(f"image preset '{self.preset.name}' ({self.preset.layout} maps) does "
-                              f"not fit this dataset's {kind} hits")
+                              f"not fit this dataset's hits ({layout.layout}: {layout.detectors})")
         #: Channel names, one per rendered view (what a checkpoint records as its inputs).
         self.feature_names = [f"image_{names[v]}" for v in self.preset.views]
         self._vertex = (self.frame.vertex_pixels(self.index.labels(), self.preset)

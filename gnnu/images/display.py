@@ -29,9 +29,11 @@ from typing import Sequence
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import ConfigError
 from ..pixelmap import PRESETS
 from .dataset import ImageDataset
+from .layouts import detectors_of
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,7 @@ class EventViews:
 
 def _skip_reason(name: str, exc: Exception, detector: str) -> str:
     preset = PRESETS.get(name)
-    fits = ("a segmented (plane × cell) detector such as nova" if preset is not None
-            and preset.layout == "plane-cell" else "a three-view wire-plane LArTPC such as dune")
+    fits = detectors_of(preset.layout if preset is not None else "wire-time")
     return f"{exc} — it renders events of {fits}, not of this {detector} event"
 
 
@@ -110,7 +111,6 @@ def draw_event_views(root: str | os.PathLike, index: int, path: str | os.PathLik
     if n_edges > max_edges:
         edges = edges[:, np.linspace(0, n_edges - 1, max_edges).astype(np.int64)]
     names = list(first.frame.view_names) or [str(v) for v in np.unique(view)]
-    segmented = first.frame.needs_plane
     maps = [ds.render(index) for ds in datasets]
     widths = [m.shape[0] + (ds.preset.name == "resnet-rgb" and m.shape[0] == 3)
               for ds, m in zip(datasets, maps)]
@@ -140,12 +140,9 @@ def draw_event_views(root: str | os.PathLike, index: int, path: str | os.PathLik
         title = f"graph, view {name}: {int(sel.sum())} nodes, {mine.shape[1]} edges"
         ax.set_title(title, fontsize=9)
         panels.append(title)
-        if segmented:
-            ax.set_xlabel("z, along the beam (cm)")
-            ax.set_ylabel(f"{name[0].lower() if name else 'cell'} coordinate (cm)")
-        else:
-            ax.set_xlabel("wire coordinate (cm)")
-            ax.set_ylabel("drift coordinate (cm)")
+        xlabel, ylabel = first.frame.axis_labels(v)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
     if sc is not None:
         fig.colorbar(sc, ax=graph_axes[-1], label="hit charge")
 
@@ -194,10 +191,11 @@ def draw_event_views(root: str | os.PathLike, index: int, path: str | os.PathLik
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(fig)
     return EventViews(path, detector, tuple(panels), tuple(ds.preset.name for ds in datasets),
                       tuple(skipped))
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..detectors import detector_from_dict
 from ..pixelmap import PixelMapPreset, get_preset, pixel_hits_to_detector, vertex_pixels
+from .layouts import IMAGE_LAYOUTS, ImageLayout
 
 
 @dataclass(frozen=True)
@@ -56,17 +57,30 @@ class HitFrame:
         return cls(detector, None, names)
 
     @property
-    def needs_plane(self) -> bool:
-        return bool(getattr(self.detector, "needs_plane", False))
+    def layout(self) -> ImageLayout | None:
+        """How these hits become pixel maps: :data:`gnnu.images.layouts.IMAGE_LAYOUTS` of the
+        detector's kind, or None where that kind has none; pixel hits: their preset's layout;
+        a detector the manifest does not record: wire-time (its hits have no plane)."""
+        if self.map_preset is not None:
+            return ImageLayout(self.map_preset.layout, f"pixel maps of preset {self.map_preset.name}")
+        if self.detector is None:
+            return ImageLayout("wire-time", "hits of a detector the manifest does not record")
+        return IMAGE_LAYOUTS.get(self.detector.kind)
+
+    def axis_labels(self, view: int) -> tuple[str, str]:
+        """Axis titles of a view's node positions (the detector's; wire/drift where unknown)."""
+        if self.detector is None:
+            return "wire coordinate (cm)", "drift coordinate (cm)"
+        return self.detector.axis_labels(view)
 
     def columns(self, view: np.ndarray, hit: np.ndarray) -> Mapping[str, np.ndarray]:
         """Render columns (``view``, ``wire``, ``time`` in ticks or ns, ``charge``, and ``plane``
-        for segmented detectors) from a stored ``view`` [N] and ``hit`` [N, 4] (wire, time,
-        charge, plane or −1) table."""
+        where the detector's positions need it) from a stored ``view`` [N] and ``hit`` [N, 4]
+        (wire, time, charge, plane or −1) table."""
         cols = {"view": view, "wire": hit[:, 0], "time": hit[:, 1], "charge": hit[:, 2]}
         if self.map_preset is not None:
             return pixel_hits_to_detector(cols, self.map_preset)
-        if self.needs_plane:
+        if self.detector is not None and "plane" in self.detector.position_columns:
             cols["plane"] = hit[:, 3]
         return cols
 

@@ -4,14 +4,14 @@ A reader opens a source lazily (nothing but the small per-event tables is loaded
 detector geometry, and returns :class:`gnnu.events.Event` objects by index. Every failure on
 bad input is a :class:`gnnu.errors.InputError` naming the file (and event).
 
-A new format is one module with an :class:`EventReader` subclass plus one line in
-:data:`READERS`.
+A new format is one module with an :class:`EventReader` subclass registered by
+``@register_reader("name")`` (:data:`READERS`; its module is listed there so that it is imported
+on the first lookup).
 """
 
 from __future__ import annotations
 
 import abc
-import importlib
 import os
 from pathlib import Path
 from typing import Iterator
@@ -20,13 +20,7 @@ import numpy as np
 
 from ..errors import InputError, SchemaError
 from ..events import Event, Truth
-
-#: format name → "module:Class" (imported on first use).
-READERS = {
-    "gnnu": "gnnu.io.hitfile:HitFile",
-    "numl": "gnnu.io.numl:NuMLReader",
-    "dune-cvn": "gnnu.io.dune_cvn:DuneCVNReader",
-}
+from ..registry import Registry
 
 
 class EventReader(abc.ABC):
@@ -188,9 +182,22 @@ def first_bad_event(read_block, start: int, stop: int) -> list[Event]:
     raise block_error
 
 
+#: format name → reader class; the modules below register their readers when imported.
+READERS: Registry[type[EventReader]] = Registry(
+    "input format", modules=("gnnu.io.hitfile", "gnnu.io.numl", "gnnu.io.dune_cvn"))
+
+
+def register_reader(name: str):
+    """Class decorator: register an :class:`EventReader` subclass as the reader of format
+    ``name`` (also its ``format`` attribute)."""
+    def decorate(cls: type[EventReader]) -> type[EventReader]:
+        cls.format = name
+        return READERS.register(name, cls)
+    return decorate
+
+
 def open_source(path: str | os.PathLike, format: str, **options) -> EventReader:
     """Open ``path`` with the reader registered for ``format``."""
     if format not in READERS:
-        raise InputError(f"unknown input format '{format}' (known: {', '.join(READERS)})", path)
-    module, cls = READERS[format].split(":")
-    return getattr(importlib.import_module(module), cls)(path, **options)
+        raise InputError(READERS.unknown(format), path)
+    return READERS[format](path, **options)

@@ -1,4 +1,4 @@
-"""DUNE CVN's released pixel maps (DESIGN §4.1): one node per non-zero pixel.
+"""DUNE CVN's released pixel maps (docs/design.md#dune-like-lartpc): one node per non-zero pixel.
 
 Layout of a source directory::
 
@@ -51,17 +51,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..detectors import load_detector
-from ..detectors.lartpc import LArTPCConfig
+from ..detectors import DetectorBase, WirePlanes, load_detector
 from ..errors import ConfigError, InputError
 from ..events import Event, Truth, bucket_count
 from ..pixelmap import DUNE_CVN, PIXEL_WIDTH_BINS, get_preset, pixels_to_hits
 from . import safe_pickle
-from .base import EventReader
+from .base import EventReader, register_reader
 
 #: Shape of one released pixel map: (views U/V/Z, wires, time bins).
 MAP_SHAPE = DUNE_CVN.shape
-#: Ticks per time bin of the released maps: 3200 ticks in 500 bins (DESIGN §3.4).
+#: Ticks per time bin of the released maps: 3200 ticks in 500 bins (docs/design.md#images).
 TICKS_PER_BIN = DUNE_CVN.ticks_per_bin
 #: Number of lines an ``eventN.info`` file must have (0–11 are used).
 INFO_LINES = 12
@@ -84,12 +83,13 @@ class PixelMapConfig:
     kind: str
     ticks_per_bin: float
     shape: tuple[int, int, int]
-    base: LArTPCConfig
+    base: object                      # the config of the wire-plane detector the maps come from
     preset: str = DUNE_CVN.name
 
 
-class PixelMapGeometry:
-    """Geometry of (view, wire, time bin) pixel maps cut from a LArTPC's wire planes.
+class PixelMapGeometry(DetectorBase):
+    """Geometry of (view, wire, time bin) pixel maps cut from a LArTPC's wire planes (a
+    :class:`~gnnu.detectors.Detector` of kind ``pixelmap``).
 
     ``hit_positions`` maps wire → wire × pitch of that view and time bin → bin × ticks_per_bin
     × tick length × drift velocity (DUNE: 0.4667/0.4667/0.479 cm and 6.4 × 0.5 µs × 0.16 cm/µs =
@@ -105,14 +105,16 @@ class PixelMapGeometry:
     def __init__(self, detector="dune", preset: str = DUNE_CVN.name):
         base = load_detector(detector) if isinstance(detector, (str, os.PathLike)) else detector
         p = get_preset(preset)
-        if getattr(base, "kind", None) != "lartpc" or p.layout != "wire-time" or p.wires_per_column != 1:
+        if isinstance(base, PixelMapGeometry):
+            raise ConfigError(f"pixel maps '{p.name}' of '{base.name}': the source is pixel maps "
+                              "already")
+        if not isinstance(base, WirePlanes) or p.layout != "wire-time" or p.wires_per_column != 1:
             raise ConfigError(f"pixel maps '{p.name}' of detector '{base.name}': pixel-map hits need a "
                               f"wire-plane (LArTPC) detector and a one-wire-per-column wire-time "
                               f"preset")
         if len(base.views) != len(p.views):
             raise ConfigError(f"detector '{base.name}' has {len(base.views)} views, pixel maps "
                               f"'{p.name}' have {len(p.views)}")
-        cfg = base.config
         self.base = base
         self.name = f"{base.name}-pixelmap"
         self.views = base.views
@@ -120,10 +122,11 @@ class PixelMapGeometry:
         self.ticks_per_bin = float(p.ticks_per_bin)
         self.shape = p.shape
         #: Wire pitch of each view, cm.
-        self.pitch_cm = np.array([p.pitch_cm for p in cfg.planes], np.float32)
+        self.pitch_cm = np.asarray(base.wire_pitch_cm, np.float32)
         #: Drift distance per time bin, cm.
-        self.cm_per_bin = self.ticks_per_bin * cfg.tick_us * cfg.drift_velocity_cm_per_us
-        self.config = PixelMapConfig(self.name, self.kind, self.ticks_per_bin, self.shape, cfg, p.name)
+        self.cm_per_bin = base.drift_cm(self.ticks_per_bin)
+        self.config = PixelMapConfig(self.name, self.kind, self.ticks_per_bin, self.shape,
+                                     base.config, p.name)
 
     def hit_positions(self, view, wire, time) -> np.ndarray:
         """2-D pixel coordinates in cm: (wire × pitch[view], time bin × cm per bin) → [N, 2]."""
@@ -147,6 +150,7 @@ def _decompress_map(data: bytes, expected: int) -> bytes:
     return raw
 
 
+@register_reader("dune-cvn")
 class DuneCVNReader(EventReader):
     """Reader of a directory of DUNE CVN pixel maps (``eventN.gz`` + ``partition.p`` or ``.info``).
 
@@ -154,8 +158,6 @@ class DuneCVNReader(EventReader):
     ``"partition"`` or ``"info"``. ``detector``: the detector config giving pitches, tick and
     drift velocity (see :class:`PixelMapGeometry`). Events are ordered by N.
     """
-
-    format = "dune-cvn"
 
     def __init__(self, path: str | os.PathLike, truth: str = "auto",
                  detector: str | os.PathLike = "dune"):

@@ -1,4 +1,4 @@
-"""The gnnu hit file (DESIGN §3.2): columnar, schema-versioned, self-describing HDF5.
+"""The gnnu hit file (docs/design.md#hit-file): columnar, schema-versioned, self-describing HDF5.
 
 Layout::
 
@@ -10,8 +10,8 @@ Layout::
     attributes            schema, schema_version, detector (JSON), generator (JSON), seed,
                           software, n_events
 
-Writes are atomic: everything goes to ``<out>.tmp-<pid>`` which is renamed over ``<out>`` only
-when complete, so an interrupted run never leaves a file a reader would accept (and the
+Writes are atomic (:mod:`gnnu.atomic`): everything goes to ``<out>.tmp-<pid>`` which is renamed
+over ``<out>`` only when complete, so an interrupted run never leaves a file a reader would accept (and the
 ``n_events`` attribute, written last, must match the event table). Reading is lazy: only the
 per-event table is loaded; hits are sliced per event (chunked storage, so a read decompresses
 only the chunks it touches). Chunks are stored uncompressed by default or gzip-compressed
@@ -44,11 +44,12 @@ import h5py
 import numpy as np
 
 from .. import __version__
+from ..atomic import AtomicFile, remove_stale_temporaries
 from ..detectors import detector_from_dict, detector_json
 from ..errors import ConfigError, InputError, OutputExistsError, SchemaError
 from ..events import HIT_COLUMNS, PARTICLE_COLUMNS, Event, Hits, Particles, Truth
 from .base import (HDF5_ERRORS, EventReader, cast_column, first_bad_event, hdf5_column, hdf5_group,
-                   open_hdf5)
+                   open_hdf5, register_reader)
 
 SCHEMA = "gnnu-hits"
 SCHEMA_VERSION = "1.0"
@@ -117,32 +118,6 @@ def _major(version: str) -> int:
         return -1
 
 
-def temporary_path(path: Path) -> Path:
-    """The sibling temporary file an atomic write goes to first."""
-    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
-
-
-def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Delete the temporary files ``<path>.tmp-<pid>`` left by writers that were killed (their
-    process no longer exists); a live writer's file is kept. Returns the files removed."""
-    removed = []
-    for tmp in path.parent.glob(f"{path.name}.tmp-*"):
-        try:
-            pid = int(tmp.name.rsplit("-", 1)[1])
-        except ValueError:
-            continue
-        try:
-            os.kill(pid, 0)
-            continue                         # that writer is still running
-        except ProcessLookupError:
-            pass
-        except PermissionError:              # alive, another user's
-            continue
-        tmp.unlink(missing_ok=True)
-        removed.append(tmp)
-    return removed
-
-
 def prepare_output(path: str | os.PathLike, overwrite: bool) -> Path:
     """Check that ``path`` may be written: refuse an existing file unless ``overwrite``; create
     missing parent directories (an error names the one that cannot be made)."""
@@ -176,7 +151,8 @@ class HitFileWriter:
                               f"{', '.join(COMPRESSIONS)}")
         self.path = prepare_output(path, overwrite)
         remove_stale_temporaries(self.path)      # left by a killed earlier run
-        self.tmp = temporary_path(self.path)
+        self._out = AtomicFile(self.path)
+        self.tmp = self._out.tmp
         self._f = h5py.File(self.tmp, "w", track_order=True, libver=LIBVER,
                             userblock_size=USERBLOCK)
         self._filters = COMPRESSIONS[compression]
@@ -283,7 +259,7 @@ class HitFileWriter:
         self._f.attrs["n_events"] = self.n_events
         self._f.close()
         seal(self.tmp)
-        os.replace(self.tmp, self.path)
+        self._out.commit()
         self._closed = True
         return self.path
 
@@ -294,7 +270,7 @@ class HitFileWriter:
                 self._f.close()
             except Exception:  # noqa: BLE001 - closing a broken handle must not mask the cause
                 pass
-            self.tmp.unlink(missing_ok=True)
+            self._out.discard()
             self._closed = True
 
     def __enter__(self):
@@ -318,6 +294,7 @@ def write_hits(path, events: Iterable[Event], detector, **kwargs) -> Path:
     return Path(path)
 
 
+@register_reader("gnnu")
 class HitFile(EventReader):
     """Lazy reader of a gnnu hit file. ``HitFile(path)[i]`` → :class:`Event`.
 
@@ -326,7 +303,6 @@ class HitFile(EventReader):
     :class:`InputError` naming the file (and event).
     """
 
-    format = "gnnu"
     _FINITE = ("time", "charge", "width")
 
     def __init__(self, path: str | os.PathLike):

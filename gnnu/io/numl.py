@@ -38,7 +38,7 @@ Mapping to gnnu (:mod:`gnnu.events`):
 - Hit truth from ``edep_table`` (when present): ``energy`` = sum of deposits (MeV), ``x, y, z`` =
   energy-weighted deposit position (cm, NaN without deposits), ``particle`` = row, in the event's
   particle table, of the particle that deposited most (−1: none, or not in the table).
-- Event truth (DESIGN §3.1): ``flavour`` from is_cc and |nu_pdg| (14 → CC νμ, 12 → CC νe,
+- Event truth (docs/design.md#labels): ``flavour`` from is_cc and |nu_pdg| (14 → CC νμ, 12 → CC νe,
   16 → CC ντ, NC → 3, CC with another code → −1), ``is_antinu`` from the sign of nu_pdg,
   ``nu_energy``/``lep_energy`` (GeV), ``y`` = 1 − E_lep/E_ν, vertex from nu_vtx (else nu_vtx_corr).
   ``interaction`` and ``mode`` are −1 (NuML stores no interaction mode). Counts: primaries
@@ -72,7 +72,7 @@ from ..errors import ConfigError, InputError, SchemaError
 from ..events import Event, Hits, Particles, Process, Truth, bucket_count
 from ..sim.pdg import MASS_GEV
 from .base import (HDF5_ERRORS, EventReader, cast_column, first_bad_event, hdf5_column, hdf5_group,
-                   open_hdf5)
+                   open_hdf5, register_reader)
 
 #: Hit position columns (view, wire-like, time-like) of each NuML generation, preferred first.
 GENERATIONS = {
@@ -82,7 +82,7 @@ GENERATIONS = {
 }
 SEQ_CNT = "event_id.seq_cnt"
 SEQ = "event_id.seq"
-#: |PDG| counted in each count label (DESIGN §3.1).
+#: |PDG| counted in each count label (docs/design.md#labels).
 COUNT_PDG = {"n_proton": 2212, "n_charged_pion": 211, "n_neutral_pion": 111, "n_neutron": 2112}
 _VISIBILITY_FIELD = {"n_proton": "proton_ke_mev", "n_charged_pion": "charged_pion_ke_mev",
                      "n_neutral_pion": "neutral_pion_ke_mev", "n_neutron": "neutron_ke_mev"}
@@ -184,6 +184,7 @@ def primary_counts(pdg, parent, momentum, from_nu, event, n_events: int, visibil
     return out
 
 
+@register_reader("numl")
 class NuMLReader(EventReader):
     """Lazy reader of one NuML HDF5 file (see the module docstring for layout and mapping).
 

@@ -6,7 +6,7 @@ OBJ / EXT opcodes look up a callable (``os.system``, ``builtins.eval`` …) thro
 ``find_class`` refuses every lookup, so no callable can ever reach the stack; what remains are the
 opcodes that build plain containers and scalars. The result is then checked to hold only plain
 lists, tuples, dicts, ints, floats, bools, ``None`` and strings (sets, bytes and bytearrays, which
-the opcodes can also build, are refused too) — DESIGN §9.
+the opcodes can also build, are refused too) — docs/design.md#reliability.
 
 Every failure is one :class:`gnnu.errors.InputError` naming the file; nothing in the file is
 executed.

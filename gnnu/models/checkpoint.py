@@ -1,7 +1,7 @@
 """Checkpoints: safe loading, rebuilding a model, partial loading for fine-tuning, freezing.
 
 A gnnu checkpoint is a Lightning checkpoint (``best.ckpt``, ``last.ckpt``) holding only tensors
-and plain Python types, so it loads with ``torch.load(..., weights_only=True)`` (DESIGN §9):
+and plain Python types, so it loads with ``torch.load(..., weights_only=True)`` (docs/design.md#reliability):
 
 - ``state_dict``: the LightningModule's weights; the model's own keys carry the prefix ``model.``;
 - ``gnnu``: :data:`META_KEYS` — the resolved training config as a mapping, the dataset's feature

@@ -12,7 +12,7 @@ batch. Convention, the same for GNNs and CNNs:
 - not counted, as is usual for CNNs: elementwise operations (activations, BatchNorm, residual
   additions, GravNet's distance weights exp(−λd²)), gathers and copies;
 - kNN graph construction (the dynamic layers' :class:`~gnnu.models.gnn.ops.KNNGraph` calls) is
-  excluded: its cost depends on the backend (k-d tree, brute force, GPU kernel), and DESIGN §8's
+  excluded: its cost depends on the backend (k-d tree, brute force, GPU kernel), and docs/design.md#performance-method's
   throughput anchors exclude it too.
 
 So a GNN's count scales linearly with its nodes and edges, a CNN's with its pixels.

@@ -9,8 +9,9 @@ A model family lives in one file and registers each of its models with one line:
 The decorated object (a builder function or an ``nn.Module`` class) is called with exactly those
 four arguments; ``config.params`` is then an instance of the family's frozen params dataclass
 (``params=`` above, or the object's ``Params`` attribute; a model with neither takes no params).
-Family packages are imported on first use (:data:`FAMILIES`), so registering a model needs no
-edit here.
+:func:`register_model` files a :class:`ModelEntry` in :data:`MODELS`, gnnu's generic
+:class:`~gnnu.registry.Registry`; family packages are imported on first lookup
+(:data:`FAMILIES`), so registering a model needs no edit here.
 
 A model config (``configs/models/<name>.yaml``) is a mapping::
 
@@ -30,8 +31,6 @@ target (see :mod:`gnnu.models.heads` for the units).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,9 +43,10 @@ from ..errors import ConfigError
 from ..events import NUM_CLASSES
 from ..images.config import ImageConfig
 from ..pixelmap import PRESETS
+from ..registry import Registry
 from .heads import HeadsConfig
 
-#: Packages whose import registers model families (skipped when not installed).
+#: Packages whose import registers model families.
 FAMILIES = ("gnnu.models.gnn", "gnnu.models.cnn")
 
 PoolingMode = Literal["mean", "max", "sum"]
@@ -64,13 +64,17 @@ INPUT_KINDS = ("graph", "image")
 
 
 @dataclass(frozen=True)
-class _Entry:
+class ModelEntry:
+    """A registered model: its builder (function or ``nn.Module`` class), its params
+    dataclass and what it reads (:data:`InputKind`)."""
+
     builder: Callable[..., nn.Module]
     params: type
     inputs: str = "graph"
 
 
-_REGISTRY: dict[str, _Entry] = {}
+#: Every model by name (families register on import; :func:`register_model` adds to it).
+MODELS: Registry[ModelEntry] = Registry("model", modules=FAMILIES, sort=True)
 
 
 @dataclass(frozen=True)
@@ -108,32 +112,20 @@ def register_model(name: str, params: type | None = None, inputs: InputKind = "g
         raise ValueError(f"inputs must be one of {INPUT_KINDS}, got {inputs!r}")
 
     def decorate(obj):
-        if name in _REGISTRY:
-            raise ValueError(f"model '{name}' is already registered")
         cls = params if params is not None else getattr(obj, "Params", _NoParams)
-        _REGISTRY[name] = _Entry(obj, cls, inputs)
+        MODELS.register(name, ModelEntry(obj, cls, inputs))
         return obj
     return decorate
 
 
 def model_inputs(name: str) -> InputKind:
     """What the registered model ``name`` reads: ``graph`` or ``image``; ConfigError if unknown."""
-    _load_families()
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown model '{name}' (known: {', '.join(sorted(_REGISTRY)) or 'none'})")
-    return _REGISTRY[name].inputs
-
-
-def _load_families() -> None:
-    for pkg in FAMILIES:
-        if importlib.util.find_spec(pkg) is not None:
-            importlib.import_module(pkg)
+    return MODELS.lookup(name).inputs
 
 
 def list_models() -> list[str]:
     """Sorted names of every registered model."""
-    _load_families()
-    return sorted(_REGISTRY)
+    return list(MODELS)
 
 
 def load_model_config(config: dict | str | os.PathLike | ModelConfig,
@@ -153,11 +145,7 @@ def load_model_config(config: dict | str | os.PathLike | ModelConfig,
     if isinstance(config, dict) and "model" in config:
         config, where = config["model"], f"{where}.model"
     raw = from_dict(ModelConfig, config, where)   # a ModelConfig passes through as is
-    _load_families()
-    if raw.name not in _REGISTRY:
-        raise ConfigError(f"{where}.name: unknown model '{raw.name}' "
-                          f"(known: {', '.join(sorted(_REGISTRY)) or 'none'})")
-    entry = _REGISTRY[raw.name]
+    entry = MODELS.lookup(raw.name, f"{where}.name")
     if entry.inputs == "image" and raw.image is None:
         raise ConfigError(f"{where}: model '{raw.name}' reads pixel maps: give an 'image:' section "
                           f"with a preset (known: {', '.join(PRESETS)}), e.g. image: {{preset: "
@@ -194,7 +182,7 @@ def create_model(config: dict | str | os.PathLike | ModelConfig, in_features: in
     if in_features < 1:
         raise ConfigError(f"in_features must be positive, got {in_features}")
     tasks = dict(NUM_CLASSES) if tasks is None else dict(tasks)
-    model = _REGISTRY[cfg.name].builder(cfg, in_features, tasks, tuple(regression))
+    model = MODELS[cfg.name].builder(cfg, in_features, tasks, tuple(regression))
     if not isinstance(getattr(model, "loss_weights", None), dict):
         raise TypeError(f"builder of model '{cfg.name}' must set model.loss_weights "
                         f"(see MultiTaskHead.from_config)")

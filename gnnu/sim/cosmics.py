@@ -44,11 +44,11 @@ import numpy as np
 
 from ..errors import GnnuError
 from ..events import Flavour, Interaction, Mode, Truth
+from .constants import C_CM_PER_NS
 from .pdg import MASS_GEV
 from .records import ParticleBatch
 
 M_MU = MASS_GEV[13]
-C_CM_PER_NS = 29.9792458
 #: Chirkin's curved-atmosphere parameters of cosθ* (Guan et al., arXiv:1509.06176, eq. 2).
 P1, P2, P3, P4, P5 = 0.102573, -0.068287, 0.958633, 0.0407253, 0.817285
 #: Inverse-CDF table of ln E: nodes in cosθ, points in ln E, quantiles.

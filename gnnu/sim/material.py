@@ -36,11 +36,8 @@ import numpy as np
 
 from ..config import to_json
 from ..detectors.common import Material, Transport
-from .pdg import MASS_GEV
-
-#: PDG constant K = 4π N_A r_e² m_e c² (MeV cm²/mol).
-K_BETHE = 0.307075
-ELECTRON_MASS_MEV = MASS_GEV[11] * 1e3
+from .constants import K_BETHE
+from .pdg import ELECTRON_MASS_MEV, MASS_GEV
 
 #: Species with tables, in table order; :data:`SPECIES_OF_PDG` maps |pdg| onto their indices.
 SPECIES = ("e", "mu", "pi", "K", "p")

@@ -76,7 +76,7 @@ import numpy as np
 from .._jit import jit
 from ..events import HIT_COLUMNS, Hits
 from .pdg import ELECTRON_MASS_MEV
-from .records import Deposits
+from .records import READOUTS, Deposits
 
 
 # -- physics pieces -----------------------------------------------------------------------------
@@ -373,6 +373,7 @@ def _noise_hits(detector, rng: np.random.Generator) -> dict[str, np.ndarray]:
     }
 
 
+@READOUTS.register("lartpc")
 def digitize(deposits: Deposits, detector, rng: np.random.Generator) -> Hits:
     """Deposits (MeV, cm, ns) → hits of one event in a LArTPC ``detector``.
 

@@ -4,13 +4,21 @@
 ``decays`` for π0/τ) → :class:`Deposits` + particle table → ``readout`` → :class:`gnnu.events.Hits`.
 
 Units: positions cm, momenta GeV/c, times ns (since the interaction), energies MeV for deposits.
+
+The readout of each detector kind registers in :data:`READOUTS` from its own module.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+
+from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..events import Hits
 
 
 def _f64(n, *shape):
@@ -121,3 +129,9 @@ class StageOutput:
     deposits: Deposits
     secondaries: ParticleBatch
     end_pos: np.ndarray
+
+
+#: detector kind → readout ``(deposits, detector, rng) → Hits`` (deposits → hits with truth
+#: columns); each readout module registers its function with ``@READOUTS.register(kind)``.
+READOUTS: Registry[Callable[[Deposits, object, np.random.Generator], "Hits"]] = Registry(
+    "readout", modules=("gnnu.sim.readout", "gnnu.sim.scint_readout"))

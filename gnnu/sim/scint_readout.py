@@ -45,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..events import HIT_COLUMNS, Hits
-from .records import Deposits
+from .records import READOUTS, Deposits
 
 #: Hit columns this readout fills, in the data model's order (``plane`` included).
 COLUMNS = tuple(HIT_COLUMNS)
@@ -106,6 +106,7 @@ def _dominant(hit: np.ndarray, track: np.ndarray, weight: np.ndarray, n_hits: in
     return out
 
 
+@READOUTS.register("scintillator")
 def digitize(deposits: Deposits, detector, rng: np.random.Generator) -> Hits:
     """Deposits (MeV, cm, ns) → hits of one event in a segmented-scintillator ``detector``.
 

@@ -1,4 +1,4 @@
-"""Stochastic electromagnetic cascades of e± and γ (DESIGN §4.1, "Transport").
+"""Stochastic electromagnetic cascades of e± and γ (docs/design.md#dune-like-lartpc, "Transport").
 
 :func:`cascade` develops the shower of every e±/γ of a batch. All particles of all cascades are
 handled together. Photons advance one interaction per *step*, all live photons in one
@@ -105,20 +105,13 @@ import numpy as np
 
 from .._jit import jit
 from ..detectors.common import Material
+from .constants import (ALPHA, AVOGADRO, C_CM_PER_NS, HIGHLAND_MEV, K_BETHE, R_E_CM,
+                        highland_log_term_jit)
 from .directions import rotate, turn_one
 from .pdg import ELECTRON_MASS_MEV
 from .records import Deposits, ParticleBatch, StageOutput
 
 ME = ELECTRON_MASS_MEV
-#: 4π N_A r_e² m_e c² (MeV cm²/mol), PDG.
-K_BETHE = 0.307075
-ALPHA = 1.0 / 137.035999084
-R_E_CM = 2.8179403262e-13
-AVOGADRO = 6.02214076e23
-C_CM_PER_NS = 29.9792458
-#: Highland's constants (PDG "Passage of particles through matter", eq. 34.16).
-HIGHLAND_MEV = 13.6
-HIGHLAND_LOG = 0.038
 #: Safety net: a cascade longer than this (photon steps) is a bug, not physics.
 MAX_STEPS = 1000
 
@@ -617,8 +610,21 @@ _PL, _PL_PREV, _PT_PREV, _PT_BEFORE, _PEPS, _PION, _PY, _PDLT, _PBREM = range(9)
 _NPT = 9
 _LL_END, _LT_RES, _LJD, _LIN_GAP = range(4)
 _NLIFE = 4
-#: Rows of the per-life end array of :func:`_walks`: end position (3), whether it stopped inside.
-_EL_STOP = 3
+#: Rows of the sub-step array of :func:`_walks` ([_NSTEP, k]): midpoint x, y, z (cm), ionisation
+#: energy (MeV), length (cm), time (ns), life index.
+_SX, _SY, _SZ, _SDE, _SDX, _ST, _SLIFE = range(7)
+_NSTEP = 7
+_SPOS = slice(_SX, _SZ + 1)
+#: Rows of the per-life end array of :func:`_walks` ([_NEND, n]): end position x, y, z (cm),
+#: whether it stopped inside (1) or left the box (0).
+_EX, _EY, _EZ, _EL_STOP = range(4)
+_NEND = 4
+_EPOS = slice(_EX, _EZ + 1)
+#: Rows of the emission array of :func:`_walks` ([_NEMIT, e]): index of the emitting point,
+#: life index, emission position x, y, z (cm), direction of the emitter there (3).
+_MPOINT, _MLIFE, _MX, _MY, _MZ, _MDX, _MDY, _MDZ = range(8)
+_NEMIT = 8
+_MPOS, _MDIR = slice(_MX, _MZ + 1), slice(_MDX, _MDZ + 1)
 
 
 @jit
@@ -664,15 +670,15 @@ def _lives(starts, r, t0, l_max, p_brem, cut, log_t, dedx, z, fz_half, brems_max
         a = starts[i]
         last = starts[i + 1] - 1 if i + 1 < n else m - 1
         u = np.sort(r[0, a:last])
-        tb0 = t0[i]
-        t = tb0
+        t_birth = t0[i]
+        t = t_birth
         l_prev = 0.0
         ion = 0.0
         for j in range(a, last + 1):
             lj = (u[j - a] if j < last else 1.0) * l_max[i]
             eps = _interp_uniform(math.log(max(max(t, cut), 1e-2)), log_t, dedx)
             t_before = t - eps * (lj - l_prev)
-            y = min((cut / tb0) ** r[2, j], 1.0 - 1e-6)
+            y = min((cut / t_birth) ** r[2, j], 1.0 - 1e-6)
             keep = 0.0
             dlt = 0.0
             if j < last:
@@ -681,7 +687,7 @@ def _lives(starts, r, t0, l_max, p_brem, cut, log_t, dedx, z, fz_half, brems_max
                                                        brems_max):
                         keep = 1.0
                 else:                                    # (δ-rays: only when T₀ > 2 T_c)
-                    dlt = min(cut / (1.0 - r[4, j]), tb0)
+                    dlt = min(cut / (1.0 - r[4, j]), t_birth)
                     if dlt > 0.5 * t_before:
                         dlt = 0.0
             t_after = (1.0 - y if keep > 0 else 1.0) * t_before - dlt
@@ -732,9 +738,9 @@ def _walks(starts, nsub, kick, pts, life, pos0, w, time0, lo, hi, h_max, x0, cut
     n = len(starts)
     m = pts.shape[1]
     ns = kick.shape[1]
-    steps = np.empty((7, ns))
-    ends = np.empty((4, n))
-    emitted = np.empty((8, m))
+    steps = np.empty((_NSTEP, ns))
+    ends = np.empty((_NEND, n))
+    emitted = np.empty((_NEMIT, m))
     k_out = 0
     e_out = 0
     sub0 = 0
@@ -770,8 +776,8 @@ def _walks(starts, nsub, kick, pts, life, pos0, w, time0, lo, hi, h_max, x0, cut
             beta2 = p2 / ((t_mid + ME) * (t_mid + ME))
             xa = la / x0
             xb = lb / x0
-            fa = xa * (1.0 + HIGHLAND_LOG * math.log(max(xa, 1e-12) / beta2)) ** 2
-            fb = xb * (1.0 + HIGHLAND_LOG * math.log(max(xb, 1e-12) / beta2)) ** 2
+            fa = xa * highland_log_term_jit(max(xa, 1e-12) / beta2) ** 2
+            fb = xb * highland_log_term_jit(max(xb, 1e-12) / beta2) ** 2
             sigma = HIGHLAND_MEV * math.sqrt(max(fb - fa, 0.0) / (beta2 * p2))
             # direction of this sub-step: the deflection summed before it, in the birth frame
             alpha = math.sqrt(ang0 * ang0 + ang1 * ang1)
@@ -782,43 +788,43 @@ def _walks(starts, nsub, kick, pts, life, pos0, w, time0, lo, hi, h_max, x0, cut
             px += hk * dx
             py += hk * dy
             pz += hk * dz
-            steps[0, k_out] = px - 0.5 * hk * dx
-            steps[1, k_out] = py - 0.5 * hk * dy
-            steps[2, k_out] = pz - 0.5 * hk * dz
-            steps[3, k_out] = ion_b - ion_a
-            steps[4, k_out] = hk
-            steps[5, k_out] = time0[i] + l_mid / C_CM_PER_NS
-            steps[6, k_out] = i
+            steps[_SX, k_out] = px - 0.5 * hk * dx
+            steps[_SY, k_out] = py - 0.5 * hk * dy
+            steps[_SZ, k_out] = pz - 0.5 * hk * dz
+            steps[_SDE, k_out] = ion_b - ion_a
+            steps[_SDX, k_out] = hk
+            steps[_ST, k_out] = time0[i] + l_mid / C_CM_PER_NS
+            steps[_SLIFE, k_out] = i
             k_out += 1
             out = not (lo[0] <= px <= hi[0] and lo[1] <= py <= hi[1] and lo[2] <= pz <= hi[2])
             if out:
                 left = True
                 l_stop = lb
-                ends[0, i] = min(max(px, lo[0]), hi[0])
-                ends[1, i] = min(max(py, lo[1]), hi[1])
-                ends[2, i] = min(max(pz, lo[2]), hi[2])
+                ends[_EX, i] = min(max(px, lo[0]), hi[0])
+                ends[_EY, i] = min(max(py, lo[1]), hi[1])
+                ends[_EZ, i] = min(max(pz, lo[2]), hi[2])
             # the points in this sub-step (L/h_max rounded down; the last sub-step takes the
             # rest) that emitted, before the death point (at it, if the electron dies by that
             # emission) and before leaving the box
             while jp <= j_emit and min(int(pts[_PL, jp] / h_max), nsub[i] - 1) == k:
                 lj = pts[_PL, jp]
                 if (pts[_PBREM, jp] > 0 or pts[_PDLT, jp] > 0) and lj <= l_stop:
-                    emitted[0, e_out] = jp
-                    emitted[1, e_out] = i
-                    emitted[2, e_out] = px + (lj - lb) * dx
-                    emitted[3, e_out] = py + (lj - lb) * dy
-                    emitted[4, e_out] = pz + (lj - lb) * dz
-                    emitted[5, e_out] = dx
-                    emitted[6, e_out] = dy
-                    emitted[7, e_out] = dz
+                    emitted[_MPOINT, e_out] = jp
+                    emitted[_MLIFE, e_out] = i
+                    emitted[_MX, e_out] = px + (lj - lb) * dx
+                    emitted[_MY, e_out] = py + (lj - lb) * dy
+                    emitted[_MZ, e_out] = pz + (lj - lb) * dz
+                    emitted[_MDX, e_out] = dx
+                    emitted[_MDY, e_out] = dy
+                    emitted[_MDZ, e_out] = dz
                     e_out += 1
                 jp += 1
             if out:
                 break
         if not left:
-            ends[0, i] = px
-            ends[1, i] = py
-            ends[2, i] = pz
+            ends[_EX, i] = px
+            ends[_EY, i] = py
+            ends[_EZ, i] = pz
         ends[_EL_STOP, i] = 0.0 if left else 1.0
         sub0 += nsub[i]
     return steps[:, :k_out], ends, emitted[:, :e_out]
@@ -876,10 +882,11 @@ def _electron_lives(g: np.ndarray, tab: EMTables, lo: np.ndarray, hi: np.ndarray
     steps, ends, em = _walks(starts, nsub, kick, pts, life, pos0, w, time0, lo, hi, h_max, x0,
                              cut)
     stop = ends[_EL_STOP] > 0
-    sink.add_steps(steps[0:3].T, steps[3], steps[4], steps[5], own.take(steps[6].astype(np.intp)))
+    sink.add_steps(steps[_SPOS].T, steps[_SDE], steps[_SDX], steps[_ST],
+                   own.take(steps[_SLIFE].astype(np.intp)))
 
     # --- end of range (or where the volume was left): end points, residual energy, annihilation
-    end_live = ends[0:3].T
+    end_live = ends[_EPOS].T
     t_end = time0 + l_end / C_CM_PER_NS
     sink.add_steps(end_live[stop], t_res[stop], np.zeros(np.count_nonzero(stop)), t_end[stop],
                    own[stop])
@@ -892,25 +899,27 @@ def _electron_lives(g: np.ndarray, tab: EMTables, lo: np.ndarray, hi: np.ndarray
         made.append(_stopped_positrons(end_live[ann], t_end[ann], own[ann], tab, sink, rng))
 
     # --- secondaries emitted along the life (before its end and before leaving the volume)
-    je = em[0].astype(np.intp)
-    ne = len(je)
-    if ne:
-        e_of = em[1].astype(np.intp)
-        d_e = em[5:8].T
-        lj = L[je]
-        tb = t_before[je]
-        is_b = brem[je] > 0
-        de_ = dlt[je]
-        rr = rng.random((2, ne))
-        cos_moller = np.sqrt(np.minimum(de_ * (tb + 2.0 * ME) / (tb * (de_ + 2.0 * ME)), 1.0))
-        sec = np.empty((ne, _NCOL))
-        sec[:, _E] = np.where(is_b, y[je] * tb, de_)
-        sec[:, _POS] = em[2:5].T
-        sec[:, _DIR] = rotate(d_e, np.where(is_b, _small_angle_cos(tb + ME, rr[0]), cos_moller),
+    point = em[_MPOINT].astype(np.intp)                              # emitting point of each
+    n_emitted = len(point)
+    if n_emitted:
+        life_of = em[_MLIFE].astype(np.intp)
+        emitter_dir = em[_MDIR].T
+        l_emit = L[point]                                             # path length there, cm
+        t_emit = t_before[point]                                      # emitter's T just before, MeV
+        is_brems = brem[point] > 0
+        delta_energy = dlt[point]                                     # δ-ray kinetic energy, MeV
+        rr = rng.random((2, n_emitted))
+        cos_moller = np.sqrt(np.minimum(delta_energy * (t_emit + 2.0 * ME)
+                                        / (t_emit * (delta_energy + 2.0 * ME)), 1.0))
+        sec = np.empty((n_emitted, _NCOL))
+        sec[:, _E] = np.where(is_brems, y[point] * t_emit, delta_energy)
+        sec[:, _POS] = em[_MPOS].T
+        sec[:, _DIR] = rotate(emitter_dir, np.where(is_brems, _small_angle_cos(t_emit + ME, rr[0]),
+                                                    cos_moller),
                                2.0 * math.pi * rr[1])
-        sec[:, _T] = time0[e_of] + lj / C_CM_PER_NS
-        sec[:, _OWNER] = own[e_of]
-        sec[:, _Q] = np.where(is_b, 0.0, -1.0)
+        sec[:, _T] = time0[life_of] + l_emit / C_CM_PER_NS
+        sec[:, _OWNER] = own[life_of]
+        sec[:, _Q] = np.where(is_brems, 0.0, -1.0)
         made.append(sec)
     return _join(made), end
 

@@ -11,7 +11,8 @@ Flavours are assigned round-robin over the requested list (balanced classes) unl
 ``Flavour.COSMIC`` events come from :mod:`gnnu.sim.cosmics` (detectors with a ``cosmics``
 section only; the energy option does not apply to them), neutrino events from
 :mod:`gnnu.sim.generator`, plus overlaid cosmic muons where the detector's
-``cosmics.overlay_mean`` > 0. The readout is chosen by ``detector.kind`` (:data:`READOUTS`).
+``cosmics.overlay_mean`` > 0. The readout is the one registered for ``detector.kind``
+(:data:`gnnu.sim.records.READOUTS`).
 """
 
 from __future__ import annotations
@@ -26,13 +27,10 @@ import numpy as np
 
 from ..errors import ConfigError, GnnuError
 from ..events import Event, Flavour
-from . import cosmics, generator, readout, scint_readout, transport
-from .records import ParticleBatch
+from . import cosmics, generator, transport
+from .records import READOUTS, ParticleBatch
 
 NEUTRINO_FLAVOURS = (Flavour.NUMU_CC, Flavour.NUE_CC, Flavour.NUTAU_CC, Flavour.NC)
-
-#: detector kind → readout (deposits, detector, rng) → Hits.
-READOUTS = {"lartpc": readout.digitize, "scintillator": scint_readout.digitize}
 
 
 @dataclass(frozen=True)
@@ -112,7 +110,7 @@ def simulate_event(detector, index: int, flavour: Flavour, seed: int,
         if getattr(detector.config, "cosmics", None) is not None:
             primaries = ParticleBatch.concat([primaries, cosmics.overlay(detector, rng)])
     deposits, particles = transport.run(primaries, detector, rng)
-    hits = READOUTS[detector.kind](deposits, detector, rng)
+    hits = READOUTS.lookup(detector.kind, f"detector '{detector.name}'")(deposits, detector, rng)
     return Event((int(seed), 0, int(index)), truth, hits, particles)
 
 

@@ -90,21 +90,19 @@ from ..errors import ConfigError
 from ..events import Process
 from .._jit import jit
 from . import material as mat
+from .constants import AMU_MEV, C_CM_PER_NS, HIGHLAND_MEV, K_BETHE, highland_log_term
 from .directions import rotate, turn_one
 from .pdg import MASS_GEV
 from .records import Deposits, ParticleBatch, StageOutput
 
-C_CM_PER_NS = 29.9792458
 ME = mat.ELECTRON_MASS_MEV
 M_MU, M_PI, M_PI0, M_K, M_P, M_N = (MASS_GEV[c] * 1e3 for c in (13, 211, 111, 321, 2212, 2112))
-AMU_MEV = 931.49410
 #: Lifetimes (PDG 2024): τ in ns and cτ in cm of μ±, π±, K± (index = table species).
 TAU_NS = np.array([np.inf, 2196.9811, 26.033, 12.380, np.inf])
 CTAU_CM = TAU_NS * C_CM_PER_NS
 #: K± → μ±ν (63.56 %) vs π±π0 (20.67 %); the other modes folded in proportionally.
 K_TO_MU_NU = 0.6356 / (0.6356 + 0.2067)
 MICHEL_EMAX_MEV = (M_MU * M_MU + ME * ME) / (2.0 * M_MU)
-HIGHLAND_MEV = 13.6
 #: Above κ = ξ/Tmax = 10 energy-loss fluctuations are Gaussian (Vavilov → Gauss limit).
 KAPPA_GAUSS = 10.0
 #: A stepping round covers PLAN_FACTOR × the straight-line distance to the boundary + PLAN_STEPS
@@ -134,7 +132,7 @@ class _Context:
         self.lo = config.active_volume.lo
         self.hi = config.active_volume.hi
         self.rng = rng
-        self.xi_per_cm = 0.5 * mat.K_BETHE * config.material.z_over_a * config.material.density_g_cm3
+        self.xi_per_cm = 0.5 * K_BETHE * config.material.z_over_a * config.material.density_g_cm3
         self.deposits: list[Deposits] = []
         self.secondaries: list[tuple] = []       # (pdg, pos, mom_mev, time, parent, process)
 
@@ -376,10 +374,10 @@ def _walk(ctx: _Context, sp, r0, s0, s1, e0, pos, d0, t0, stopping, track_id):
     # θ₀²(ℓ) for a particle's first step, where the derivative is singular).
     x0 = ctx.material.radiation_length_cm
     ell = s_hi - s_lo
-    log_term = 1.0 + 0.038 * np.log(np.maximum(0.5 * (s_lo + s_hi), 1e-12) / (x0 * beta2))
-    growth = ell / x0 * log_term * (log_term + 0.076)
+    log_term = highland_log_term(np.maximum(0.5 * (s_lo + s_hi), 1e-12) / (x0 * beta2))
+    growth = ell / x0 * log_term * (log_term + 0.076)         # 0.076 = 2 × HIGHLAND_LOG
     born = first[s0 == 0]
-    log_first = 1.0 + 0.038 * np.log(np.maximum(ell[born], 1e-12) / (x0 * beta2[born]))
+    log_first = highland_log_term(np.maximum(ell[born], 1e-12) / (x0 * beta2[born]))
     growth[born] = ell[born] / x0 * log_first * log_first
     theta = HIGHLAND_MEV * gamma / (massk * bg2) * np.sqrt(np.maximum(growth, 0.0))
     noise = rng.standard_normal((3, n))           # two scattering kicks, one energy-loss variate

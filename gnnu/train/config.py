@@ -4,7 +4,7 @@ A training config is a mapping whose ``model`` key holds a model config (inline,
 short name of a ``configs/models`` file); every other key has a default (``configs/train/default.yaml``
 lists them all). A *model* config given where a training config is expected (a mapping with
 ``name`` and no ``model`` key) means "this model with the training defaults", so
-``gnnu-train --config configs/models/edgeconv.yaml`` works (DESIGN §10).
+``gnnu-train --config configs/models/edgeconv.yaml`` works (docs/design.md#command-line-contract).
 
 :func:`load_train_config` resolves, in this order: the file → model reference expanded to its
 mapping → command-line overrides (``--epochs``, ``--data``, ``--set key=value`` with dotted keys

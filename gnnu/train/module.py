@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..events import batch_key
 from ..evaluate.metrics import EvaluationError, class_names, energy_resolution, evaluate_task
 from ..models.heads import decode_target, encode_target, is_log_target
 from ..models.checkpoint import frozen_modules
@@ -120,7 +121,7 @@ class TrainModule(pl.LightningModule):
             terms[task] = ((ce * ok).sum(), den.sum())
         for name in self.reg_targets:
             pred = out[name].float().view(-1)
-            truth = batch[name].view(-1).float()
+            truth = batch[batch_key(name)].view(-1).float()
             ok = torch.isfinite(truth)
             if is_log_target(name, self.energy_target):
                 ok &= truth > 0
@@ -197,7 +198,7 @@ class TrainModule(pl.LightningModule):
             record[f"{task}/labels"] = batch[task].view(-1).cpu().numpy()
             record[f"{task}/scores"] = torch.softmax(out[task].float(), dim=1).cpu().numpy()
         for name in self.reg_targets:
-            record[f"{name}/true"] = batch[name].view(-1).double().cpu().numpy()
+            record[f"{name}/true"] = batch[batch_key(name)].view(-1).double().cpu().numpy()
             record[f"{name}/pred"] = decode_target(name, out[name].float().view(-1),
                                                    self.energy_target).double().cpu().numpy()
         self._val_outputs.append(record)

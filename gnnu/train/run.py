@@ -1,4 +1,4 @@
-"""A training run: the library behind ``gnnu-train`` (DESIGN §7, §10).
+"""A training run: the library behind ``gnnu-train`` (docs/design.md#training-and-evaluation, #command-line-contract).
 
 :func:`train` validates everything first (config, device, dataset, run directory, monitors,
 init-from checkpoint), then trains with Lightning and writes ``RUN_DIR/``. Graph models read the
@@ -53,8 +53,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
 import shutil
 import time
 import warnings
@@ -65,8 +63,10 @@ import torch
 import yaml
 
 from .. import __version__
+from ..atomic import write_json_atomic, write_text_atomic
 from ..config import read_yaml, to_dict
 from ..errors import ConfigError, GnnuError, InputError, OutputExistsError
+from ..evaluate.report import RUN_FILE
 from ..graph.store import read_manifest
 from ..models import count_parameters, create_model, flops_per_event
 from ..models.checkpoint import checkpoint_meta, freeze, load_checkpoint, load_matching, model_state
@@ -74,7 +74,6 @@ from .config import TrainConfig, load_train_config
 from .data import EventDataModule, check_labels, class_weights, dataset_tasks, manifest_hash
 
 CONFIG_FILE = "config.yaml"
-RUN_FILE = "run.json"
 BEST = "best.ckpt"
 LAST = "last.ckpt"
 TB_DIR = "tensorboard"
@@ -92,7 +91,7 @@ class TrainingInterrupted(GnnuError):
 
 @dataclass
 class TrainOptions:
-    """What ``gnnu-train`` was asked for (DESIGN §10).
+    """What ``gnnu-train`` was asked for (docs/design.md#command-line-contract).
 
     ``config``: training or model config (YAML path); ``data``: dataset directory (overrides the
     config's); ``out``: run directory; ``epochs`` / ``max_events``: override the config;
@@ -143,25 +142,6 @@ def _global_rank() -> int:
     from lightning.pytorch.utilities import rank_zero_only
 
     return int(getattr(rank_zero_only, "rank", 0))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    """JSON with NaN/inf written as null."""
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
-    _write_atomic(path, json.dumps(clean(data), indent=2, allow_nan=False) + "\n")
 
 
 def _config_without_data(cfg: TrainConfig) -> dict:
@@ -355,8 +335,8 @@ def train(opts: TrainOptions) -> dict:
         if opts.force:
             _clear(out)
         out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out / CONFIG_FILE, yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        _write_json(out / RUN_FILE, record)
+        write_text_atomic(out / CONFIG_FILE, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        write_json_atomic(out / RUN_FILE, record)
 
     history = History()
     callbacks = [
@@ -409,7 +389,7 @@ def train(opts: TrainOptions) -> dict:
         "training_wall_time_total_s": record["training_wall_time_total_s"] + wall,
         "setup_time_s": t_fit - t_start,
     })
-    _write_json(out / RUN_FILE, record)
+    write_json_atomic(out / RUN_FILE, record)
     if status == "interrupted":
         raise TrainingInterrupted(f"interrupted by SIGTERM after step {trainer.global_step}; "
                                   f"{out / LAST} saved — continue with --resume")

@@ -1,7 +1,7 @@
 """What every CNN model shares: pixel maps → float, encoder → multi-task heads.
 
 Input of :meth:`ImageModel.forward`: a mapping whose ``image`` entry holds the pixel maps of a
-batch, a tensor [B, V, H, W] with one channel per detector view (DESIGN §3.4): ``uint8`` pixel
+batch, a tensor [B, V, H, W] with one channel per detector view (docs/design.md#images): ``uint8`` pixel
 values 0–255, or a float tensor in the same units. :func:`pixels` turns it into float32 in
 [0, 1] (value / 255), the one conversion every CNN uses. H × W may be any size the model's
 strides allow: every network here ends with a global average pool, so tests can use tiny maps.

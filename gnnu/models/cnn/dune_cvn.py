@@ -1,6 +1,6 @@
 r"""DUNE CVN (DUNE Collaboration, "Neutrino interaction classification with a convolutional neural
 network in the DUNE far detector", Phys. Rev. D 102 (2020) 092003): an SE-ResNet-34 with one
-branch per view for the first stage, then merged, and the multi-output heads of DESIGN §3.1.
+branch per view for the first stage, then merged, and the multi-output heads of docs/design.md#labels.
 
 Layout (the paper's network as released with it, DUNE/dune-cvn ``saved_model/model.json``).
 Each view v (one channel of the pixel map) has its own branch, with its own weights:

@@ -9,7 +9,7 @@ non-decreasing activation σ (identity, ReLU, …):
          = \sigma\big(u_i + \max_{j \in \mathcal{N}(i)} v_j\big),
     \qquad u = (Θ_1 - Θ_2)\,x + b,\quad v = Θ_2\,x .
 
-The first equality is the decomposition W·[x_i, x_j − x_i] = (W₁ − W₂)·x_i + W₂·x_j of DESIGN §8:
+The first equality is the decomposition W·[x_i, x_j − x_i] = (W₁ − W₂)·x_i + W₂·x_j of docs/design.md#performance-method:
 both linear maps run once per node (one [N, C_in] × [C_in, 2 C_out] matmul) instead of once per
 edge. The second uses that u_i does not depend on j and that a non-decreasing σ commutes with
 max, so it is exact, not an approximation: per edge only a gather of v_j and a running max

@@ -6,8 +6,12 @@ For graph g with node set V_g and node features h_i ∈ R^C:
 
 Several modes are concatenated in the order given: output [B, C · n_modes]. Each is invariant
 under any permutation of the nodes within a graph. An empty graph pools to zeros.
-Scatter reductions use torch's native ``scatter_reduce`` / ``index_add`` (no torch-scatter); on the
-CPU all modes come from one compiled pass over the nodes (:func:`~gnnu.models.gnn.ops.segment_pool`).
+Scatter reductions use torch's native ``scatter_reduce`` / ``index_add`` (no torch-scatter): the
+same torch scatters PyG's ``global_mean_pool``/``global_max_pool`` run, kept here because they are
+the segment reductions the operators' aggregation uses too (one set of exactness tests). On the CPU
+all modes come from one compiled pass over the nodes instead
+(:func:`~gnnu.models.gnn.ops.segment_pool`): the scatters' max backward was the costliest part of
+pooling in a training step (BENCHMARKS.md, "GNN training on the CPU").
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import types
+from importlib import resources
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,8 +30,37 @@ from .errors import ConfigError
 
 T = TypeVar("T")
 
-#: Root of the repository's ``configs/`` directory (detectors, graphs, models, training).
-CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
+#: The shipped configs (detectors, graphs, models, training, studies): package data of
+#: ``gnnu`` read through :mod:`importlib.resources`, so an installed wheel has them. In the
+#: repository ``gnnu/configs`` is a symbolic link to the top-level ``configs/`` directory, the one
+#: copy of each file (setuptools puts the files themselves into the wheel).
+CONFIG_ROOT = Path(os.fspath(resources.files("gnnu") / "configs"))
+#: Kinds of shipped configs: the sub-directories of :data:`CONFIG_ROOT`.
+CONFIG_KINDS = ("detectors", "graphs", "models", "train", "studies")
+
+
+def shipped_config(kind: str, name: str) -> Path | None:
+    """The shipped config ``<kind>/<name>.yaml`` (a short name such as ``knn16``), or None."""
+    candidate = CONFIG_ROOT / kind / f"{name}.yaml"
+    return candidate if candidate.is_file() else None
+
+
+def shipped_names(kind: str) -> list[str]:
+    """Sorted short names of the shipped configs of ``kind``."""
+    folder = CONFIG_ROOT / kind
+    return sorted(q.stem for q in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def repository_path(path: str | os.PathLike) -> Path | None:
+    """The shipped file a repository-style relative path ``configs/<kind>/<file>.yaml`` names
+    (as README and scripts write them), or None for any other path. Lets
+    ``--config configs/models/edgeconv.yaml`` work from an installed wheel in any directory."""
+    p = Path(path)
+    parts = p.parts
+    if p.is_absolute() or len(parts) < 3 or parts[0] != "configs" or ".." in parts:
+        return None
+    candidate = CONFIG_ROOT.joinpath(*parts[1:])
+    return candidate if candidate.is_file() else None
 
 
 def _type_name(tp) -> str:
@@ -155,16 +185,22 @@ def load_yaml(path: str | os.PathLike, cls: type[T]) -> T:
 
 
 def resolve_config(kind: str, name_or_path: str | os.PathLike) -> Path:
-    """Find a config by path, or by short name under ``configs/<kind>/<name>.yaml``."""
+    """Find a config by path, or by short name among the shipped ``configs/<kind>/<name>.yaml``.
+
+    A path that does not exist but reads ``configs/<kind>/<file>.yaml`` (relative) is the shipped
+    file (:func:`repository_path`): the repository's paths work from any directory."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
         if not p.exists():
-            raise ConfigError(f"{p}: config file not found")
+            shipped = repository_path(p)
+            if shipped is None:
+                raise ConfigError(f"{p}: config file not found")
+            return shipped
         return p
-    candidate = CONFIG_ROOT / kind / f"{name_or_path}.yaml"
-    if candidate.exists():
+    candidate = shipped_config(kind, str(name_or_path))
+    if candidate is not None:
         return candidate
-    known = sorted(q.stem for q in (CONFIG_ROOT / kind).glob("*.yaml"))
+    known = shipped_names(kind)
     raise ConfigError(f"unknown {kind[:-1] if kind.endswith('s') else kind} '{name_or_path}' "
                       f"(known: {', '.join(known) or 'none'}; or give a YAML path)")
 

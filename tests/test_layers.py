@@ -29,7 +29,8 @@ STAGES = {
     "gnnu.models": 7,
     "gnnu.evaluate": 8,
     "gnnu.train": 9,
-    "gnnu.cli": 10, "gnnu.demo": 10,
+    "gnnu.deploy": 10,
+    "gnnu.cli": 11, "gnnu.demo": 11,
 }
 GNNU = REPO / "gnnu"
 

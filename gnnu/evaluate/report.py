@@ -6,15 +6,19 @@ count with the dataset (:func:`gnnu.evaluate.metrics.check_event_count`), comput
 and writes the report; :func:`read_predictions` and :func:`load_metrics` read it back
 (``gnnu-compare`` reuses them).
 
-``predictions.h5`` layout (schema ``gnnu-predictions`` 1.0)::
+``predictions.h5`` layout (schema ``gnnu-predictions`` 1.1)::
 
     /event_id            [n, 3] int64 (run, subrun, event)
-    /labels/<task>       [n] int32, −1 = undefined
+    /labels/<task>       [n] int32, −1 = undefined; absent when the events had no truth
+                         (``gnnu-predict`` on real data; attribute ``has_labels`` 0)
     /scores/<task>       [n, C] float32, attribute ``class_names`` (JSON list)
     /energy/true         [n] float64, true neutrino energy (GeV)      (optional)
     /energy/pred         [n] float64, regression-head estimate (GeV)  (optional)
-    attributes           schema, schema_version, software, n_events, meta (JSON: split,
-                         manifest hash, dataset, …)
+    attributes           schema, schema_version, software, n_events, has_labels, meta (JSON:
+                         split, manifest hash, dataset, …)
+
+Version 1.1 (issue 18) makes ``/labels`` optional; 1.0 readers stop on a label-less file with
+"missing labels", and this reader reads 1.0 files (always labelled) unchanged.
 
 ``metrics.json`` (schema ``gnnu-metrics`` 1.0; docs/design.md#command-line-contract): ``n_events``, the primary task's
 ``accuracy``, ``macro_f1``, ``per_class`` {name: {efficiency, purity, f1, auc, n}}, ``confusion``
@@ -46,7 +50,7 @@ from .metrics import (DEFAULT_ENERGY_EDGES_GEV, EnergyResolution, TaskMetrics, c
                       class_names, energy_resolution, evaluate_task)
 
 PREDICTIONS_SCHEMA = "gnnu-predictions"
-PREDICTIONS_VERSION = "1.0"
+PREDICTIONS_VERSION = "1.1"
 METRICS_SCHEMA = "gnnu-metrics"
 METRICS_VERSION = "1.0"
 METRICS_FILE = "metrics.json"
@@ -59,7 +63,8 @@ PREDICTIONS_FILE = "predictions.h5"
 class Predictions:
     """A model's outputs on one split, event by event.
 
-    ``event_ids``: int64 ``[n, 3]``; ``labels``: task → int32 ``[n]`` (−1 undefined);
+    ``event_ids``: int64 ``[n, 3]``; ``labels``: task → int32 ``[n]`` (−1 undefined), or
+    empty for events without truth (:attr:`has_labels` False: scores only);
     ``scores``: task → float32 ``[n, C_task]`` (softmax); ``energy_true`` / ``energy_pred``:
     float64 ``[n]`` neutrino energy in GeV or None; ``class_names``: task → names (defaults
     from :func:`gnnu.evaluate.metrics.class_names`, required for tasks it does not know);
@@ -80,13 +85,16 @@ class Predictions:
         if self.event_ids.ndim != 2 or self.event_ids.shape[1] != 3:
             raise ValueError(f"event_ids must be [n, 3], got {self.event_ids.shape}")
         n = len(self)
-        if set(self.labels) != set(self.scores):
+        if self.labels and set(self.labels) != set(self.scores):
             raise ValueError(f"labels and scores must cover the same tasks, got "
                              f"{sorted(self.labels)} and {sorted(self.scores)}")
+        if not self.scores:
+            raise ValueError("predictions need the scores of at least one task")
+        has_labels = bool(self.labels)
         labels, scores, names = {}, {}, {}
-        for task in self.labels:
-            lab = np.asarray(self.labels[task])
+        for task in self.scores:
             sc = np.asarray(self.scores[task])
+            lab = np.asarray(self.labels[task]) if has_labels else np.full(n, -1, np.int32)
             if not np.issubdtype(lab.dtype, np.integer):
                 raise ValueError(f"task '{task}': labels must be integers, got {lab.dtype}")
             if lab.shape != (n,) or sc.ndim != 2 or sc.shape[0] != n or sc.shape[1] < 2:
@@ -98,7 +106,8 @@ class Predictions:
                                  f"{sc.shape[1]} score columns")
             if lab.size and (lab.min() < -1 or lab.max() >= sc.shape[1]):
                 raise ValueError(f"task '{task}': labels must lie in [0, {sc.shape[1]}) or be −1")
-            labels[task] = lab.astype(np.int32)
+            if has_labels:
+                labels[task] = lab.astype(np.int32)
             scores[task] = sc.astype(np.float32)
             names[task] = task_names
         self.labels, self.scores, self.class_names = labels, scores, names
@@ -116,7 +125,12 @@ class Predictions:
     @property
     def tasks(self) -> list[str]:
         """Task names in insertion order."""
-        return list(self.labels)
+        return list(self.scores)
+
+    @property
+    def has_labels(self) -> bool:
+        """Whether the events' true labels are known (False: scores of data without truth)."""
+        return bool(self.labels)
 
 
 def write_predictions(path: str | os.PathLike, predictions: Predictions,
@@ -134,10 +148,12 @@ def write_predictions(path: str | os.PathLike, predictions: Predictions,
         with h5py.File(tmp, "w") as f:
             f.attrs.update({"schema": PREDICTIONS_SCHEMA, "schema_version": PREDICTIONS_VERSION,
                             "software": f"gnnu {__version__}", "n_events": n,
+                            "has_labels": int(predictions.has_labels),
                             "meta": json.dumps(jsonable(predictions.meta), allow_nan=False)})
             f.create_dataset("event_id", data=predictions.event_ids, **opts)
             for task in predictions.tasks:
-                f.create_dataset(f"labels/{task}", data=predictions.labels[task], **opts)
+                if predictions.has_labels:
+                    f.create_dataset(f"labels/{task}", data=predictions.labels[task], **opts)
                 ds = f.create_dataset(f"scores/{task}", data=predictions.scores[task], **opts)
                 ds.attrs["class_names"] = json.dumps(predictions.class_names[task])
             for name, value in (("true", predictions.energy_true), ("pred", predictions.energy_pred)):
@@ -167,14 +183,16 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
             if version.split(".")[0] != PREDICTIONS_VERSION.split(".")[0]:
                 raise SchemaError(f"{PREDICTIONS_SCHEMA} version {version} is not supported "
                                   f"(this gnnu reads {PREDICTIONS_VERSION.split('.')[0]}.x)", path)
-            missing = [k for k in ("event_id", "labels", "scores") if k not in f]
+            labelled = bool(int(f.attrs.get("has_labels", 1)))
+            missing = [k for k in ("event_id", "labels", "scores")
+                       if k not in f and (labelled or k != "labels")]
             if missing:
                 raise SchemaError(f"missing {', '.join(missing)}", path)
-            tasks = list(f["labels"])
+            tasks = list(f["scores"])
             energy = f.get("energy", {})
             return Predictions(
                 event_ids=f["event_id"][()],
-                labels={t: f[f"labels/{t}"][()] for t in tasks},
+                labels={t: f[f"labels/{t}"][()] for t in tasks} if labelled else {},
                 scores={t: f[f"scores/{t}"][()] for t in tasks},
                 energy_true=energy["true"][()] if "true" in energy else None,
                 energy_pred=energy["pred"][()] if "pred" in energy else None,
@@ -183,6 +201,16 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
     except InputError:
         raise
     except (OSError, KeyError, ValueError) as exc:
+        raise InputError(f"unreadable predictions file ({exc})", path) from None
+
+
+def predictions_have_labels(path: str | os.PathLike) -> bool:
+    """Whether the predictions file ``path`` holds true labels (False: ``gnnu-predict`` on data
+    without truth); InputError for an unreadable file."""
+    try:
+        with h5py.File(path, "r") as f:
+            return bool(int(f.attrs.get("has_labels", 1))) and "labels" in f
+    except OSError as exc:
         raise InputError(f"unreadable predictions file ({exc})", path) from None
 
 

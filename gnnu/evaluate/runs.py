@@ -18,7 +18,8 @@ import numpy as np
 from ..errors import ConfigError, GnnuError, InputError
 from .metrics import (EnergyResolution, EvaluationError, TaskMetrics, check_event_count,
                       energy_resolution, evaluate_task)
-from .report import METRICS_FILE, PREDICTIONS_FILE, RUN_FILE, Predictions, load_metrics, read_predictions
+from .report import (METRICS_FILE, PREDICTIONS_FILE, RUN_FILE, Predictions, load_metrics,
+                     predictions_have_labels, read_predictions)
 
 
 class ComparisonError(GnnuError):
@@ -137,6 +138,12 @@ def load_entry(source: str | os.PathLike, split: str | None = None, label: str |
     its primary-task metrics. ``label``: the model's name in the tables (default: the run
     directory's name, else the report directory's). InputError naming the file when something
     is missing or inconsistent."""
+    given = Path(source)
+    pred = given if given.is_file() else given / PREDICTIONS_FILE
+    if pred.is_file() and not predictions_have_labels(pred):
+        raise ComparisonError(f"{pred}: predictions without truth labels (gnnu-predict on events "
+                              f"without truth) cannot be compared: there is nothing to score them "
+                              f"against")
     report, run_dir = locate_report(source, split)
     metrics = load_metrics(report)
     where = report / METRICS_FILE

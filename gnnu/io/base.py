@@ -34,6 +34,10 @@ class EventReader(abc.ABC):
     format: str = ""
     path: Path
     detector = None
+    #: Whether the source carries event-level truth (labels). Readers opened with
+    #: ``require_truth=False`` accept a source without it; its events then have the undefined
+    #: :class:`gnnu.events.Truth` (−1 labels, NaN energies and vertex).
+    has_truth: bool = True
 
     @abc.abstractmethod
     def __len__(self) -> int:

@@ -155,20 +155,22 @@ class DuneCVNReader(EventReader):
     """Reader of a directory of DUNE CVN pixel maps (``eventN.gz`` + ``partition.p`` or ``.info``).
 
     ``truth``: ``"auto"`` (a partition pickle if there is one, else ``.info`` files),
-    ``"partition"`` or ``"info"``. ``detector``: the detector config giving pitches, tick and
+    ``"partition"``, ``"info"`` or ``"none"`` (no labels: every event's truth undefined).
+    ``require_truth=False``: with ``"auto"``, a directory holding only ``eventN.gz`` files (no
+    pickle, no ``.info``) is read without labels (``has_truth`` False) instead of failing. ``detector``: the detector config giving pitches, tick and
     drift velocity (see :class:`PixelMapGeometry`). Events are ordered by N.
     """
 
     def __init__(self, path: str | os.PathLike, truth: str = "auto",
-                 detector: str | os.PathLike = "dune"):
+                 detector: str | os.PathLike = "dune", require_truth: bool = True):
         self.path = Path(path)
         if not self.path.exists():
             raise InputError("directory not found", self.path)
         if not self.path.is_dir():
             raise InputError("not a directory (a DUNE CVN source is a directory of eventN.gz "
                              "files)", self.path)
-        if truth not in ("auto", "partition", "info"):
-            raise ConfigError(f"truth must be 'auto', 'partition' or 'info', not {truth!r}")
+        if truth not in ("auto", "partition", "info", "none"):
+            raise ConfigError(f"truth must be 'auto', 'partition', 'info' or 'none', not {truth!r}")
         found = sorted((int(m.group(1)), p) for p in self.path.iterdir()
                        if (m := _EVENT_FILE.fullmatch(p.name)))
         if not found:
@@ -179,6 +181,10 @@ class DuneCVNReader(EventReader):
         pickles = self._pickles()
         if truth == "auto":
             truth = "partition" if pickles else "info"
+            if (truth == "info" and not require_truth
+                    and not any(p.with_suffix(".info").exists() for p in self._files)):
+                truth = "none"                # only eventN.gz: events without labels
+        self.has_truth = truth != "none"
         if truth == "partition" and not pickles:
             raise InputError("no partition.p or partition_<flavour>.p with the labels", self.path)
         self.truth_source = truth
@@ -276,6 +282,8 @@ class DuneCVNReader(EventReader):
                      n_neutron_raw=raw[3], nu_pdg=nu_pdg, nu_energy=nu_e, lep_energy=lep_e, y=y)
 
     def _truth(self, i: int) -> Truth:
+        if self.truth_source == "none":
+            return Truth()
         return self._truth_from_labels(i) if self._labels is not None else self._truth_from_info(i)
 
     # -- EventReader -----------------------------------------------------------------------

@@ -145,7 +145,8 @@ class HitFileWriter:
     """
 
     def __init__(self, path: str | os.PathLike, detector, generator: dict | None = None,
-                 seed: int | None = None, overwrite: bool = False, compression: str = "none"):
+                 seed: int | None = None, overwrite: bool = False, compression: str = "none",
+                 truth: bool = True):
         if compression not in COMPRESSIONS:
             raise ConfigError(f"hit-file compression {compression!r} is not one of "
                               f"{', '.join(COMPRESSIONS)}")
@@ -156,6 +157,8 @@ class HitFileWriter:
         self._f = h5py.File(self.tmp, "w", track_order=True, libver=LIBVER,
                             userblock_size=USERBLOCK)
         self._filters = COMPRESSIONS[compression]
+        #: False: a file without labels (real data): /events holds ids and offsets only.
+        self._truth = truth
         self._f.attrs.update({
             "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
             "detector": detector_json(detector), "detector_name": detector.name,
@@ -192,7 +195,7 @@ class HitFileWriter:
         self._push("events", "event_id", np.asarray(event.event_id, np.int64).reshape(1, 3))
         self._push("events", "hit_offset", np.array([self._rows["hits"] + self._pending], np.int64))
         self._push("events", "hit_count", np.array([n], np.int64))
-        for name, dtype in Truth.columns().items():
+        for name, dtype in Truth.columns().items() if self._truth else ():
             self._push("events", name, np.array([getattr(event.truth, name)], dtype))
         if self._with_particles:
             parts = event.particles if event.particles is not None else Particles()
@@ -254,7 +257,7 @@ class HitFileWriter:
                 self._f.create_dataset("events/event_id", shape=(0, 3), dtype=np.int64)
                 self._f.create_dataset("events/hit_offset", shape=(0,), dtype=np.int64)
                 self._f.create_dataset("events/hit_count", shape=(0,), dtype=np.int64)
-                for name, dtype in Truth.columns().items():
+                for name, dtype in Truth.columns().items() if self._truth else ():
                     self._f.create_dataset(f"events/{name}", shape=(0,), dtype=dtype)
         self._f.attrs["n_events"] = self.n_events
         self._f.close()
@@ -305,8 +308,9 @@ class HitFile(EventReader):
 
     _FINITE = ("time", "charge", "width")
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, require_truth: bool = True):
         self.path = Path(path)
+        self.require_truth = require_truth
         if not self.path.exists():
             raise InputError("file not found", self.path)
         #: Whether the file carried an intact seal (False: an unsealed file, read unchecked).
@@ -354,7 +358,11 @@ class HitFile(EventReader):
                              f"{n} rows (incomplete write?)", self.path)
         self._check_csr(self._offset, self._count, self.n_hits_total, "hit")
         self._truth = {}
-        for name, dtype in Truth.columns().items():
+        present = [k for k in Truth.columns() if ev.get(k, getlink=True) is not None]
+        self.has_truth = bool(present)
+        if not present and not self.require_truth:      # a file without labels (real data)
+            self._truth = {k: np.full(n, getattr(Truth(), k), d) for k, d in Truth.columns().items()}
+        for name, dtype in Truth.columns().items() if (present or self.require_truth) else ():
             self._truth[name] = self._events_column(ev, name, dtype)
             if len(self._truth[name]) != n:
                 raise InputError(f"event column /events/{name} has {len(self._truth[name])} rows, "

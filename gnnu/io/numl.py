@@ -202,7 +202,7 @@ class NuMLReader(EventReader):
     format = "numl"
 
     def __init__(self, path: str | os.PathLike, detector: str | os.PathLike = "dune",
-                 generation: str = "auto"):
+                 generation: str = "auto", require_truth: bool = True):
         self.path = Path(path)
         if generation != "auto" and generation not in GENERATIONS:
             raise ConfigError(f"unknown NuML hit-column generation '{generation}' "
@@ -417,6 +417,7 @@ class NuMLReader(EventReader):
                for k, d in Truth.columns().items()}
         ev = self._table("event_table")
         has = [k for k in ("is_cc", "nu_pdg") if k in ev]
+        self.has_truth = bool(has)        # NuML truth is optional: a file without it has none
         if len(has) == 1:
             raise SchemaError(f"event_table has {has[0]} but not "
                               f"{({'is_cc', 'nu_pdg'} - set(has)).pop()}", self.path)

@@ -156,15 +156,17 @@ def load_model_config(config: dict | str | os.PathLike | ModelConfig,
 
 
 def _config_path(config: str | os.PathLike) -> Path | None:
-    from ..config import CONFIG_ROOT
+    from ..config import repository_path, shipped_config
 
     p = Path(config)
     if p.suffix in (".yaml", ".yml") or os.sep in str(config):
         if not p.exists():
-            raise ConfigError(f"{p}: config file not found")
+            shipped = repository_path(p)
+            if shipped is None:
+                raise ConfigError(f"{p}: config file not found")
+            return shipped
         return p
-    candidate = CONFIG_ROOT / "models" / f"{config}.yaml"
-    return candidate if candidate.exists() else None
+    return shipped_config("models", str(config))
 
 
 def create_model(config: dict | str | os.PathLike | ModelConfig, in_features: int,

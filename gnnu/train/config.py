@@ -265,6 +265,25 @@ def train_config_from_dict(raw: dict, where: str = "config", base_dir: Path | No
     return replace(cfg, model=load_model_config(cfg.model, where=f"{where}.model"))
 
 
+def _config_file(path: str | os.PathLike) -> Path:
+    """A ``--config`` value as a file: a path, a repository-style ``configs/…`` path (the shipped
+    file from any directory), or a short name of a shipped model config (``edgeconv``) or
+    training config (``default``)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    try:
+        return resolve_config("models", path)
+    except ConfigError:
+        if p.suffix in (".yaml", ".yml") or os.sep in str(path):
+            raise
+        try:
+            return resolve_config("train", path)
+        except ConfigError:
+            pass
+        raise
+
+
 def load_train_config(path: str | os.PathLike | None = None, *, base: dict | None = None,
                       overrides: tuple[str, ...] = (), data: str | None = None,
                       epochs: int | None = None, max_events: int | None = None,
@@ -278,6 +297,8 @@ def load_train_config(path: str | os.PathLike | None = None, *, base: dict | Non
     """
     if (path is None) == (base is None):
         raise ConfigError("give a config file (--config CFG.yaml)")
+    if path is not None:
+        path = _config_file(path)
     where = str(path) if path is not None else "config"
     base_dir = Path(path).parent if path is not None else None
     raw = read_yaml(path) if path is not None else copy.deepcopy(base)

@@ -266,6 +266,18 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
 
 
+def graph_record(manifest: dict) -> dict:
+    """How a dataset's events became model inputs, from its manifest (stored in checkpoints as
+    ``gnnu.graph``): the input format and reader options, the resolved graph config (features,
+    edge rule and k, pixelisation), the detector record, the node features with their units and
+    what ``Data.pos`` holds."""
+    return {"format": manifest.get("format"), "reader_options": manifest.get("reader_options", {}),
+            "graph_config": manifest.get("graph_config"), "detector": manifest.get("detector"),
+            "features": [{"name": f["name"], "unit": f.get("unit", "")}
+                         for f in manifest.get("features", [])],
+            "positions": manifest.get("positions")}
+
+
 def train(opts: TrainOptions) -> dict:
     """Run (or resume) a training; returns the content of ``run.json`` (module docstring)."""
     import lightning.pytorch as pl
@@ -299,7 +311,9 @@ def train(opts: TrainOptions) -> dict:
             "manifest_hash": mhash, "data": str(cfg.data), "tasks": tasks,
             "regression": list(cfg.regression), "in_features": dm.in_features,
             # node-feature standardisation of training: what gnnu-eval applies on any dataset
-            "feature_stats": getattr(dm.train_set, "feature_stats", None)}
+            "feature_stats": getattr(dm.train_set, "feature_stats", None),
+            # how the dataset's graphs were built: what gnnu-predict and gnnu-export need
+            "graph": graph_record(dm.train_set.manifest)}
     module = TrainModule(model, cfg, meta, class_weights(cfg.class_weights, dm.train_set, tasks,
                                                          cfg.primary_task), frozen)
     _check_monitors(cfg, module)

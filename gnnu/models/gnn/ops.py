@@ -366,7 +366,8 @@ def compiled(t: Tensor) -> bool:
     not inside tracing, ``torch.compile`` or a dispatch mode."""
     return (_KERNELS["numba"] and t.device.type == "cpu"
             and t.dtype in (torch.float32, torch.float64)
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and not torch.jit.is_tracing() and not torch.jit.is_scripting()
+            and not torch.compiler.is_compiling() and not torch.compiler.is_exporting()
             and _get_current_dispatch_mode() is None)
 
 

@@ -41,8 +41,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError, InputError
+from ..atomic import output_lock
+from ..errors import ConfigError, InputError, OutputExistsError
 from ..evaluate.report import Predictions, write_report
+from ..graph.store import MANIFEST
 from ..models import create_model
 from ..models.heads import decode_target
 from ..models.checkpoint import checkpoint_meta, load_checkpoint, model_state
@@ -122,10 +124,23 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, ou
 
     ``device``: ``auto``, ``cpu`` or ``cuda``; ``batch_size``: events per batch (default: the
     training batch size); ``warmup``: untimed batches first; ``force``: overwrite an existing
-    report; ``plots``: draw the PNG plots. Returns the metrics.json content.
+    report; ``plots``: draw the PNG plots. Returns the metrics.json content. ``out`` is locked
+    for the run (:func:`gnnu.atomic.output_lock`) and may not be a dataset directory.
     """
     if warmup < 0:
         raise ConfigError(f"--warmup must be ≥ 0, got {warmup}")
+    out = Path(out)
+    if (out / MANIFEST).exists() or (out.exists() and Path(data).exists()
+                                     and out.resolve() == Path(data).resolve()):
+        raise OutputExistsError(f"{out}: is a graph dataset directory; write the report elsewhere "
+                                f"(e.g. RUN_DIR/eval-{split})")
+    with output_lock(out, "gnnu-eval"):
+        return _evaluate(checkpoint, data, split, out, device, batch_size, num_workers, warmup,
+                         force, plots)
+
+
+def _evaluate(checkpoint, data, split, out: Path, device, batch_size, num_workers, warmup, force,
+              plots) -> dict:
     accelerator = resolve_accelerator(device)
     model, meta, cfg = load_model(checkpoint)
     dataset = open_dataset(data, split, cfg.model, meta.get("feature_stats"))

@@ -80,6 +80,18 @@ class GracefulInterrupt:
             self._previous = None
 
 
+class ValidateAtMaxSteps(Callback):
+    """A run whose ``max_steps`` ends inside an epoch (``--set max_steps=1``) still validates
+    once at its end: at the last step it asks Lightning to stop (``trainer.should_stop``), which
+    runs the validation loop after that batch, so ``best.ckpt``, early stopping and the history
+    get their ``val/*`` metrics (without it Lightning's EarlyStopping fails on a missing metric)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        last = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        if 0 < trainer.max_steps <= trainer.global_step and not last:
+            trainer.should_stop = True
+
+
 class LastCheckpoint(Checkpoint):
     """Save ``path`` every ``every_n_steps`` steps, at each epoch's end, at the end and on SIGTERM."""
 

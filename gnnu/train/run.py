@@ -77,6 +77,7 @@ from ..models import count_parameters, create_model, flops_per_event
 from ..models.checkpoint import checkpoint_meta, freeze, load_checkpoint, load_matching, model_state
 from .config import TrainConfig, load_train_config
 from .data import EventDataModule, check_labels, class_weights, dataset_tasks, manifest_hash
+from .progress import EVERY, TrainProgress, progress_mode
 
 CONFIG_FILE = "config.yaml"
 BEST = "best.ckpt"
@@ -107,7 +108,9 @@ class TrainOptions:
     config's); ``out``: run directory; ``epochs`` / ``max_events``: override the config;
     ``device``: ``auto``, ``cpu`` or ``cuda``; ``init_from``: checkpoint to fine-tune from;
     ``resume`` / ``force``: see module docstring; ``overrides``: ``key=value`` strings;
-    ``callbacks``: extra Lightning callbacks; ``progress``: show Lightning's progress bar.
+    ``callbacks``: extra Lightning callbacks; ``progress``: ``auto`` (a bar on a terminal, else
+    a line every ``progress_every`` steps and one per epoch: :mod:`gnnu.train.progress`),
+    ``bar``, ``lines`` or ``none`` (True/False: bar/none).
     """
 
     config: str | None
@@ -121,7 +124,8 @@ class TrainOptions:
     force: bool = False
     overrides: tuple[str, ...] = ()
     callbacks: tuple = ()
-    progress: bool = False
+    progress: str | bool = "auto"
+    progress_every: int = EVERY
 
 
 @dataclass
@@ -328,9 +332,11 @@ def _train(opts: TrainOptions, t_start: float) -> dict:
     from lightning.pytorch.loggers import TensorBoardLogger
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from .callbacks import AtomicCheckpointIO, GracefulInterrupt, History, LastCheckpoint
+    from .callbacks import (AtomicCheckpointIO, GracefulInterrupt, History, LastCheckpoint,
+                            ValidateAtMaxSteps)
     from .module import TrainModule
 
+    progress = progress_mode(opts.progress)
     plan = _plan(opts)
     cfg, out = plan.cfg, plan.out
     _quiet_lightning()
@@ -404,8 +410,11 @@ def _train(opts: TrainOptions, t_start: float) -> dict:
                         mode=cfg.checkpoint.mode, save_top_k=1, enable_version_counter=False,
                         auto_insert_metric_name=False),
         LastCheckpoint(out / LAST, cfg.checkpoint.every_n_steps),
+        ValidateAtMaxSteps(),
         *opts.callbacks,
     ]
+    if progress == "lines":
+        callbacks.append(TrainProgress(opts.progress_every))
     if cfg.early_stopping.enabled:
         es = cfg.early_stopping
         callbacks.insert(1, EarlyStopping(monitor=es.monitor, mode=es.mode, patience=es.patience,
@@ -416,7 +425,7 @@ def _train(opts: TrainOptions, t_start: float) -> dict:
         max_steps=cfg.max_steps or -1, gradient_clip_val=cfg.gradient_clip,
         deterministic="warn" if cfg.deterministic else False, benchmark=False,
         logger=TensorBoardLogger(save_dir=str(out), name=TB_DIR, version=""),
-        callbacks=callbacks, enable_progress_bar=opts.progress, enable_model_summary=False,
+        callbacks=callbacks, enable_progress_bar=progress == "bar", enable_model_summary=False,
         num_sanity_val_steps=0, log_every_n_steps=cfg.log_every_n_steps,
         use_distributed_sampler=False, default_root_dir=str(out),
         plugins=[AtomicCheckpointIO()])

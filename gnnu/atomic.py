@@ -124,7 +124,7 @@ def shown_path(path: str | os.PathLike) -> str:
 _OUTPUT_ERRNOS = {
     errno.ENOSPC: "no space left on {path}",
     errno.EDQUOT: "disk quota exceeded on {path}",
-    errno.EFBIG: "file too large for its file system: {path}",
+    errno.EFBIG: "file size limit exceeded writing {path}",
     errno.EROFS: "cannot write {path}: read-only file system",
     errno.EACCES: "cannot write {path}: permission denied",
     errno.EPERM: "cannot write {path}: operation not permitted",
@@ -423,6 +423,7 @@ def output_lock(path: str | os.PathLike, command: str = "gnnu") -> Iterator[Path
         return
     path = Path(path)
     lock = lock_path(path)
+    fd = None
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
         while True:
@@ -431,6 +432,7 @@ def output_lock(path: str | os.PathLike, command: str = "gnnu") -> Iterator[Path
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
+                fd = None
                 raise OutputBusyError(f"{path} is being written by {_holder(lock)}; wait for it "
                                       f"to finish or stop it (a lock held by a dead process is "
                                       f"released by the system)") from None
@@ -441,11 +443,15 @@ def output_lock(path: str | os.PathLike, command: str = "gnnu") -> Iterator[Path
             if same:
                 break
             os.close(fd)
+            fd = None
         info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(info).encode())
-    except OSError as exc:
+    except OSError as exc:               # read-only, no permission, full disk: nothing left behind
+        if fd is not None:
+            lock.unlink(missing_ok=True)
+            os.close(fd)
         raise OSError(exc.errno, exc.strerror, os.fspath(path)) from exc
     try:
         yield lock

@@ -58,7 +58,10 @@ class OutputBusyError(GnnuError):
 def ignore_interrupts_in_worker(*_args) -> None:
     """Pool initializer: a worker process ignores Ctrl-C (SIGINT reaches the whole process
     group), so only the parent reacts — one "interrupted" line instead of a traceback per
-    worker; the parent's pool then terminates the workers."""
+    worker; the parent's pool then terminates the workers, whose SIGTERM becomes a quiet
+    ``SystemExit`` so their writers still remove their temporary files."""
     import signal
+    import sys
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -372,9 +372,10 @@ def check_types(data: dict, types: dict[str, tuple], path: str | os.PathLike) ->
         if isinstance(node, float) and int in accepted and float not in accepted:
             ok = False
         if not ok:
+            kinds = [t for t in accepted if not (t is int and float in accepted)]
             names = " or ".join("null" if t is None else {int: "an integer", float: "a number",
                                                            str: "a string", dict: "an object"}[t]
-                                for t in accepted)
+                                for t in kinds)
             shown = repr(node)
             raise SchemaError(f"'{key}' must be {names}, got {shown[:80]}"
                               + ("…" if len(shown) > 80 else ""), path)

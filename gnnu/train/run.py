@@ -302,9 +302,9 @@ def init_report(init: dict) -> list[str]:
         lines.append(f"  ignored (not in this model): {len(init['unused'])} checkpoint tensors: "
                      + _names(init["unused"]))
     if init.get("model") and init["model"] != init["into"]:
-        lines.append(f"  note: the checkpoint is a {init['model']}, the model a {init['into']}: "
-                     "tensors that match by name and shape across architectures need not mean "
-                     "the same thing")
+        lines.append(f"  note: the checkpoint holds a {init['model']} model, this run trains "
+                     f"{init['into']}: tensors that match by name and shape across architectures "
+                     "need not mean the same thing")
     return lines
 
 

@@ -4,6 +4,12 @@
 types are errors naming the file and the dotted key), fills defaults, and recurses into
 nested dataclasses, lists and dicts. Nothing is ever ``eval``-ed.
 
+YAML is read by :func:`parse_yaml`: PyYAML's safe loader, with numbers in exponent form read
+as numbers as YAML 1.2 does (``lr: 1e-3``; YAML 1.1 makes it a string), and documents that
+expand to more than :data:`MAX_YAML_NODES` values (an alias bomb: a few hundred bytes of
+``&a [*b, *b, …]`` that expand to 10⁹ values) refused. Values quoted in error messages are cut
+to :data:`MAX_SHOWN` characters.
+
 Usage::
 
     @dataclass(frozen=True)
@@ -18,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import types
 from importlib import resources
 import typing
@@ -63,6 +70,64 @@ def repository_path(path: str | os.PathLike) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+#: Values (scalars, list items, mapping entries, shared ones counted each time) a config may expand to.
+MAX_YAML_NODES = 1_000_000
+#: Characters of a value quoted in an error message.
+MAX_SHOWN = 200
+#: A float written in exponent form without a dot (``1e-3``, ``-2E5``), which YAML 1.1 reads as text.
+_EXPONENT_FLOAT = re.compile(r"[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+")
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, plus YAML 1.2's floats in exponent form without a dot."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789"))
+
+
+def _expanded_size_ok(data: Any, limit: int = MAX_YAML_NODES) -> bool:
+    """Whether ``data`` expands to at most ``limit`` values (shared nodes counted every time
+    they are reached, as a consumer walking the document would)."""
+    budget, stack = limit, [data]
+    while stack:
+        node = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return False
+        if isinstance(node, dict):
+            stack.extend(node.values())
+            stack.extend(node.keys())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return True
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """Parse YAML ``text`` safely (module docstring); ConfigError naming ``where`` when invalid
+    or absurdly large once its aliases are expanded."""
+    loader = _Loader(text)            # = yaml.safe_load, with the float rule above
+    try:
+        data = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: invalid YAML: {_short(str(exc).splitlines()[0])}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: invalid YAML: nested too deeply") from None
+    finally:
+        loader.dispose()
+    if not _expanded_size_ok(data):
+        raise ConfigError(f"{where}: YAML document expands to more than {MAX_YAML_NODES:,} values "
+                          "(aliases repeated inside aliases?); refused")
+    return data
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to :data:`MAX_SHOWN` characters (never expands a huge value fully)."""
+    if isinstance(value, (dict, list, tuple)) and not _expanded_size_ok(value, MAX_SHOWN):
+        return f"<{type(value).__name__} of more than {MAX_SHOWN} values>"
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + f"… ({len(text):,} characters)"
+
+
 def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
@@ -84,14 +149,14 @@ def _convert(value: Any, tp, where: str):
                 return _convert(value, arg, where)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {_short(value)}")
     if origin is typing.Literal:
         if value not in args:
-            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+            raise ConfigError(f"{where}: {_short(value)} is not one of {list(args)}")
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {_short(value)}")
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
@@ -107,20 +172,22 @@ def _convert(value: Any, tp, where: str):
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)
     if tp is float:
+        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+            return float(value)              # e.g. a value built in code from YAML 1.1 text
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: expected a number, got {_short(value)}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {_short(value)}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+            raise ConfigError(f"{where}: expected true/false, got {_short(value)}")
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {_short(value)}")
         return value
     raise ConfigError(f"{where}: unsupported config type {_type_name(tp)}")
 
@@ -173,10 +240,7 @@ def read_yaml(path: str | os.PathLike) -> Any:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    return parse_yaml(text, str(path))
 
 
 def load_yaml(path: str | os.PathLike, cls: type[T]) -> T:

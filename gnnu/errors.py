@@ -47,3 +47,21 @@ class SchemaError(InputError):
 
 class OutputExistsError(GnnuError):
     """Refusing to overwrite an existing output without ``--force``."""
+
+
+class OutputBusyError(GnnuError):
+    """Another process holds the output's lock (:func:`gnnu.atomic.output_lock`)."""
+
+    exit_code = 75                      # EX_TEMPFAIL: try again once the other run has finished
+
+
+def ignore_interrupts_in_worker(*_args) -> None:
+    """Pool initializer: a worker process ignores Ctrl-C (SIGINT reaches the whole process
+    group), so only the parent reacts — one "interrupted" line instead of a traceback per
+    worker; the parent's pool then terminates the workers, whose SIGTERM becomes a quiet
+    ``SystemExit`` so their writers still remove their temporary files."""
+    import signal
+    import sys
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -3,6 +3,7 @@ compatibility refusals, kill-and-resume, worker independence, --inspect."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -92,8 +93,12 @@ def test_round_trip_equals_directly_computed_graphs(tmp_path, dune, capsys):
             assert d[k].tolist() == [getattr(ev.truth, k)]
         assert d.nu_energy.item() == pytest.approx(ev.truth.nu_energy, rel=1e-6)
         assert d.vertex.tolist() == [[ev.truth.vtx_x, ev.truth.vtx_y, ev.truth.vtx_z]]
-    # schema 1.1: /nodes/hit keeps each node's hit as read (wire, time, charge, plane −1), in node order
-    assert manifest["schema_version"] == "1.1"
+    # schema 1.2: each shard's size and sha256 in the manifest
+    assert manifest["schema_version"] == "1.2"
+    for shard in manifest["shards"]:
+        assert shard["bytes"] == (tmp_path / "ds" / shard["file"]).stat().st_size
+        assert shard["sha256"] == hashlib.sha256((tmp_path / "ds" / shard["file"]).read_bytes()).hexdigest()
+    # schema ≥ 1.1: /nodes/hit keeps each node's hit as read (wire, time, charge, plane −1), in node order
     for i in range(len(ds)):
         f, a, b = ds.index.nodes(i)
         h = events[int(ds[i].event_id[0, 2])].hits

@@ -40,10 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inspect", metavar="DIR",
                    help="print counts per class and split, feature and degree statistics of a dataset")
     p.add_argument("--samples", type=int, default=3, help="--inspect: graphs examined with networkx")
+    p.add_argument("--verify", metavar="DIR",
+                   help="check every shard of a dataset against the manifest (size, sha256), "
+                        "its build and its labels")
     return p
 
 
 def _body(args) -> int:
+    if args.verify:
+        from ..graph.inspect import verify_dataset
+        print(verify_dataset(args.verify))
+        return 0
     if args.inspect:
         from ..graph.inspect import inspect_dataset
         print(inspect_dataset(args.inspect, samples=args.samples))

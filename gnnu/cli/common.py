@@ -2,21 +2,22 @@
 
 An expected failure (:class:`gnnu.errors.GnnuError`: bad input, bad config, refused overwrite)
 prints ``<prog>: error: <message>`` on stderr and exits with its code (2) — no traceback unless
-``--debug``. Ctrl-C exits 130. A full disk or exceeded quota (``OSError`` ENOSPC / EDQUOT) is
-an expected failure too: one line naming the file, exit 2 (the writers have already discarded
-their temporary files, so nothing half-written is left). Anything else is a bug and keeps its
-traceback.
+``--debug``. Ctrl-C exits 130 with one line. A fault of the output's file system — full disk,
+exceeded quota, read-only file system, no permission (:func:`gnnu.atomic.output_error_message`)
+— is an expected failure too: one line naming the file, exit 2 (the writers have already
+discarded their temporary files, so nothing half-written is left). Anything else is a bug and
+keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import sys
 import warnings
 from typing import Callable, Iterator, Sequence
 
+from ..atomic import output_error_message
 from ..errors import GnnuError
 
 
@@ -69,11 +70,10 @@ def run(prog: str, body: Callable[[argparse.Namespace], int | None],
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or args.debug:
+        line = output_error_message(exc)
+        if line is None or args.debug:
             raise
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"{prog}: error: {where}no space left on the device ({exc.strerror or exc}); "
-              "nothing half-written was kept: free space and run again", file=sys.stderr)
+        print(f"{prog}: error: {line}", file=sys.stderr)
         return 2
 
 

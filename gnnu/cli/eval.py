@@ -25,6 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true",
                    help="write metrics.json and predictions.h5 only (gnnu-compare still works)")
     p.add_argument("--force", action="store_true", help="overwrite an existing report")
+    p.add_argument("--progress", default="auto", choices=("auto", "bar", "lines", "none"),
+                   help="auto: a progress bar on a terminal, else a line every --progress-every "
+                        "batches (events/s, ETA)")
+    p.add_argument("--progress-every", type=int, default=100, metavar="N",
+                   help="batches between two progress lines")
     return p
 
 
@@ -34,7 +39,8 @@ def _body(args) -> int:
     m = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.out, device=args.device,
                             batch_size=args.batch_size, num_workers=args.num_workers,
                             warmup=args.warmup, force=args.force,
-                            plots=not args.no_plots)
+                            plots=not args.no_plots, progress=args.progress,
+                            progress_every=args.progress_every)
     rate = m["throughput_events_per_s"]
     acc, f1 = m["accuracy"], m["macro_f1"]
     print(f"gnnu-eval: {m['n_events']} {args.split} events on {m['device']}: "

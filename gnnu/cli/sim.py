@@ -8,6 +8,7 @@ from collections import Counter
 
 from tqdm import tqdm
 
+from ..atomic import output_lock
 from ..config import to_dict
 from ..detectors import load_detector
 from ..errors import ConfigError
@@ -58,9 +59,8 @@ def _inspect(args) -> int:
 
 
 def _simulate(args) -> int:
-    from ..display import draw_events, one_per_flavour
-    from ..io.hitfile import HitFileWriter, prepare_output
-    from ..sim.simulate import EnergyOption, SimRequest, iter_events
+    from ..io.hitfile import prepare_output
+    from ..sim.simulate import EnergyOption, SimRequest
 
     if not args.out:
         raise ConfigError("--out FILE.h5 is required (or --inspect FILE)")
@@ -74,6 +74,15 @@ def _simulate(args) -> int:
     request = SimRequest(detector=args.detector, n_events=args.events, seed=args.seed,
                          flavours=flavours, mix=args.mix, energy=EnergyOption.parse(args.energy))
     prepare_output(args.out, args.force)        # (missing directories are made only now)
+    with output_lock(args.out, "gnnu-sim"):     # one writer of OUT at a time
+        return _write(args, request, detector, flavours)
+
+
+def _write(args, request, detector, flavours) -> int:
+    from ..display import draw_events, one_per_flavour
+    from ..io.hitfile import HitFileWriter
+    from ..sim.simulate import iter_events
+
     generator_info = to_dict(request)
     generator_info["flavours"] = [f.label for f in flavours]
     t0 = time.perf_counter()

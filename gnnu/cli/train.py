@@ -31,7 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a config value by dotted key, e.g. --set optimizer.lr=3e-4 "
                         "--set model.params.widths=[32,64] (values parsed as YAML; repeatable)")
-    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    p.add_argument("--progress", nargs="?", const="bar", default="auto",
+                   choices=("auto", "bar", "lines", "none"),
+                   help="auto: a progress bar on a terminal, else a line every --progress-every "
+                        "steps and one per epoch (events/s, ETA); --progress alone: the bar")
+    p.add_argument("--progress-every", type=int, default=100, metavar="N",
+                   help="steps between two progress lines")
     return p
 
 
@@ -42,7 +47,7 @@ def _body(args) -> int:
         config=args.config, data=args.data, out=args.out, epochs=args.epochs,
         max_events=args.max_events, device=args.device, init_from=args.init_from,
         resume=args.resume, force=args.force, overrides=tuple(args.overrides),
-        progress=args.progress))
+        progress=args.progress, progress_every=args.progress_every))
     if record:
         print(summary(record, args.out))
     return 0

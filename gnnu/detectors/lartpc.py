@@ -62,6 +62,11 @@ class WirePlane:
     kind: Literal["induction", "collection"]
     adc_per_electron: float          # hit-integral gain, ADC·tick per drifted electron
 
+    def __post_init__(self):
+        if not (self.pitch_cm > 0 and self.adc_per_electron > 0):   # also refuses NaN
+            raise ValueError(f"plane {self.name}: pitch_cm and adc_per_electron must be > 0, got "
+                             f"{self.pitch_cm} and {self.adc_per_electron}")
+
 
 @dataclass(frozen=True)
 class Recombination:
@@ -121,6 +126,17 @@ class LArTPCConfig:
     beam: Beam
     visibility: Visibility
     transport: Transport
+
+    def __post_init__(self):
+        positive = {"drift_velocity_cm_per_us": self.drift_velocity_cm_per_us,
+                    "tick_us": self.tick_us, "readout_ticks": self.readout_ticks,
+                    "electron_lifetime_ms": self.electron_lifetime_ms, "w_ion_ev": self.w_ion_ev,
+                    "efield_kv_per_cm": self.efield_kv_per_cm}
+        bad = [f"{k} = {v}" for k, v in positive.items() if not v > 0]
+        if bad:
+            raise ValueError(f"must be > 0: {', '.join(bad)}")
+        if not self.planes:
+            raise ValueError("at least one wire plane is needed")
 
 
 @register_detector(LArTPCConfig)

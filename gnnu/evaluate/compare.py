@@ -43,7 +43,8 @@ columns repeated), ``roc.png`` (one-vs-rest ROC of every model, a panel per sign
 ``efficiency_vs_energy.png`` (a panel per class, one series per model) and ``cost_vs_f1.png``
 (macro F1 vs inference events/s, marker area ∝ parameters). An existing comparison is refused
 unless ``force``; then outputs of the old one not written again are removed. Files are written
-atomically, ``comparison.md`` last.
+as one (:func:`gnnu.atomic.atomic_group`: renamed into place, ``comparison.md`` last, only once
+all are complete), and ``out`` is locked for the run (:func:`gnnu.atomic.output_lock`).
 
 Simplifications: only the primary task is compared (the other heads stay in the reports); no
 statistical test between models — the efficiency of a class with n true events carries a
@@ -65,7 +66,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..atomic import write_text_atomic
+from ..atomic import atomic_group, output_lock, write_text_atomic
 from ..errors import ConfigError, OutputExistsError
 from ..registry import Registry
 from .render import (COST_PLOT, CSV_COLUMNS, CSV_FILE, ENERGY_PLOT, MARKDOWN_FILE,  # noqa: F401
@@ -217,6 +218,11 @@ def compare_runs(sources: Sequence[str | os.PathLike], out: str | os.PathLike, *
     OutputExistsError — before anything is written.
     """
     out = Path(out)
+    with output_lock(out, "gnnu-compare"):
+        return _compare_locked(sources, out, labels, split, signal, remeasure_with, force)
+
+
+def _compare_locked(sources, out: Path, labels, split, signal, remeasure_with, force) -> Comparison:
     _check_out(out, force)
     entries = load_entries(sources, labels, split)
     check_identity(entries)
@@ -232,11 +238,12 @@ def compare_runs(sources: Sequence[str | os.PathLike], out: str | os.PathLike, *
                    speed_comparable=comparable, notes=_notes(entries, speed_note))
     reconcile_events(c)
     out.mkdir(parents=True, exist_ok=True)
-    c.files, plot_notes = _plots(c, out, classes)
-    c.notes += plot_notes
-    write_text_atomic(out / CSV_FILE, csv_text(c))
-    c.files += [CSV_FILE, MARKDOWN_FILE]
+    with atomic_group():       # every file renamed into place only once all are written
+        c.files, plot_notes = _plots(c, out, classes)
+        c.notes += plot_notes
+        write_text_atomic(out / CSV_FILE, csv_text(c))
+        c.files += [CSV_FILE, MARKDOWN_FILE]
+        write_text_atomic(out / MARKDOWN_FILE, markdown(c))
     for name in set(OUTPUT_FILES) - set(c.files):
         (out / name).unlink(missing_ok=True)
-    write_text_atomic(out / MARKDOWN_FILE, markdown(c))
     return c

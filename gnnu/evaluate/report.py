@@ -26,9 +26,11 @@ Version 1.1 (issue 18) makes ``/labels`` optional; 1.0 readers stop on a label-l
 ``dataset`` {manifest_hash, split, …}, ``tasks`` {task: the same block, every task including the
 primary}, ``energy`` (resolution block or null), ``files`` (what the report wrote).
 
-Simplifications: NaN (an undefined metric) is written as JSON ``null``; every file is written
-atomically on its own and ``metrics.json`` last, so a report with a metrics.json is complete, but a
-crash mid-way can leave new plots beside an old metrics.json when overwriting.
+Simplifications: NaN (an undefined metric) is written as JSON ``null``. The files of a report
+are written as one (:func:`gnnu.atomic.atomic_group`): all under temporary names, renamed into
+place (``metrics.json`` last) only once every one is complete, so a failure (a full disk, an
+interrupt) keeps the previous report whole; only a crash between the renames themselves can
+mix old and new files.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ import h5py
 import numpy as np
 
 from .. import __version__
-from ..atomic import atomic_path, jsonable, write_json_atomic
+from ..atomic import AtomicFile, atomic_group, jsonable, write_json_atomic
 from ..errors import InputError, OutputExistsError, SchemaError
 from . import plots
 from .metrics import (DEFAULT_ENERGY_EDGES_GEV, EnergyResolution, TaskMetrics, check_event_count,
@@ -144,8 +146,9 @@ def write_predictions(path: str | os.PathLike, predictions: Predictions,
         raise OutputExistsError(f"{path}: output exists (use --force to overwrite)")
     n = len(predictions)
     opts = {"compression": "lzf"} if n else {}
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
+    out = AtomicFile(path)
+    try:
+        with out.open_hdf5() as f:         # write guard: a full disk is an OSError, not a crash
             f.attrs.update({"schema": PREDICTIONS_SCHEMA, "schema_version": PREDICTIONS_VERSION,
                             "software": f"gnnu {__version__}", "n_events": n,
                             "has_labels": int(predictions.has_labels),
@@ -160,6 +163,10 @@ def write_predictions(path: str | os.PathLike, predictions: Predictions,
                 if value is not None:
                     ds = f.create_dataset(f"energy/{name}", data=value, **opts)
                     ds.attrs["unit"] = "GeV"
+        out.commit()
+    except BaseException:
+        out.discard()
+        raise
     return path
 
 
@@ -346,25 +353,67 @@ def write_report(out_dir: str | os.PathLike, predictions: Predictions, *, split:
                         throughput_events_per_s, device, peak_memory_bytes, timing)
 
     label = f" — {split}"
-    written = [write_predictions(out_dir / PREDICTIONS_FILE, predictions, overwrite=True)]
-    for task in (plot_tasks if plot_tasks is not None else predictions.tasks) if plots_on else ():
-        written += _task_plots(task, evaluation.tasks[task], predictions, out_dir, label)
-    if evaluation.energy is not None and plots_on:
-        written.append(plots.plot_energy_resolution(
-            evaluation.energy, out_dir / "energy_resolution.png",
-            f"neutrino energy resolution{label}"))
-    data["files"] = [p.name for p in written] + [METRICS_FILE]
+    with atomic_group():       # all files under temporary names, renamed only once all are written
+        written = [write_predictions(out_dir / PREDICTIONS_FILE, predictions, overwrite=True)]
+        for task in (plot_tasks if plot_tasks is not None else predictions.tasks) if plots_on else ():
+            written += _task_plots(task, evaluation.tasks[task], predictions, out_dir, label)
+        if evaluation.energy is not None and plots_on:
+            written.append(plots.plot_energy_resolution(
+                evaluation.energy, out_dir / "energy_resolution.png",
+                f"neutrino energy resolution{label}"))
+        data["files"] = [p.name for p in written] + [METRICS_FILE]
+        write_json_atomic(out_dir / METRICS_FILE, data)
     for name in set(previous) - set(data["files"]):
         (out_dir / name).unlink(missing_ok=True)
-    write_json_atomic(out_dir / METRICS_FILE, data)
     return data
+
+
+_NUMBER = (int, float)
+#: Values of metrics.json that readers compute with: dotted key → accepted types (None = null).
+METRICS_TYPES = {"n_events": (int,), "accuracy": _NUMBER + (None,), "macro_f1": _NUMBER + (None,),
+                 "throughput_events_per_s": _NUMBER + (None,), "peak_memory_bytes": _NUMBER + (None,),
+                 "primary_task": (str,), "device": (str, None), "dataset": (dict,),
+                 "timing": (dict, None), "timing.batch_size": (int, None),
+                 "timing.precision": (str, None), "per_class": (dict, None)}
+#: The same for a gnnu-train run.json.
+RUN_TYPES = {"model": (dict, None), "model.parameters": (int, None),
+             "model.flops_per_event": _NUMBER + (None,), "model.name": (str, None),
+             "training_wall_time_total_s": _NUMBER + (None,), "epochs_completed": (int, None),
+             "device": (str, None), "status": (str, None)}
+
+
+def check_types(data: dict, types: dict[str, tuple], path: str | os.PathLike) -> None:
+    """SchemaError naming ``path`` and the key when a value of ``data`` (dotted keys of
+    ``types``; absent keys are fine) is not of its accepted types — e.g. a metric written as a
+    string, which would otherwise fail as a TypeError deep inside a table."""
+    for key, accepted in types.items():
+        node, present = data, True
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                present = False
+                break
+            node = node[part]
+        if not present:
+            continue
+        ok = (node is None and None in accepted) or (
+            not isinstance(node, bool) and isinstance(node, tuple(t for t in accepted if t is not None)))
+        if isinstance(node, float) and int in accepted and float not in accepted:
+            ok = False
+        if not ok:
+            kinds = [t for t in accepted if not (t is int and float in accepted)]
+            names = " or ".join("null" if t is None else {int: "an integer", float: "a number",
+                                                           str: "a string", dict: "an object"}[t]
+                                for t in kinds)
+            shown = repr(node)
+            raise SchemaError(f"'{key}' must be {names}, got {shown[:80]}"
+                              + ("…" if len(shown) > 80 else ""), path)
 
 
 def load_metrics(path: str | os.PathLike) -> dict:
     """Read a report's ``metrics.json`` (the file or its directory). Undefined values are None.
 
-    InputError naming the file if missing or not JSON; SchemaError for another schema or an
-    unsupported major version.
+    InputError naming the file if missing or not JSON; SchemaError for another schema, an
+    unsupported major version or a value of the wrong type (:data:`METRICS_TYPES`).
     """
     path = Path(path)
     if path.is_dir():
@@ -381,4 +430,5 @@ def load_metrics(path: str | os.PathLike) -> dict:
     if version.split(".")[0] != METRICS_VERSION.split(".")[0]:
         raise SchemaError(f"{METRICS_SCHEMA} version {version} is not supported "
                           f"(this gnnu reads {METRICS_VERSION.split('.')[0]}.x)", path)
+    check_types(data, METRICS_TYPES, path)
     return data

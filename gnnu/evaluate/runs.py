@@ -18,8 +18,8 @@ import numpy as np
 from ..errors import ConfigError, GnnuError, InputError
 from .metrics import (EnergyResolution, EvaluationError, TaskMetrics, check_event_count,
                       energy_resolution, evaluate_task)
-from .report import (METRICS_FILE, PREDICTIONS_FILE, RUN_FILE, Predictions, load_metrics,
-                     predictions_have_labels, read_predictions)
+from .report import (METRICS_FILE, PREDICTIONS_FILE, RUN_FILE, RUN_TYPES, Predictions, check_types,
+                     load_metrics, predictions_have_labels, read_predictions)
 
 
 class ComparisonError(GnnuError):
@@ -130,6 +130,7 @@ def _read_run(run_dir: Path) -> dict:
         raise InputError(f"unreadable run record ({exc})", path) from None
     if not isinstance(data, dict):
         raise InputError("not a gnnu-train run record (expected a JSON object)", path)
+    check_types(data, RUN_TYPES, path)
     return data
 
 

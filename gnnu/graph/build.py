@@ -13,7 +13,8 @@ Manifest: gnnu version, ``status`` (``in_progress`` while building, ``complete``
 reader options, source hashes, split fractions and seed), the resolved graph config, the
 detector, the sources with their sha256 hashes, feature names/units with their normalisation
 statistics, the split rule, counts in/out/skipped (by reason, and the skipped events), counts per
-split and class, and the shard list.
+split and class, and the shard list (each shard's file size and sha256: a dataset damaged after
+the build is refused on opening, or by ``gnnu-build --verify``).
 
 Guarantees:
 
@@ -22,6 +23,9 @@ Guarantees:
 - Atomic shards: each is written to a temporary file and renamed; ``resume`` keeps every shard
   whose recorded source, range and build hash match and redoes missing or unreadable ones.
   An existing directory is refused unless ``force`` (our files are deleted first) or ``resume``.
+- One writer: the output directory is locked for the whole build (:func:`gnnu.atomic.output_lock`,
+  ``DIR.lock``); a second build into it stops at once naming the first. A job-array part locks
+  only its own part (``DIR.part-I-of-N.lock``), so the parts run side by side.
 - Scale-out: ``part=(i, n)`` (``--shard-index i --num-shards n``) builds only the shards s with
   s mod n = i into a shared directory, so n batch jobs build a dataset together; a final
   ``merge`` run checks that every shard is finished (listing the missing ones otherwise) and
@@ -60,13 +64,15 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..atomic import output_lock
 from ..config import to_dict
-from ..errors import ConfigError, InputError, OutputExistsError
+from ..errors import ConfigError, InputError, OutputExistsError, ignore_interrupts_in_worker
 from ..events import Truth
 from ..io.base import open_source
 from .config import GraphConfig, load_graph_config
 from .features import feature_columns
-from .store import MANIFEST, SCHEMA, SCHEMA_VERSION, SPLITS, read_manifest, shard_name, write_manifest
+from .store import (MANIFEST, SCHEMA, SCHEMA_VERSION, SPLITS, read_manifest, shard_file_record,
+                    shard_name, write_manifest)
 # The jobs of a build, importable from here as before the split into modules:
 from .block import BAD_REASONS, GraphBlock, graph_detector, make_graphs
 from .shard import (READER_ERROR, SUB_BLOCK, ShardTask, _close_readers, _combine_moments,
@@ -259,8 +265,6 @@ def _prepare_out(out: Path, opts: BuildOptions, build_hash: str, mine=None) -> N
 
 def build_dataset(opts: BuildOptions) -> BuildSummary:
     """Build the dataset ``opts.out`` from ``opts.inputs``; returns the counts (see module doc)."""
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
     if opts.workers < 1:
         raise ConfigError(f"--workers must be ≥ 1, got {opts.workers}")
@@ -269,6 +273,16 @@ def build_dataset(opts: BuildOptions) -> BuildSummary:
     if not opts.inputs:
         raise ConfigError("no input given (--input SRC …)")
     _check_part(opts)
+    out = Path(opts.out)
+    # one build per directory at a time; the jobs of a job array each lock their own part
+    target = out if opts.part is None else out.with_name(f"{out.name}.part-{opts.part[0]}-of-{opts.part[1]}")
+    with output_lock(target, "gnnu-build"):
+        return _build(opts, t0)
+
+
+def _build(opts: BuildOptions, t0: float) -> BuildSummary:
+    from tqdm import tqdm
+
     cfg = load_graph_config(opts.graph)
     fractions = tuple(float(f) for f in (opts.split or cfg.defaults.split))
     seed = cfg.defaults.seed if opts.seed is None else int(opts.seed)
@@ -337,7 +351,7 @@ def build_dataset(opts: BuildOptions) -> BuildSummary:
                 bar.update(results[t.shard]["read"])
         else:
             ctx = multiprocessing.get_context("spawn")
-            with ctx.Pool(min(opts.workers, len(todo))) as pool:
+            with ctx.Pool(min(opts.workers, len(todo)), initializer=ignore_interrupts_in_worker) as pool:
                 for t, res in zip(todo, pool.imap(build_shard, todo)):
                     results[t.shard] = res
                     bar.update(res["read"])
@@ -378,7 +392,8 @@ def build_dataset(opts: BuildOptions) -> BuildSummary:
         "skipped_events": skip_list[:MAX_LISTED_SKIPS],
         "skipped_events_listed": min(len(skip_list), MAX_LISTED_SKIPS),
         "shards": [{"file": shard_name(t.shard), "source": t.source, "start": t.start, "stop": t.stop,
-                    "graphs": r["written"], "nodes": r["n_nodes"], "edges": r["n_edges"]}
+                    "graphs": r["written"], "nodes": r["n_nodes"], "edges": r["n_edges"],
+                    **shard_file_record(out / shard_name(t.shard))}      # bytes, sha256
                    for t, r in zip(tasks, ordered)],
     })
     write_manifest(out / MANIFEST, manifest)

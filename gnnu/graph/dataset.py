@@ -35,10 +35,26 @@ import torch
 from torch_geometric.data import Data, Dataset
 
 from ..errors import ConfigError, InputError
-from ..events import Truth, batch_key
+from ..events import CLASS_LABELS, COUNT_LABELS, NUM_CLASSES, Truth, batch_key
 from .store import SPLITS, read_manifest
 
 _VERTEX = ("vtx_x", "vtx_y", "vtx_z")
+
+
+def _check_labels(graphs, path: Path) -> None:
+    """InputError naming the shard and the event when a class label lies outside its classes
+    (−1 = undefined is allowed) or a count label is below −1."""
+    for name in CLASS_LABELS:
+        values = graphs[name][...]
+        high = NUM_CLASSES[name] if name not in COUNT_LABELS else np.iinfo(np.int64).max
+        bad = np.flatnonzero((values < -1) | (values >= high))
+        if len(bad):
+            g = int(bad[0])
+            raise InputError(f"label {name} = {int(values[g])} is outside "
+                             + (f"[-1, {high})" if name not in COUNT_LABELS else "the counts ≥ −1")
+                             + f" ({len(bad)} such event(s) in this shard); the shard is damaged: "
+                             "rebuild the dataset", path, event=g,
+                             event_id=graphs["event_id"][g])
 
 
 class ShardIndex:
@@ -52,6 +68,8 @@ class ShardIndex:
     """
 
     def __init__(self, root: str | os.PathLike, split: str = "train"):
+        """InputError naming the shard (and event) when a shard is missing, of another size than
+        the manifest records, unreadable, of another dataset, or holds an impossible label."""
         if split not in SPLITS + ("all",):
             raise ConfigError(f"unknown split '{split}' (known: {', '.join(SPLITS + ('all',))})")
         self.path = Path(root)
@@ -62,15 +80,27 @@ class ShardIndex:
         where, labels = [], {k: [] for k in list(Truth.columns()) + ["event_id"]}
         code = None if split == "all" else SPLITS.index(split)
         for si, path in enumerate(self.files):
-            with h5py.File(path, "r") as f:
-                g = f["graphs"]
-                self.node_offset.append(g["node_offset"][...])
-                self.edge_offset.append(g["edge_offset"][...])
-                sel = (np.arange(len(g["split"])) if code is None
-                       else np.flatnonzero(g["split"][...] == code))
-                where.append(np.stack([np.full(len(sel), si), sel], 1))
-                for k in labels:
-                    labels[k].append(g[k][...][sel])
+            try:
+                with h5py.File(path, "r") as f:
+                    if f.attrs.get("build_hash") != self.manifest.get("build_hash"):
+                        raise InputError("shard of another dataset (its build hash is not the "
+                                         "manifest's): copied or swapped in after the build; "
+                                         "rebuild the dataset", path)
+                    g = f["graphs"]
+                    self.node_offset.append(g["node_offset"][...])
+                    self.edge_offset.append(g["edge_offset"][...])
+                    split_col = g["split"][...]
+                    sel = (np.arange(len(split_col)) if code is None
+                           else np.flatnonzero(split_col == code))
+                    where.append(np.stack([np.full(len(sel), si), sel], 1))
+                    _check_labels(g, path)
+                    for k in labels:
+                        labels[k].append(g[k][...][sel])
+            except InputError:
+                raise
+            except (OSError, KeyError, ValueError, TypeError) as exc:
+                raise InputError(f"unreadable shard ({str(exc).splitlines()[0]}); "
+                                 f"rebuild the dataset", path) from None
         self.where = np.concatenate(where).astype(np.int64) if where else np.zeros((0, 2), np.int64)
         self._labels = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in labels.items()}
         self._open: dict[int, h5py.File] = {}

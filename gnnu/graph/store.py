@@ -33,11 +33,15 @@ Node and edge arrays are chunked (and compressed), so reading one graph touches 
 chunks that hold it.
 
 Versions: 1.1 added ``/nodes/hit``; 1.0 datasets still load as graphs, and asking one for images
-is an error that says to rebuild it (:func:`require_hits`).
+is an error that says to rebuild it (:func:`require_hits`). 1.2 records each shard's size
+(``bytes``) and ``sha256`` in the manifest: opening a complete dataset compares every shard's size
+(:func:`read_manifest`, one ``stat`` per shard), ``gnnu-build --verify`` every checksum
+(:func:`check_shard_files`); 1.0 and 1.1 manifests, without them, still read (unchecked).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -50,7 +54,7 @@ from ..errors import InputError, SchemaError
 
 SCHEMA = "gnnu-graph-dataset"
 SHARD_SCHEMA = "gnnu-graph-shard"
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 #: First schema version whose shards hold ``/nodes/hit`` (images need it).
 HITS_SINCE = (1, 1)
 MANIFEST = "manifest.json"
@@ -64,6 +68,45 @@ EDGE_CHUNK = 8192
 def shard_name(index: int) -> str:
     """File name of shard ``index``."""
     return f"shard-{index:05d}.h5"
+
+
+def shard_file_record(path: str | os.PathLike) -> dict:
+    """``{"bytes": size, "sha256": hex digest}`` of a finished shard file (for the manifest)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return {"bytes": os.path.getsize(path), "sha256": h.hexdigest()}
+
+
+def check_shard_files(root: str | os.PathLike, manifest: dict, checksums: bool = False) -> int:
+    """InputError naming the first shard of ``manifest`` that is missing or whose size (and, with
+    ``checksums``, sha256) differs from the manifest's record; returns the shards checked (those
+    with a record: manifests before schema 1.2 have none)."""
+    root, checked = Path(root), 0
+    shards = manifest.get("shards", [])
+    if not isinstance(shards, list) or not all(isinstance(s, dict) and isinstance(s.get("file"), str)
+                                               for s in shards):
+        raise SchemaError("the manifest's shard list is invalid", root / MANIFEST)
+    for shard in shards:
+        if "bytes" not in shard:
+            continue
+        path = root / shard["file"]
+        try:
+            size = os.path.getsize(path)
+        except FileNotFoundError:
+            raise InputError("shard missing (deleted or moved after the build); rebuild the "
+                             "dataset", path) from None
+        except OSError as exc:
+            raise InputError(f"shard unreadable ({exc.strerror})", path) from None
+        if size != shard["bytes"]:
+            raise InputError(f"shard damaged: {size} bytes, the manifest records {shard['bytes']} "
+                             f"(truncated or replaced after the build); rebuild the dataset", path)
+        if checksums and shard_file_record(path)["sha256"] != shard["sha256"]:
+            raise InputError("shard damaged: its sha256 differs from the manifest's (changed or "
+                             "replaced after the build); rebuild the dataset", path)
+        checked += 1
+    return checked
 
 
 def write_manifest(path: Path, manifest: dict) -> None:
@@ -90,6 +133,8 @@ def read_manifest(root: str | os.PathLike, complete: bool = True) -> dict:
                           f"{SCHEMA_VERSION.split('.')[0]}.x)", path)
     if complete and manifest.get("status") != "complete":
         raise InputError("dataset build did not finish (run gnnu-build again with --resume)", root)
+    if complete:
+        check_shard_files(root, manifest)     # sizes only: cheap; --verify hashes them
     return manifest
 
 
@@ -112,7 +157,7 @@ class ShardWriter:
     def __init__(self, path: Path, cfg, n_features: int):
         self.path, self._out = path, AtomicFile(path)
         self.n_features = n_features
-        self._f = h5py.File(self._out.tmp, "w")
+        self._f = self._out.open_hdf5()        # write guard: a full disk is an OSError, not a crash
         kw = {} if cfg.compression == "none" else {"compression": cfg.compression, "shuffle": True}
         n_dim = 2 if cfg.positions == "view" else 3
 
@@ -143,6 +188,7 @@ class ShardWriter:
         self._edge_offset.append(block.edge_offset[1:] + self.n_edges)
         self.n_nodes += n
         self.n_edges += e
+        self._out.check()
 
     def close(self, graphs: dict[str, np.ndarray], attrs: dict) -> None:
         """Write the per-graph tables and attributes, then move the file into place."""
@@ -159,6 +205,8 @@ class ShardWriter:
         """Discard the temporary file."""
         try:
             self._f.close()
+        except Exception:  # noqa: BLE001 - closing a broken handle must not mask the cause
+            pass
         finally:
             self._out.discard()
 

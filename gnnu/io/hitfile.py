@@ -154,8 +154,8 @@ class HitFileWriter:
         remove_stale_temporaries(self.path)      # left by a killed earlier run
         self._out = AtomicFile(self.path)
         self.tmp = self._out.tmp
-        self._f = h5py.File(self.tmp, "w", track_order=True, libver=LIBVER,
-                            userblock_size=USERBLOCK)
+        # through the write guard (gnnu.atomic): a full disk is an OSError here, never a crash in HDF5
+        self._f = self._out.open_hdf5(track_order=True, libver=LIBVER, userblock_size=USERBLOCK)
         self._filters = COMPRESSIONS[compression]
         #: False: a file without labels (real data): /events holds ids and offsets only.
         self._truth = truth
@@ -233,6 +233,7 @@ class HitFileWriter:
                 ds.resize(start + len(data), axis=0)
                 ds[start:] = data
                 cols[name] = []
+                self._out.check()              # stop at the first failed write (full disk)
         for group in self._rows:
             ref = {"hits": "event", "events": "hit_count", "particles": "pdg"}[group]
             key = f"{group}/{ref}"
@@ -261,6 +262,7 @@ class HitFileWriter:
                     self._f.create_dataset(f"events/{name}", shape=(0,), dtype=dtype)
         self._f.attrs["n_events"] = self.n_events
         self._f.close()
+        self._out.check()
         seal(self.tmp)
         self._out.commit()
         self._closed = True

@@ -14,19 +14,82 @@ stopping, best checkpoint): the state it saves already includes their updates.
 :class:`History` records, after each validation, the epoch, global step and every logged
 ``val/*`` and ``train/epoch_*`` / ``train/events_per_s`` value; it is part of the checkpoint,
 so a resumed run's history is complete (``run.json`` stores it).
+
+:class:`AtomicCheckpointIO` writes every checkpoint (``best.ckpt`` and ``last.ckpt``) through
+:func:`gnnu.atomic.atomic_path`: a full disk or an interrupt leaves the previous checkpoint
+whole (Lightning's own writer truncates the file in place). :class:`GracefulInterrupt` makes
+Ctrl-C (SIGINT) behave as SIGTERM: the run stops at the next batch boundary and ``last.ckpt`` is
+saved (a second Ctrl-C stops at once, without saving).
 """
 
 from __future__ import annotations
 
 import math
+import signal
+import threading
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import Callback, Checkpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from ..atomic import atomic_path
 
 #: Prefixes of the logged metrics the history keeps.
 HISTORY_PREFIXES = ("val/", "train/epoch_", "train/events_per_s")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, through a temporary file renamed into place."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+class GracefulInterrupt:
+    """Around ``trainer.fit``: Ctrl-C (SIGINT) asks Lightning to stop as on SIGTERM (at the next
+    batch boundary, ``SIGTERMException``; :class:`LastCheckpoint` saves ``last.ckpt``);
+    :attr:`signal` then says ``"SIGINT"``. A second Ctrl-C raises ``KeyboardInterrupt`` at once.
+    The previous handler is restored on exit. Only in the main thread (signals go there)."""
+
+    def __init__(self, trainer: pl.Trainer):
+        self.trainer = trainer
+        self.signal: str | None = None
+        self._previous = None
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.signal == "SIGINT":                       # asked twice: stop now
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        self.signal = "SIGINT"
+        self.trainer._signal_connector.received_sigterm = True
+
+    def __enter__(self) -> "GracefulInterrupt":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+class ValidateAtMaxSteps(Callback):
+    """A run whose ``max_steps`` ends inside an epoch (``--set max_steps=1``) still validates
+    once at its end: at the last step it asks Lightning to stop (``trainer.should_stop``), which
+    runs the validation loop after that batch, so ``best.ckpt``, early stopping and the history
+    get their ``val/*`` metrics (without it Lightning's EarlyStopping fails on a missing metric)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        last = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        if 0 < trainer.max_steps <= trainer.global_step and not last:
+            trainer.should_stop = True
 
 
 class LastCheckpoint(Checkpoint):
@@ -53,7 +116,7 @@ class LastCheckpoint(Checkpoint):
         self._save(trainer)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException):
+        if isinstance(exception, SIGTERMException):     # SIGTERM, or Ctrl-C (GracefulInterrupt)
             self._save(trainer)
 
 

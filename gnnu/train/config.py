@@ -8,7 +8,7 @@ lists them all). A *model* config given where a training config is expected (a m
 
 :func:`load_train_config` resolves, in this order: the file → model reference expanded to its
 mapping → command-line overrides (``--epochs``, ``--data``, ``--set key=value`` with dotted keys
-and YAML-scalar values parsed by ``yaml.safe_load``, never ``eval``) → strict validation
+and YAML-scalar values parsed by :func:`gnnu.config.parse_yaml`, never ``eval``) → strict validation
 (:func:`gnnu.config.from_dict`: unknown keys, wrong types, bad values and a missing dataset are one
 :class:`~gnnu.errors.ConfigError` naming the file and the dotted key). The resolved config
 (:func:`gnnu.config.to_dict`) is what ``RUN_DIR/config.yaml`` and the checkpoints store; loading it
@@ -23,20 +23,16 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from ..config import from_dict, read_yaml, resolve_config
+from ..config import from_dict, parse_yaml, read_yaml, resolve_config
 from ..errors import ConfigError
 from ..events import CLASS_LABELS
 from ..models.heads import REGRESSION_TARGETS
 from ..models.registry import load_model_config
 
-_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 #: Mixed-precision modes (Lightning's names); "32" is full float32.
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 
@@ -208,20 +204,15 @@ class TrainConfig:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``'optimizer.lr=3e-4'`` → (['optimizer', 'lr'], 0.0003): dotted key, YAML-scalar value.
 
-    Values are parsed with ``yaml.safe_load`` (so ``[16, 32]``, ``null``, ``true`` work), and a
-    string that is a number in exponent form without a dot (``3e-4``) becomes a float;
+    Values are parsed as YAML (:func:`gnnu.config.parse_yaml`: ``[16, 32]``, ``null``, ``true``
+    work, and a number in exponent form without a dot, ``3e-4``, is a float);
     ConfigError for a missing ``=``, an empty key part or unparsable YAML.
     """
     key, sep, value = text.partition("=")
     parts = key.strip().split(".")
     if not sep or not all(parts):
         raise ConfigError(f"--set {text!r}: expected key=value with a dotted key, e.g. optimizer.lr=3e-4")
-    try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {text!r}: value is not valid YAML ({str(exc).splitlines()[0]})") from None
-    if isinstance(parsed, str) and _FLOAT.fullmatch(parsed.strip()):
-        parsed = float(parsed)          # YAML 1.1 reads 3e-4 (no dot) as a string
+    parsed = parse_yaml(value, f"--set {text!r}")      # 3e-4 (no dot) is a number there
     return parts, parsed
 
 

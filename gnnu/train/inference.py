@@ -40,15 +40,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from ..errors import ConfigError, InputError
+from ..atomic import output_lock
+from ..errors import ConfigError, InputError, OutputExistsError
 from ..evaluate.report import Predictions, write_report
+from ..graph.store import MANIFEST
 from ..models import create_model
 from ..models.heads import decode_target
 from ..models.checkpoint import checkpoint_meta, load_checkpoint, model_state
 from .config import train_config_from_dict
 from .data import make_loader, manifest_hash, open_dataset, to_device
 from .module import task_class_names
+from .progress import EVERY, ProgressLines, progress_mode
 from .run import device_name, resolve_accelerator
 
 
@@ -117,15 +121,32 @@ def load_model(checkpoint: str | Path) -> tuple[torch.nn.Module, dict, object]:
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, out: str | Path,
                         device: str = "auto", batch_size: int | None = None, num_workers: int = 0,
-                        warmup: int = 2, force: bool = False, plots: bool = True) -> dict:
+                        warmup: int = 2, force: bool = False, plots: bool = True,
+                        progress: str = "none", progress_every: int = EVERY) -> dict:
     """Predict ``split`` of dataset ``data`` with ``checkpoint`` and write the report to ``out``.
 
     ``device``: ``auto``, ``cpu`` or ``cuda``; ``batch_size``: events per batch (default: the
     training batch size); ``warmup``: untimed batches first; ``force``: overwrite an existing
-    report; ``plots``: draw the PNG plots. Returns the metrics.json content.
+    report; ``plots``: draw the PNG plots; ``progress``: ``auto``, ``bar``, ``lines`` or ``none``
+    (:mod:`gnnu.train.progress`; lines every ``progress_every`` batches). Returns the
+    metrics.json content. ``out`` is locked for the run (:func:`gnnu.atomic.output_lock`) and may
+    not be a dataset directory.
     """
     if warmup < 0:
         raise ConfigError(f"--warmup must be ≥ 0, got {warmup}")
+    out = Path(out)
+    if (out / MANIFEST).exists() or (out.exists() and Path(data).exists()
+                                     and out.resolve() == Path(data).resolve()):
+        raise OutputExistsError(f"{out}: is a graph dataset directory; write the report elsewhere "
+                                f"(e.g. RUN_DIR/eval-{split})")
+    mode = progress_mode(progress)
+    with output_lock(out, "gnnu-eval"):
+        return _evaluate(checkpoint, data, split, out, device, batch_size, num_workers, warmup,
+                         force, plots, mode, progress_every)
+
+
+def _evaluate(checkpoint, data, split, out: Path, device, batch_size, num_workers, warmup, force,
+              plots, mode, progress_every) -> dict:
     accelerator = resolve_accelerator(device)
     model, meta, cfg = load_model(checkpoint)
     dataset = open_dataset(data, split, cfg.model, meta.get("feature_stats"))
@@ -169,6 +190,9 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, ou
             torch.cuda.reset_peak_memory_stats(dev)
         ids, labels, scores, e_true, e_pred = [], {t: [] for t in tasks}, {t: [] for t in tasks}, [], []
         model_s = data_s = 0.0
+        lines = ProgressLines("gnnu-eval", len(loader), progress_every) if mode == "lines" else None
+        bar = tqdm(total=len(dataset), unit="ev", desc="gnnu-eval", file=sys.stderr,
+                   disable=mode != "bar")
         t_wall = t_prev = time.perf_counter()
         for batch in loader:
             t0 = time.perf_counter()
@@ -176,6 +200,10 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, ou
             s, e = predict(batch)
             t_prev = time.perf_counter()
             model_s += t_prev - t0
+            n_batch = int(batch["event_id"].view(-1, 3).shape[0])
+            bar.update(n_batch)
+            if lines is not None:
+                lines.step(n_batch, prefix=f"{split} batch ")
             ids.append(batch["event_id"].view(-1, 3).numpy())
             for t in tasks:
                 labels[t].append(batch[t].view(-1).numpy())
@@ -184,6 +212,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, ou
             if "nu_energy" in e:
                 e_pred.append(e["nu_energy"].double().numpy())
         wall = time.perf_counter() - t_wall
+        bar.close()
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev)
     elif sampler is not None:

@@ -34,8 +34,13 @@ Resume (``resume=True``): continues from ``RUN_DIR/last.ckpt`` with the run's sa
 have the same manifest hash; ``--epochs`` may extend a run whose schedule is ``none`` — a cosine or
 one-cycle schedule is fixed to the run's length at its start). A resumed single-device,
 ``deterministic`` run ends with the same weights and metrics as an uninterrupted one:
-data order from :class:`gnnu.train.data.EpochSampler`, RNG state from the checkpoint. A run
-directory without ``last.ckpt`` (killed before its first checkpoint) starts from scratch.
+data order from :class:`gnnu.train.data.EpochSampler`, RNG state from the checkpoint.
+``--resume`` is refused with one line — never a fresh run — when ``RUN_DIR`` is not a run
+directory (a mistyped path) or has no ``last.ckpt`` (killed before its first checkpoint: start
+it again with ``--force``, which replaces ``best.ckpt``). Ctrl-C and SIGTERM stop at the next
+batch boundary, save ``last.ckpt``, set ``run.json``'s status to ``interrupted`` and exit 130 /
+143. Every checkpoint is written atomically (:class:`gnnu.train.callbacks.AtomicCheckpointIO`),
+and ``RUN_DIR`` is locked for the run (:func:`gnnu.atomic.output_lock`).
 
 Fine-tuning (``init_from``): weights whose names and shapes match are copied from the checkpoint
 (a head whose class count differs keeps its new initialisation), the config's ``freeze`` stops
@@ -63,7 +68,7 @@ import torch
 import yaml
 
 from .. import __version__
-from ..atomic import write_json_atomic, write_text_atomic
+from ..atomic import output_lock, write_json_atomic, write_text_atomic
 from ..config import read_yaml, to_dict
 from ..errors import ConfigError, GnnuError, InputError, OutputExistsError
 from ..evaluate.report import RUN_FILE
@@ -72,6 +77,7 @@ from ..models import count_parameters, create_model, flops_per_event
 from ..models.checkpoint import checkpoint_meta, freeze, load_checkpoint, load_matching, model_state
 from .config import TrainConfig, load_train_config
 from .data import EventDataModule, check_labels, class_weights, dataset_tasks, manifest_hash
+from .progress import EVERY, TrainProgress, progress_mode
 
 CONFIG_FILE = "config.yaml"
 BEST = "best.ckpt"
@@ -84,9 +90,14 @@ ARTEFACTS = (CONFIG_FILE, RUN_FILE, BEST, LAST, TB_DIR)
 
 
 class TrainingInterrupted(GnnuError):
-    """The run received SIGTERM; ``last.ckpt`` was saved and ``--resume`` continues it."""
+    """The run received SIGTERM or Ctrl-C; ``last.ckpt`` was saved and ``--resume`` continues it.
+    Exit code 128 + the signal: 143 (SIGTERM), 130 (SIGINT)."""
 
     exit_code = 143
+
+    def __init__(self, message: str, signal_name: str = "SIGTERM"):
+        super().__init__(message)
+        self.exit_code = 130 if signal_name == "SIGINT" else 143
 
 
 @dataclass
@@ -97,7 +108,9 @@ class TrainOptions:
     config's); ``out``: run directory; ``epochs`` / ``max_events``: override the config;
     ``device``: ``auto``, ``cpu`` or ``cuda``; ``init_from``: checkpoint to fine-tune from;
     ``resume`` / ``force``: see module docstring; ``overrides``: ``key=value`` strings;
-    ``callbacks``: extra Lightning callbacks; ``progress``: show Lightning's progress bar.
+    ``callbacks``: extra Lightning callbacks; ``progress``: ``auto`` (a bar on a terminal, else
+    a line every ``progress_every`` steps and one per epoch: :mod:`gnnu.train.progress`),
+    ``bar``, ``lines`` or ``none`` (True/False: bar/none).
     """
 
     config: str | None
@@ -111,7 +124,8 @@ class TrainOptions:
     force: bool = False
     overrides: tuple[str, ...] = ()
     callbacks: tuple = ()
-    progress: bool = False
+    progress: str | bool = "auto"
+    progress_every: int = EVERY
 
 
 @dataclass
@@ -159,6 +173,13 @@ def _plan(opts: TrainOptions) -> _Plan:
     resuming = opts.resume and saved.exists()
     if opts.resume and opts.force:
         raise ConfigError("--resume and --force exclude each other")
+    if opts.resume and not saved.exists():
+        # a mistyped directory must not silently start a fresh run
+        what = ("does not exist" if not out.exists() else
+                f"is not a gnnu-train run directory (no {CONFIG_FILE})")
+        raise OutputExistsError(f"{out}: nothing to resume: the directory {what} (check the path; "
+                                "a new run is started without --resume)")
+
     if resuming:
         before = load_train_config(base=read_yaml(saved), require_data=False)
         cfg = load_train_config(base=read_yaml(saved), **flags)
@@ -199,15 +220,16 @@ def _plan(opts: TrainOptions) -> _Plan:
             old, new = previous.get("dataset", {}).get("manifest_hash"), manifest_hash(cfg.data)
             if old and old != new:
                 raise InputError(f"the run was trained on dataset {old}, this one is {new}", cfg.data)
-        resume_from = out / LAST if (out / LAST).exists() else None
-        if resume_from is not None:
-            # a corrupt or hostile last.ckpt: one InputError here (weights_only), not a pickle
-            # traceback from inside Lightning
-            load_checkpoint(resume_from)
+        if not (out / LAST).exists():
+            # killed before its first checkpoint: resuming would start over and replace best.ckpt
+            raise OutputExistsError(f"{out}: nothing to resume: no {LAST} (the run stopped before "
+                                    f"its first checkpoint); start it again with --force"
+                                    + (f" (this replaces its {BEST})" if (out / BEST).exists() else ""))
+        resume_from = out / LAST
+        # a corrupt or hostile last.ckpt: one InputError here (weights_only), not a pickle
+        # traceback from inside Lightning
+        load_checkpoint(resume_from)
     elif contents and _global_rank() == 0:
-        if opts.resume:
-            raise OutputExistsError(f"{out}: not a gnnu-train run directory (no {CONFIG_FILE}); "
-                                    "nothing to resume")
         if not opts.force:
             raise OutputExistsError(f"{out}: run directory is not empty (use --resume to continue "
                                     "the run or --force to replace it)")
@@ -245,16 +267,45 @@ def _check_monitors(cfg: TrainConfig, module) -> None:
             raise ConfigError(f"{where}: '{monitor}' is not logged (logged: {', '.join(sorted(keys))})")
 
 
-def _init_from(model, path: str, feature_names: list[str]) -> dict:
+def _init_from(model, path: str, feature_names: list[str], model_name: str) -> dict:
     ckpt = load_checkpoint(path)
+    source_model = None
     if "gnnu" in ckpt:
-        theirs = checkpoint_meta(ckpt, path)["feature_names"]
+        meta = checkpoint_meta(ckpt, path)
+        theirs = meta["feature_names"]
         if list(theirs) != list(feature_names):
             raise InputError(f"checkpoint features {theirs} differ from the dataset's {feature_names}", path)
+        source_model = ((meta.get("config") or {}).get("model") or {}).get("name")
     info = load_matching(model, model_state(ckpt))
     if not info["loaded"]:
         raise InputError("no tensor of the checkpoint matches the model (another architecture?)", path)
-    return {"checkpoint": str(path), **info}
+    return {"checkpoint": str(path), "model": source_model, "into": model_name, **info}
+
+
+def _names(names: list[str], n: int = 4) -> str:
+    return ", ".join(names[:n]) + (f", … ({len(names) - n} more)" if len(names) > n else "")
+
+
+def init_report(init: dict) -> list[str]:
+    """What ``--init-from`` loaded and what not, and why (lines printed by gnnu-train)."""
+    n_model = len(init["loaded"]) + len(init["reinitialised"]) + len(init["missing"])
+    source = init.get("model") or "unknown model"
+    lines = [f"init from {init['checkpoint']} ({source} → {init['into']}): loaded "
+             f"{len(init['loaded'])} of the model's {n_model} tensors (same name and shape)"]
+    if init["reinitialised"]:
+        lines.append(f"  kept new (shape differs: checkpoint → model): " + _names(
+            [f"{n} {tuple(a)}→{tuple(b)}" for n, a, b in init["reinitialised"]]))
+    if init["missing"]:
+        lines.append(f"  kept new (not in the checkpoint): {len(init['missing'])}: "
+                     + _names(init["missing"]))
+    if init["unused"]:
+        lines.append(f"  ignored (not in this model): {len(init['unused'])} checkpoint tensors: "
+                     + _names(init["unused"]))
+    if init.get("model") and init["model"] != init["into"]:
+        lines.append(f"  note: the checkpoint holds a {init['model']} model, this run trains "
+                     f"{init['into']}: tensors that match by name and shape across architectures "
+                     "need not mean the same thing")
+    return lines
 
 
 def _quiet_lightning() -> None:
@@ -280,15 +331,24 @@ def graph_record(manifest: dict) -> dict:
 
 def train(opts: TrainOptions) -> dict:
     """Run (or resume) a training; returns the content of ``run.json`` (module docstring)."""
+    t_start = time.perf_counter()
+    if _global_rank() != 0:          # DDP: rank 0 holds the run directory's lock
+        return _train(opts, t_start)
+    with output_lock(opts.out, "gnnu-train"):
+        return _train(opts, t_start)
+
+
+def _train(opts: TrainOptions, t_start: float) -> dict:
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from .callbacks import History, LastCheckpoint
+    from .callbacks import (AtomicCheckpointIO, GracefulInterrupt, History, LastCheckpoint,
+                            ValidateAtMaxSteps)
     from .module import TrainModule
 
-    t_start = time.perf_counter()
+    progress = progress_mode(opts.progress)
     plan = _plan(opts)
     cfg, out = plan.cfg, plan.out
     _quiet_lightning()
@@ -302,8 +362,11 @@ def train(opts: TrainOptions) -> dict:
     check_labels(dm.val_set, tasks)
     model = create_model(cfg.model, in_features=dm.in_features, tasks=tasks,
                          regression=cfg.regression)
-    init = (_init_from(model, opts.init_from, dm.feature_names)
+    init = (_init_from(model, opts.init_from, dm.feature_names, cfg.model.name)
             if opts.init_from and plan.resume_from is None else None)
+    if init is not None and _global_rank() == 0:
+        print("\n".join(f"gnnu-train: {line}" if not line.startswith(" ") else line
+                        for line in init_report(init)), flush=True)
     frozen = freeze(model, cfg.freeze if cfg.freeze is not None
                     else getattr(model, "default_freeze", None))   # the model's own, e.g. ResNet18's
     mhash = manifest_hash(cfg.data)
@@ -338,6 +401,7 @@ def train(opts: TrainOptions) -> dict:
         "resumed_from": str(plan.resume_from) if plan.resume_from else None,
         "init_from": (plan.previous.get("init_from") if plan.resume_from else
                       None if init is None else {"checkpoint": init["checkpoint"],
+                                                 "model": init["model"],
                                                  "loaded": len(init["loaded"]),
                                                  "reinitialised": init["reinitialised"],
                                                  "missing": init["missing"],
@@ -360,8 +424,11 @@ def train(opts: TrainOptions) -> dict:
                         mode=cfg.checkpoint.mode, save_top_k=1, enable_version_counter=False,
                         auto_insert_metric_name=False),
         LastCheckpoint(out / LAST, cfg.checkpoint.every_n_steps),
+        ValidateAtMaxSteps(),
         *opts.callbacks,
     ]
+    if progress == "lines":
+        callbacks.append(TrainProgress(opts.progress_every))
     if cfg.early_stopping.enabled:
         es = cfg.early_stopping
         callbacks.insert(1, EarlyStopping(monitor=es.monitor, mode=es.mode, patience=es.patience,
@@ -372,17 +439,32 @@ def train(opts: TrainOptions) -> dict:
         max_steps=cfg.max_steps or -1, gradient_clip_val=cfg.gradient_clip,
         deterministic="warn" if cfg.deterministic else False, benchmark=False,
         logger=TensorBoardLogger(save_dir=str(out), name=TB_DIR, version=""),
-        callbacks=callbacks, enable_progress_bar=opts.progress, enable_model_summary=False,
+        callbacks=callbacks, enable_progress_bar=progress == "bar", enable_model_summary=False,
         num_sanity_val_steps=0, log_every_n_steps=cfg.log_every_n_steps,
-        use_distributed_sampler=False, default_root_dir=str(out))
+        use_distributed_sampler=False, default_root_dir=str(out),
+        plugins=[AtomicCheckpointIO()])
 
     status = "complete"
     t_fit = time.perf_counter()
+    interrupt = GracefulInterrupt(trainer)
     try:
-        trainer.fit(module, datamodule=dm,
-                    ckpt_path=str(plan.resume_from) if plan.resume_from else None, weights_only=True)
+        with interrupt:
+            trainer.fit(module, datamodule=dm,
+                        ckpt_path=str(plan.resume_from) if plan.resume_from else None,
+                        weights_only=True)
     except SIGTERMException:
         status = "interrupted"
+    except BaseException as exc:
+        second_ctrl_c = isinstance(exc, SystemExit) and interrupt.signal == "SIGINT"
+        if trainer.is_global_zero:       # say so in run.json, if the disk still takes it
+            record["status"] = "interrupted" if second_ctrl_c else f"failed: {type(exc).__name__}"
+            try:
+                write_json_atomic(out / RUN_FILE, record)
+            except OSError:
+                pass
+        if second_ctrl_c:                # Lightning exits 1 on KeyboardInterrupt: say 130
+            raise KeyboardInterrupt from None
+        raise
     wall = time.perf_counter() - t_fit
     if not trainer.is_global_zero:
         return {}
@@ -405,6 +487,8 @@ def train(opts: TrainOptions) -> dict:
     })
     write_json_atomic(out / RUN_FILE, record)
     if status == "interrupted":
-        raise TrainingInterrupted(f"interrupted by SIGTERM after step {trainer.global_step}; "
-                                  f"{out / LAST} saved — continue with --resume")
+        how = "Ctrl-C (SIGINT)" if interrupt.signal == "SIGINT" else "SIGTERM"
+        raise TrainingInterrupted(f"interrupted by {how} after step {trainer.global_step}; "
+                                  f"{out / LAST} saved — continue with: gnnu-train --resume --out "
+                                  f"{out}", interrupt.signal or "SIGTERM")
     return record

@@ -93,7 +93,7 @@ def test_round_trip_equals_directly_computed_graphs(tmp_path, dune, capsys):
         assert d.nu_energy.item() == pytest.approx(ev.truth.nu_energy, rel=1e-6)
         assert d.vertex.tolist() == [[ev.truth.vtx_x, ev.truth.vtx_y, ev.truth.vtx_z]]
     # schema 1.1: /nodes/hit keeps each node's hit as read (wire, time, charge, plane −1), in node order
-    assert manifest["schema_version"] == "1.1"
+    assert manifest["schema_version"] == "1.2"
     for i in range(len(ds)):
         f, a, b = ds.index.nodes(i)
         h = events[int(ds[i].event_id[0, 2])].hits

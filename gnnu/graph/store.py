@@ -30,7 +30,10 @@ Node and edge arrays are chunked (and compressed), so reading one graph touches 
 chunks that hold it.
 
 Versions: 1.1 added ``/nodes/hit``; 1.0 datasets still load as graphs, and asking one for images
-is an error that says to rebuild it (:func:`require_hits`).
+is an error that says to rebuild it (:func:`require_hits`). 1.2: event ids are unique across the
+dataset (checked at build time; DUNE CVN directories take their run number from their name) and
+the manifest lists each source's run numbers (``sources[].runs``, ``n_runs``); 1.1 datasets read
+as before.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from ..errors import InputError, SchemaError
 
 SCHEMA = "gnnu-graph-dataset"
 SHARD_SCHEMA = "gnnu-graph-shard"
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 #: First schema version whose shards hold ``/nodes/hit`` (images need it).
 HITS_SINCE = (1, 1)
 MANIFEST = "manifest.json"

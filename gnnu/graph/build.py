@@ -38,9 +38,11 @@ Guarantees:
   pairwise update), so listing the inputs in another order gives the same statistics (and the
   same graphs per event id, the split being a hash of the id). Shards keep
   raw features; :class:`gnnu.graph.dataset.GraphDataset` standardises on reading.
-- No silent drops: bad events (no hits, more than ``max_hits`` hits, view ids outside the
-  detector, non-finite values, reader errors) stop the build with one error naming the file and
-  event, or with ``skip_bad`` are skipped and counted by reason; ``in = out + skipped``.
+- No silent drops: bad events (more than ``max_hits`` hits, view ids outside the detector,
+  non-finite values, reader errors) stop the build with one error naming the file and event, or
+  with ``skip_bad`` are skipped and counted by reason; valid but empty events (no hit, or no hit
+  inside the window of the config's pixel-map representation, :data:`EMPTY_REASONS`) are always
+  skipped and counted, and the summary says so; ``in = out + skipped``.
 - Sources must agree on the detector (name and full config); a config that needs true 3-D
   positions refuses sources without them.
 
@@ -78,7 +80,11 @@ from .store import (EDGE_CHUNK, MANIFEST, NODE_CHUNK, SCHEMA, SCHEMA_VERSION, SH
                     read_manifest, shard_name, write_json_atomic)
 
 #: Reasons an event is rejected (default) or skipped (``skip_bad``), by code.
-BAD_REASONS = {1: "empty event", 2: "too many hits", 3: "invalid view id", 4: "non-finite values"}
+BAD_REASONS = {1: "empty event", 2: "too many hits", 3: "invalid view id", 4: "non-finite values",
+               5: "no hit in the window"}
+#: Reasons of valid but empty events (no hit at all, or none inside the window of the graph
+#: config's pixel-map representation): skipped and counted by default, never an error (DESIGN §9).
+EMPTY_REASONS = (BAD_REASONS[1], BAD_REASONS[5])
 READER_ERROR = "reader error"
 #: Skipped events listed one by one in the manifest (all are counted).
 MAX_LISTED_SKIPS = 1000
@@ -158,12 +164,14 @@ def _hit_table(nodes) -> np.ndarray:
 def make_graphs(events: list[Event], detector, cfg: GraphConfig) -> GraphBlock:
     """Turn ``events`` into graphs with config ``cfg``, all at once.
 
-    Events with no hits, more than ``cfg.max_hits`` hits, view ids outside ``detector.views`` or
-    non-finite values are left out and listed in ``bad``. Hits must carry the columns of
+    Events with no hits (reason "empty event"; "no hit in the window" for an event whose hits all
+    fall outside the window of ``cfg.pixelize``), more than ``cfg.max_hits`` hits, view ids
+    outside ``detector.views`` or non-finite values are left out and listed in ``bad``. Hits must carry the columns of
     :data:`gnnu.events.HIT_COLUMNS` (plus x, y, z when ``cfg.needs_xyz``). With ``cfg.pixelize``
     the events first go through that pixel-map preset (:func:`gnnu.graph.pixelize.pixelize_events`:
     one node per non-zero pixel, as DUNE CVN's released events are read).
     """
+    had_hits = np.array([len(e.hits) > 0 for e in events], bool)
     if cfg.pixelize:
         events, detector = pixelize_events(events, detector, cfg.pixelize)
     names = (_HIT_INPUTS + (("plane",) if getattr(detector, "needs_plane", False) else ())
@@ -179,7 +187,7 @@ def make_graphs(events: list[Event], detector, cfg: GraphConfig) -> GraphBlock:
     code[np.bincount(batch, weights=~finite, minlength=len(events)) > 0] = 4
     code[np.bincount(batch, weights=bad_view, minlength=len(events)) > 0] = 3
     code[counts > cfg.max_hits] = 2
-    code[counts == 0] = 1
+    code[counts == 0] = np.where(had_hits[counts == 0], 5, 1)
     good = np.flatnonzero(code == 0)
     hit_ok = code[batch] == 0
     nodes = node_table({k: v[hit_ok] for k, v in cols.items()},
@@ -315,7 +323,7 @@ def build_shard(task: ShardTask) -> dict:
             block = make_graphs(sub, det, cfg)
             for i, reason in block.bad:
                 row = int(rows[s + i])
-                if not task.skip_bad:
+                if not task.skip_bad and reason not in EMPTY_REASONS:
                     raise InputError(f"{reason} (use --skip-bad to skip bad events)", task.path,
                                      event=row, event_id=ids[row])
                 skipped.append(_skip_record(row, ids[row], reason, reason))
@@ -493,8 +501,12 @@ class BuildSummary:
         tail = "" if self.part is None else (
             "\n  the dataset is complete once every part has run and the same command with "
             "--merge (instead of --shard-index/--num-shards) has written the manifest")
+        n_empty = sum(n for r, n in self.skipped.items() if r in EMPTY_REASONS)
+        empty = (f"\n  {n_empty} valid but empty event(s) skipped (no hit, or none in the graph "
+                 f"config's window): not errors, counted in the manifest" if n_empty else "")
         return (f"gnnu-build: {part}read {self.read} events from {self.n_sources} source(s): wrote "
                 f"{self.written} graphs ({splits}), skipped {n_skip}" + (f" ({reasons})" if n_skip else "")
+                + empty
                 + f"\n  {self.n_nodes} nodes, {self.n_edges} edges "
                 f"({self.n_edges / max(self.n_nodes, 1):.2f} per node); {self.n_shards} shards{kept}; "
                 f"{self.seconds:.1f} s ({rate:.0f} events/s, {self.workers} worker(s)) → {self.out}"

@@ -322,7 +322,7 @@ def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path, dune, capsys):
 
 def test_workers_do_not_change_the_output(tmp_path, dune, capsys):
     src = write_hits(tmp_path / "a.h5", [make_event(i, n_hits=50) for i in range(60)], dune)
-    src2 = write_hits(tmp_path / "b.h5", [make_event(i, n_hits=50, seed=1) for i in range(15)], dune)
+    src2 = write_hits(tmp_path / "b.h5", [make_event(i, n_hits=50, seed=1, run=2) for i in range(15)], dune)
     cfg = graph_config(tmp_path, shard_size=10)
     for w in (1, 2):
         assert build(capsys, "--input", src, src2, "--out", tmp_path / f"w{w}", "--graph", cfg,
@@ -339,7 +339,7 @@ def test_job_array_parts_then_merge_equal_a_single_build_byte_for_byte(tmp_path,
     """DESIGN §5 scale-out: three --shard-index jobs (run out of order, into one directory),
     then --merge: every shard file and manifest.json are byte-identical to one ordinary build."""
     src = write_hits(tmp_path / "a.h5", [make_event(i, n_hits=50) for i in range(60)], dune)
-    src2 = write_hits(tmp_path / "b.h5", [make_event(i, n_hits=50, seed=1) for i in range(15)], dune)
+    src2 = write_hits(tmp_path / "b.h5", [make_event(i, n_hits=50, seed=1, run=2) for i in range(15)], dune)
     cfg = graph_config(tmp_path, shard_size=10)                                   # 8 shards
     common = ("--input", src, src2, "--graph", cfg)
     assert build(capsys, *common, "--out", tmp_path / "one")[0] == 0

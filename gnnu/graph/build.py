@@ -605,9 +605,6 @@ def _open_sources(opts: BuildOptions, cfg: GraphConfig) -> list[_Source]:
     sources, seen_ids = [], []
     for p in opts.inputs:
         with open_source(p, opts.format, **opts.reader_options) as reader:
-            ids = np.asarray(reader.event_ids(), np.int64).reshape(-1, 3)
-            _check_unique_ids(p, ids, seen_ids)
-            seen_ids.append((str(p), ids))
             det = reader.detector
             if sources and _detector_identity(det) != _detector_identity(sources[0].detector):
                 first = sources[0]
@@ -623,6 +620,9 @@ def _open_sources(opts: BuildOptions, cfg: GraphConfig) -> list[_Source]:
                 if first_event is not None and not all(c in first_event.hits for c in "xyz"):
                     raise InputError(f"the graph config '{cfg.name}' needs true hit positions "
                                      f"(x, y, z), which this source lacks", p)
+            ids = np.asarray(reader.event_ids(), np.int64).reshape(-1, 3)
+            _check_unique_ids(p, ids, seen_ids)
+            seen_ids.append((str(p), ids))
             sources.append(_Source(str(Path(p).resolve()), file_sha256(p), len(reader), det,
                                    np.unique(ids[:, 0]).tolist()))
     return sources

@@ -492,10 +492,11 @@ class _Sink:
         self.points: list[np.ndarray] = []
         self.positrons: list[tuple] = []        # (pos, t, owner) of e+ annihilating at rest
 
-    def add_steps(self, pos, de, dx, t, owner):
-        """Deposits along sub-steps of length ``dx`` (cm)."""
+    def add_steps(self, pos, de, dx, t, owner, step=None):
+        """Deposits along sub-steps of length ``dx`` (cm); ``step`` [n, 3] their vectors (cm;
+        None: point-like)."""
         if len(de):
-            self.steps.append((pos, de, dx, t, owner))
+            self.steps.append((pos, de, dx, t, owner, np.zeros((len(de), 3)) if step is None else step))
 
     def add_points(self, rows: np.ndarray):
         """Point deposits (``dx`` = 0) of the whole kinetic energy of particle rows ``rows``."""
@@ -507,11 +508,12 @@ class _Sink:
         parts = self.steps
         if self.points:
             p = np.concatenate(self.points)
-            parts = parts + [(p[:, _POS], p[:, _E], np.zeros(len(p)), p[:, _T], p[:, _OWNER])]
+            parts = parts + [(p[:, _POS], p[:, _E], np.zeros(len(p)), p[:, _T], p[:, _OWNER],
+                              np.zeros((len(p), 3)))]
         if not parts:
             return Deposits()
-        pos, de, dx, t, own = (np.concatenate(c) for c in zip(*parts))
-        return Deposits(pos, de, dx, t, track_id[own.astype(np.int64)].astype(np.int32))
+        pos, de, dx, t, own, step = (np.concatenate(c) for c in zip(*parts))
+        return Deposits(pos, de, dx, t, track_id[own.astype(np.int64)].astype(np.int32), step)
 
 
 def _absorb(g: np.ndarray, tab: EMTables, lo: np.ndarray, hi: np.ndarray, sink: _Sink,
@@ -724,7 +726,8 @@ def _walks(starts, nsub, kick, pts, life, pos0, w, time0, lo, hi, h_max, x0, cut
     from ``pos0`` [n, 3]; a life that leaves the box lo–hi ends with the first sub-step ending
     outside.
 
-    Returns (steps [7, k]: midpoint (3), energy (MeV), length (cm), time (ns), life index;
+    Returns (steps [10, k]: midpoint (3), energy (MeV), length (cm), time (ns), life index,
+    step vector (3, cm: the readout spreads the charge along it);
     ends [4, n]: end position (clipped onto the box for a life that left), 1 if it stopped
     inside; emitted [8, e]: point index, life index, position (3), direction (3) of the brems
     photons and δ-rays emitted before the death point and before leaving the box).
@@ -732,7 +735,7 @@ def _walks(starts, nsub, kick, pts, life, pos0, w, time0, lo, hi, h_max, x0, cut
     n = len(starts)
     m = pts.shape[1]
     ns = kick.shape[1]
-    steps = np.empty((7, ns))
+    steps = np.empty((10, ns))
     ends = np.empty((4, n))
     emitted = np.empty((8, m))
     k_out = 0
@@ -789,6 +792,9 @@ def _walks(starts, nsub, kick, pts, life, pos0, w, time0, lo, hi, h_max, x0, cut
             steps[4, k_out] = hk
             steps[5, k_out] = time0[i] + l_mid / C_CM_PER_NS
             steps[6, k_out] = i
+            steps[7, k_out] = hk * dx
+            steps[8, k_out] = hk * dy
+            steps[9, k_out] = hk * dz
             k_out += 1
             out = not (lo[0] <= px <= hi[0] and lo[1] <= py <= hi[1] and lo[2] <= pz <= hi[2])
             if out:
@@ -876,7 +882,8 @@ def _electron_lives(g: np.ndarray, tab: EMTables, lo: np.ndarray, hi: np.ndarray
     steps, ends, em = _walks(starts, nsub, kick, pts, life, pos0, w, time0, lo, hi, h_max, x0,
                              cut)
     stop = ends[_EL_STOP] > 0
-    sink.add_steps(steps[0:3].T, steps[3], steps[4], steps[5], own.take(steps[6].astype(np.intp)))
+    sink.add_steps(steps[0:3].T, steps[3], steps[4], steps[5], own.take(steps[6].astype(np.intp)),
+                   steps[7:10].T)
 
     # --- end of range (or where the volume was left): end points, residual energy, annihilation
     end_live = ends[0:3].T

@@ -70,6 +70,7 @@ from ..errors import ConfigError, GnnuError, InputError, OutputExistsError
 from ..graph.store import read_manifest
 from ..models import count_parameters, create_model, flops_per_event
 from ..models.checkpoint import checkpoint_meta, freeze, load_checkpoint, load_matching, model_state
+from ..models.pretrained import resolve_checkpoint
 from .config import TrainConfig, load_train_config
 from .data import EventDataModule, check_labels, class_weights, dataset_tasks, manifest_hash
 
@@ -266,6 +267,7 @@ def _check_monitors(cfg: TrainConfig, module) -> None:
 
 
 def _init_from(model, path: str, feature_names: list[str]) -> dict:
+    path = str(resolve_checkpoint(path))                   # pretrained:NAME → the shipped file
     ckpt = load_checkpoint(path)
     if "gnnu" in ckpt:
         theirs = checkpoint_meta(ckpt, path)["feature_names"]
@@ -319,7 +321,9 @@ def train(opts: TrainOptions) -> dict:
             "manifest_hash": mhash, "data": str(cfg.data), "tasks": tasks,
             "regression": list(cfg.regression), "in_features": dm.in_features,
             # node-feature standardisation of training: what gnnu-eval applies on any dataset
-            "feature_stats": getattr(dm.train_set, "feature_stats", None)}
+            "feature_stats": getattr(dm.train_set, "feature_stats", None),
+            # the graph config the dataset was built with: gnnu-eval builds raw sources with it
+            "graph_config": dm.train_set.manifest.get("graph_config")}
     module = TrainModule(model, cfg, meta, class_weights(cfg.class_weights, dm.train_set, tasks,
                                                          cfg.primary_task), frozen)
     _check_monitors(cfg, module)

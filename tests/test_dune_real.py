@@ -145,26 +145,160 @@ def test_schema_1_1_dataset_still_reads(flavour_dirs, tmp_path, capsys):
         np.testing.assert_array_equal(old[k][0], new[k][0])
 
 
-@needs_finetune
-def test_gnnu_eval_on_the_flavour_directories(flavour_dirs, tmp_path, capsys):
-    """Before issue 22 the four directories gave 3 × PER_FLAVOUR duplicate ids and gnnu-eval
-    refused the dataset after a full pass ("… evaluated more than once")."""
+@pytest.fixture(scope="module")
+def tiny_run(flavour_dirs, tmp_path_factory):
+    """(dataset, best.ckpt) of a one-epoch TINY EdgeConv on the 24 copied real events, built with
+    knn16_dune_cvn_pixels (so the checkpoint records that graph config)."""
     from gnnu.train.run import TrainOptions, train
     from test_train import TINY
 
-    data = tmp_path / "data"
+    root = tmp_path_factory.mktemp("tiny-real")
+    data = root / "data"
     assert _build("--input", *[flavour_dirs / n for n in FLAVOUR_DIRS], "--format", "dune-cvn",
                   "--graph", "knn16_dune_cvn_pixels", "--split", "0.5,0.25,0.25", "--out", data) == 0
-    cfg = tmp_path / "tiny.yaml"
+    cfg = root / "tiny.yaml"
     cfg.write_text(yaml.safe_dump({**TINY, "epochs": 1, "batch_size": 8}))
-    train(TrainOptions(config=str(cfg), data=str(data), out=str(tmp_path / "run"), epochs=1))
+    train(TrainOptions(config=str(cfg), data=str(data), out=str(root / "run"), epochs=1))
+    return data, root / "run" / "best.ckpt"
+
+
+@needs_finetune
+def test_gnnu_eval_on_the_flavour_directories(tiny_run, flavour_dirs, tmp_path, capsys):
+    """Before issue 22 the four directories gave 3 × PER_FLAVOUR duplicate ids and gnnu-eval
+    refused the dataset after a full pass ("… evaluated more than once")."""
+    data, ckpt = tiny_run
     capsys.readouterr()
     for split in ("train", "test"):
-        rc = eval_main(["--checkpoint", str(tmp_path / "run" / "best.ckpt"), "--data", str(data),
-                        "--split", split, "--out", str(tmp_path / f"eval-{split}"), "--device", "cpu",
-                        "--no-plots"])
+        rc = eval_main(["--checkpoint", str(ckpt), "--data", str(data), "--split", split,
+                        "--out", str(tmp_path / f"eval-{split}"), "--device", "cpu", "--no-plots"])
         assert rc == 0, capsys.readouterr().err
         m = json.loads((tmp_path / f"eval-{split}" / "metrics.json").read_text())
         assert m["n_events"] == len(GraphDataset(data, split)) > 0
     with DuneCVNReader(flavour_dirs / "nc") as r:
         assert r.event_ids()[:, 0].tolist() == [source_run("nc")] * PER_FLAVOUR
+
+
+# -- protocol pieces: resplit, shipped checkpoints, gnnu-eval on raw directories ------------------
+@needs_finetune
+def test_resplit_assigns_folds_and_refits_statistics_on_the_new_training_split(tiny_run, tmp_path):
+    from gnnu.graph.resplit import resplit
+
+    data, _ = tiny_run
+    ids = [tuple(int(v) for v in r) for r in GraphDataset(data, "all").labels("event_id")]
+    split_of = {k: (2 if i % 4 == 0 else 1 if i % 4 == 1 else 0) for i, k in enumerate(ids)}
+    m = resplit(data, tmp_path / "re", split_of, rule="test: i mod 4")
+    for code, name in enumerate(("train", "val", "test")):
+        got = {tuple(int(v) for v in r) for r in GraphDataset(tmp_path / "re", name).labels("event_id")}
+        assert got == {k for k, s in split_of.items() if s == code}
+        assert m["counts"]["per_split"][name] == len(got)
+    # statistics: moments of the raw features of the new training split only
+    train = GraphDataset(tmp_path / "re", "train", normalize=False)
+    x = np.concatenate([train[i].x.numpy() for i in range(len(train))]).astype(np.float64)
+    np.testing.assert_allclose(m["normalisation"]["mean"], x.mean(0), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(m["normalisation"]["std"], x.std(0), rtol=1e-5, atol=1e-9)
+    assert m["split"]["rule"] == "test: i mod 4" and m["resplit"]["source_build_hash"] != m["build_hash"]
+    with pytest.raises(Exception, match="no split"):
+        resplit(data, tmp_path / "re2", dict(list(split_of.items())[1:]), rule="x")
+
+
+@needs_finetune
+def test_gnnu_eval_builds_raw_directories_with_the_checkpoints_graph_config(tiny_run, flavour_dirs, tmp_path,
+                                                                             capsys):
+    data, ckpt = tiny_run
+    from gnnu.models.checkpoint import load_checkpoint
+
+    assert load_checkpoint(ckpt)["gnnu"]["graph_config"]["name"] == "knn16_dune_cvn_pixels"
+    out = tmp_path / "report"
+    rc = eval_main(["--checkpoint", str(ckpt), "--data", *[str(flavour_dirs / n) for n in FLAVOUR_DIRS],
+                    "--out", str(out), "--device", "cpu", "--no-plots"])
+    assert rc == 0, capsys.readouterr().err
+    built = json.loads((out / "dataset" / "manifest.json").read_text())
+    assert built["graph_config"]["name"] == "knn16_dune_cvn_pixels"     # not gnnu-build's default knn16
+    assert built["counts"]["per_split"] == {"train": 0, "val": 0, "test": 4 * PER_FLAVOUR}
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n_events"] == 4 * PER_FLAVOUR
+    # the same events through the built dataset give the same scores
+    rc = eval_main(["--checkpoint", str(ckpt), "--data", str(out / "dataset"), "--out", str(tmp_path / "r2"),
+                    "--device", "cpu", "--no-plots"])
+    assert rc == 0
+    assert json.loads((tmp_path / "r2" / "metrics.json").read_text())["accuracy"] == m["accuracy"]
+
+
+def test_unknown_shipped_checkpoint_is_one_clear_error(tmp_path, capsys):
+    from gnnu.models.pretrained import resolve_checkpoint
+
+    assert resolve_checkpoint("runs/x/best.ckpt") == __import__("pathlib").Path("runs/x/best.ckpt")
+    rc = eval_main(["--checkpoint", "pretrained:nope", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "no shipped checkpoint 'nope'" in err[0] and "pretrained:dune-real" in err[0]
+
+
+def test_transfer_figures_on_known_predictions():
+    """3-class accuracy uses only CC νμ / CC νe / NC events and the argmax over those three scores;
+    efficiency at purity 0.9 is the largest efficiency whose selection is ≥ 90 % pure."""
+    from gnnu.evaluate.transfer import figures, point_figures
+
+    flavour = np.array([0, 1, 2, 3, 1, 1])
+    scores = np.array([[.5, .1, .3, .1],     # νμ → νμ
+                       [.1, .2, .6, .1],     # νe: ντ highest, but νe wins among the three
+                       [.1, .1, .7, .1],     # ντ: not in the 3-class set
+                       [.1, .6, .1, .2],     # NC → νe (wrong)
+                       [.1, .7, .1, .1],
+                       [.2, .3, .1, .4]])    # νe → NC (wrong)
+    f = point_figures(flavour, scores)
+    assert f["accuracy_4class"] == pytest.approx(3 / 6)            # events 0, 2, 4
+    assert f["accuracy_3class"] == pytest.approx(3 / 5)            # events 0, 1, 4 of 0, 1, 3, 4, 5
+    # νe scores of the 3-class events: νμ .1, νe .2, NC .6, νe .7, νe .3 → ranks give AUC 4/6
+    assert f["nue_auc"] == pytest.approx(4 / 6)
+    assert f["nue_efficiency_at_purity_0.9"] == pytest.approx(1 / 3)   # only score .7 is pure
+    full = figures(flavour, scores, fold=np.array([0, 0, 0, 1, 1, 1]), n_boot=50)
+    assert full["accuracy_3class"]["ci95"][0] <= 0.6 <= full["accuracy_3class"]["ci95"][1]
+    assert len(full["nue_auc"]["per_fold"]) == 2 and full["n_events_3class"] == 5
+
+
+# -- the shipped checkpoints ---------------------------------------------------------------------
+SHIPPED = ("dune-sim", "dune-real")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_checkpoint_loads_by_name_with_its_card(name):
+    import tomllib
+    from fnmatch import fnmatch
+
+    from gnnu.models.pretrained import available, model_card, resolve_checkpoint
+    from gnnu.train.inference import load_model
+
+    assert name in available()
+    path = resolve_checkpoint(f"pretrained:{name}")
+    assert path.stat().st_size < 5e6                                    # weights only: a few MB at most
+    model, meta, cfg = load_model(f"pretrained:{name}")
+    assert meta["graph_config"]["name"] == "knn16_dune_cvn_pixels"
+    assert meta["feature_names"][:4] == ["wire_cm", "time_cm", "charge", "width_cm"]
+    ckpt = __import__("torch").load(path, map_location="cpu", weights_only=True)
+    assert set(ckpt) == {"state_dict", "gnnu"}                          # no optimiser or loop state
+    card = model_card(f"pretrained:{name}")
+    for key in ("data", "commands", "metrics", "gnnu_version", "commit", "device"):
+        assert card[key], key
+    figs = next(v for k, v in card["metrics"].items() if isinstance(v, dict) and "accuracy_3class" in v)
+    assert all(len(figs[k]["ci95"]) == 2 for k in ("accuracy_3class", "nue_auc"))
+    # wheels carry them: pyproject's package data covers the file and its card
+    pattern = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["gnnu.models"]
+    rel = path.relative_to(REPO / "gnnu" / "models")
+    assert any(fnmatch(str(rel), p) for p in pattern)
+    assert any(fnmatch(str(rel.with_suffix(".json")), p) for p in pattern)
+
+
+def test_init_from_a_shipped_checkpoint(flavour_dirs, tmp_path, capsys):
+    """gnnu-train --init-from pretrained:dune-sim loads every weight of the shipped network."""
+    from gnnu.cli.train import main as train_main
+
+    data = tmp_path / "data"
+    assert _build("--input", *[flavour_dirs / n for n in FLAVOUR_DIRS], "--format", "dune-cvn", "--graph",
+                  "knn16_dune_cvn_pixels", "--split", "0.5,0.5,0", "--out", data) == 0
+    rc = train_main(["--config", str(REPO / "configs" / "train" / "dune_finetune.yaml"), "--data", str(data),
+                     "--out", str(tmp_path / "run"), "--epochs", "1", "--device", "cpu",
+                     "--init-from", "pretrained:dune-sim", "--set", "freeze=[encoder]", "--set", "max_events=8"])
+    assert rc == 0, capsys.readouterr().err
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    init = run["init_from"]
+    assert init["checkpoint"].endswith("dune-sim.ckpt") and not init["reinitialised"] and not init["missing"]

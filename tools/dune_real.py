@@ -351,7 +351,8 @@ def cmd_ship(args) -> int:
     pre_run = json.loads((Path(args.pretrain_ckpt).parent / "run.json").read_text())
     sim_manifest = json.loads((Path(pre_meta["data"]) / "manifest.json").read_text())
     ft_cmds = [line for line in (Path(args.cv).parent / "commands.log").read_text().splitlines()
-               if "/finetune/" in line][:2]
+               if "/finetune/" in line][:3]
+    ft_cmds += [line for line in runner.log.read_text().splitlines() if "gnnu-train" in line][-1:]
     dst = Path(args.dest or PRETRAINED_DIR)
     cv_note = (f"{cv['folds']}-fold stratified cross-validation over the {cv['n_events']} real events "
                f"(tools/dune_real.py cv, seed {cv['seed']}): pooled out-of-fold predictions, bootstrap "

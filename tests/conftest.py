@@ -22,8 +22,9 @@ def dune():
     return load_detector("dune")
 
 
-def make_event(i: int, n_hits: int = 50, seed: int = 0, particles: bool = True) -> Event:
-    """A synthetic event with every hit and truth column filled (deterministic in i, seed)."""
+def make_event(i: int, n_hits: int = 50, seed: int = 0, particles: bool = True, run: int = 1) -> Event:
+    """A synthetic event with every hit and truth column filled (deterministic in i, seed); its
+    id is (run, 0, i)."""
     rng = np.random.default_rng([seed, i])
     cols = {}
     for name, (dtype, _, _) in HIT_COLUMNS.items():
@@ -45,7 +46,7 @@ def make_event(i: int, n_hits: int = 50, seed: int = 0, particles: bool = True) 
     if particles:
         m = int(rng.integers(1, 6))
         parts = Particles({k: rng.uniform(-1, 1, m).astype(d) for k, (d, _) in PARTICLE_COLUMNS.items()})
-    return Event((1, 0, i), truth, Hits(cols), parts)
+    return Event((run, 0, i), truth, Hits(cols), parts)
 
 
 @contextmanager

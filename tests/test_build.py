@@ -93,8 +93,8 @@ def test_round_trip_equals_directly_computed_graphs(tmp_path, dune, capsys):
             assert d[k].tolist() == [getattr(ev.truth, k)]
         assert d.nu_energy.item() == pytest.approx(ev.truth.nu_energy, rel=1e-6)
         assert d.vertex.tolist() == [[ev.truth.vtx_x, ev.truth.vtx_y, ev.truth.vtx_z]]
-    # schema 1.2: each shard's size and sha256 in the manifest
-    assert manifest["schema_version"] == "1.2"
+    # schema ≥ 1.2: each shard's size and sha256 in the manifest
+    assert manifest["schema_version"] == "1.3"
     for shard in manifest["shards"]:
         assert shard["bytes"] == (tmp_path / "ds" / shard["file"]).stat().st_size
         assert shard["sha256"] == hashlib.sha256((tmp_path / "ds" / shard["file"]).read_bytes()).hexdigest()
@@ -186,19 +186,62 @@ def test_skip_bad_counts_each_reason(tmp_path, dune, capsys):
     assert 5 not in {int(i[2]) for i in GraphDataset(tmp_path / "ds", "all").labels("event_id")}
 
 
-@pytest.mark.parametrize("which,event", [("nan", 3), ("empty", 5)])
-def test_bad_event_is_one_clear_error_by_default(tmp_path, dune, capsys, which, event):
-    events = _bad_events()
-    if which == "empty":                  # only the empty event is bad
-        events[3] = make_event(3, n_hits=30)
-    src = write_hits(tmp_path / "bad.h5", events, dune)
+def test_bad_event_is_one_clear_error_by_default(tmp_path, dune, capsys):
+    src = write_hits(tmp_path / "bad.h5", _bad_events(), dune)
     rc, out, err = build(capsys, "--input", src, "--out", tmp_path / "ds")
     assert rc == 2 and out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err
-    assert str(src) in lines[0] and f"event {event} (id (1, 0, {event}))" in lines[0]
-    assert ("non-finite" if which == "nan" else "empty event") in lines[0]
+    assert str(src) in lines[0] and "event 3 (id (1, 0, 3))" in lines[0] and "non-finite" in lines[0]
     assert read_manifest(tmp_path / "ds")["status"] == "in_progress"
+
+
+def test_empty_events_are_skipped_and_counted_by_default(tmp_path, dune, capsys):
+    """docs/design.md#reliability / issue 22: a valid event without hits is not bad input."""
+    events = _bad_events()
+    events[3] = make_event(3, n_hits=30)          # only the empty event 5 is left
+    src = write_hits(tmp_path / "a.h5", events, dune)
+    rc, out, _ = build(capsys, "--input", src, "--out", tmp_path / "ds")
+    assert rc == 0 and "wrote 11 graphs" in out and "skipped 1 (empty event 1)" in out
+    assert "1 valid but empty event(s) skipped" in out
+    m = read_manifest(tmp_path / "ds")
+    assert m["counts"]["skipped_by_reason"] == {"empty event": 1}
+    assert [(e["row"], e["reason"]) for e in m["skipped_events"]] == [(5, "empty event")]
+
+
+def test_event_with_no_hit_in_the_pixel_window_is_skipped(tmp_path, dune, capsys):
+    """knn16_dune_cvn_pixels renders around the truth vertex: an event whose hits all lie
+    outside that 500-wire window has hits but no pixel — skipped as "no hit in the window"."""
+    events = [make_event(i, n_hits=40) for i in range(6)]
+    far = events[2].hits.columns
+    far["wire"][:] = 4000 + np.arange(len(far["wire"])) % 7       # > 500 wires from the vertex
+    vtx_wire = dune.wire_coordinate(0, 0.0, 100.0) / dune.config.planes[0].pitch_cm
+    assert np.all(far["wire"] - vtx_wire > 600)
+    src = write_hits(tmp_path / "a.h5", events, dune)
+    rc, out, _ = build(capsys, "--input", src, "--out", tmp_path / "ds", "--graph", "knn16_dune_cvn_pixels")
+    assert rc == 0, out
+    m = read_manifest(tmp_path / "ds")
+    assert m["counts"]["skipped_by_reason"] == {"no hit in the window": 1}
+    assert m["skipped_events"][0]["row"] == 2 and m["counts"]["out"] == 5
+
+
+def test_simulated_events_without_hits_build(tmp_path, capsys):
+    """Issue 22: gnnu-sim --detector nova --events 200 --seed 5 writes events without hits (the
+    first is event 23); a plain gnnu-build of them used to stop there."""
+    from gnnu.detectors import load_detector
+    from gnnu.sim.simulate import SimRequest, iter_events
+
+    nova = load_detector("nova")
+    request = SimRequest(detector="nova", n_events=24, seed=5)     # gnnu-sim's default flavours
+    events = list(iter_events(request, nova))
+    empty = [e.event_id[2] for e in events if len(e.hits) == 0]
+    assert 23 in empty
+    src = write_hits(tmp_path / "nova.h5", events, nova)
+    rc, out, _ = build(capsys, "--input", src, "--out", tmp_path / "ds", "--graph", "nova_knn16")
+    assert rc == 0 and f"skipped {len(empty)} (empty event {len(empty)})" in out
+    m = read_manifest(tmp_path / "ds")
+    assert m["counts"]["out"] == 24 - len(empty)
+    assert sorted(e["event_id"][2] for e in m["skipped_events"]) == sorted(empty)
 
 
 def test_refuses_to_overwrite_without_force(tmp_path, dune, capsys):
@@ -285,7 +328,7 @@ def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path, dune, capsys):
 
 def test_workers_do_not_change_the_output(tmp_path, dune, capsys):
     src = write_hits(tmp_path / "a.h5", [make_event(i, n_hits=50) for i in range(60)], dune)
-    src2 = write_hits(tmp_path / "b.h5", [make_event(i, n_hits=50, seed=1) for i in range(15)], dune)
+    src2 = write_hits(tmp_path / "b.h5", [make_event(i, n_hits=50, seed=1, run=2) for i in range(15)], dune)
     cfg = graph_config(tmp_path, shard_size=10)
     for w in (1, 2):
         assert build(capsys, "--input", src, src2, "--out", tmp_path / f"w{w}", "--graph", cfg,
@@ -302,7 +345,7 @@ def test_job_array_parts_then_merge_equal_a_single_build_byte_for_byte(tmp_path,
     """docs/design.md#graphs scale-out: three --shard-index jobs (run out of order, into one directory),
     then --merge: every shard file and manifest.json are byte-identical to one ordinary build."""
     src = write_hits(tmp_path / "a.h5", [make_event(i, n_hits=50) for i in range(60)], dune)
-    src2 = write_hits(tmp_path / "b.h5", [make_event(i, n_hits=50, seed=1) for i in range(15)], dune)
+    src2 = write_hits(tmp_path / "b.h5", [make_event(i, n_hits=50, seed=1, run=2) for i in range(15)], dune)
     cfg = graph_config(tmp_path, shard_size=10)                                   # 8 shards
     common = ("--input", src, src2, "--graph", cfg)
     assert build(capsys, *common, "--out", tmp_path / "one")[0] == 0

@@ -15,7 +15,7 @@ from gnnu.errors import InputError
 from gnnu.events import Flavour, bucket_count
 from gnnu.io import open_source, safe_pickle
 from gnnu.io.dune_cvn import (CC_NU_PDG, LABEL_ORDER, MAP_SHAPE, PIXEL_WIDTH_BINS,
-                              DuneCVNReader, PixelMapGeometry, pixels_to_hits)
+                              DuneCVNReader, PixelMapGeometry, pixels_to_hits, source_run)
 
 pytestmark = pytest.mark.skipif(not DUNE_CVN_SAMPLE.exists(), reason="DUNE CVN sample not present")
 
@@ -42,12 +42,13 @@ def _copy_maps(dst):
 def test_all_events_read_with_pickle_truth(sample, labels):
     ids, table = labels
     assert len(sample) == 20 and sample.truth_source == "partition"
-    np.testing.assert_array_equal(sample.event_ids(), [[0, 0, n] for n in range(20)])
+    run = source_run(DUNE_CVN_SAMPLE)
+    np.testing.assert_array_equal(sample.event_ids(), [[run, 0, n] for n in range(20)])
     all_truth = sample.truth()
     for i in range(20):
         ev = sample.read(i)
         want = dict(zip(LABEL_ORDER, table[ids[i]]))
-        assert ev.event_id == (0, 0, i)
+        assert ev.event_id == (run, 0, i)
         assert ev.truth.labels() == {k: want[k] for k in ev.truth.labels()}
         if want["flavour"] != Flavour.NC:   # CC: ν PDG from flavour and is_antinu
             sign = -1 if want["is_antinu"] else 1
@@ -177,7 +178,7 @@ def test_missing_truth_entry_names_event(tmp_path, labels):
     (src / "partition.p").write_bytes(pickle.dumps([list(part), part]))
     with DuneCVNReader(src) as f:
         f.read(4)
-        with pytest.raises(InputError, match=r"event5\.gz: event 5 \(id \(0, 0, 5\)\): no labels"):
+        with pytest.raises(InputError, match=rf"event5\.gz: event 5 \(id \({source_run(src)}, 0, 5\)\): no labels"):
             f.read(5)
         with pytest.raises(InputError, match="event 5"):
             f.truth()

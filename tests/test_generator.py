@@ -352,3 +352,17 @@ def test_decay_rejects_other_particles(det):
     batch = _random_batch(211, 3, np.random.default_rng(0))
     with pytest.raises(ValueError, match="211"):
         decays.decay(batch, det, np.random.default_rng(0))
+
+
+def test_nc_elastic_share_follows_the_measured_nce_to_ccqe_ratio(det):
+    """σ(NC elastic)/σ(CCQE) = 0.192 ± 0.035 (MiniBooNE, PRD 82 (2010) 092005); with σ_NC/σ_CC ≈ 0.3
+    (docs/design.md#dune-like-lartpc) an NC event is elastic 0.64 times as often as a CC event is QE. 3 000 NC events
+    at 3 GeV: binomial error of the elastic share ≈ 0.6 %."""
+    events = _events(det, Flavour.NC, 3000, seed=33, energy_gev=3.0, antinu=False)
+    c = collections.Counter(Mode(t.mode) for t, _ in events)
+    cc = generator.mode_fractions(3.0)
+    nc = generator.mode_fractions(3.0, nc=True)
+    assert nc[Mode.QE] / cc[Mode.QE] == pytest.approx(0.192 / 0.3, rel=1e-9)
+    assert sum(nc.values()) == pytest.approx(1.0)
+    assert c[Mode.QE] / len(events) == pytest.approx(nc[Mode.QE], abs=0.025)
+    assert c[Mode.QE] / len(events) < 0.8 * cc[Mode.QE]

@@ -21,7 +21,8 @@ from conftest import DUNE_CVN_SAMPLE
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 #: Notebook → (environment variable overriding its data directory, default data directory).
-NEEDS_DATA = {"03_dune_cvn_events": ("GNNU_DUNE_CVN_DIR", DUNE_CVN_SAMPLE)}
+NEEDS_DATA = {"03_dune_cvn_events": ("GNNU_DUNE_CVN_DIR", DUNE_CVN_SAMPLE),
+              "04_real_dune_events": ("GNNU_DUNE_CVN_DIR", DUNE_CVN_SAMPLE)}
 
 
 def test_every_notebook_is_found_and_has_no_committed_outputs():

@@ -82,6 +82,26 @@ def test_mip_charge_per_collection_wire(quiet):
     assert len(np.unique(z["wire"])) == len(z) and abs(len(z) - 100 / 0.479) <= 2
 
 
+def test_track_steps_spread_their_charge_over_the_wires_they_cross(quiet):
+    """A wire collects the charge of the track length over its pitch: dE/dx × 0.479 cm × R / W
+    ≈ 3.0e4 e for a MIP crossing the Z wires (docs/design.md#dune-like-lartpc), whatever the step length. Stepped at
+    0.3 cm (the transport's step_cm) with each step's charge on the wire under its midpoint, a
+    wire got one or two steps (1.9e4 or 3.8e4 e: the comb issue 22 found in the pixel spectrum);
+    spread along the step (``Deposits.step``) every wire gets the same 3.0e4 e."""
+    dep = track([1.0, 0.0, 300.3], [1.0, 0.0, 400.3], step=0.3)
+    expected = 0.479 * 2.1 * 0.705 / 23.6e-6
+    per_wire = {}
+    for steps in (None, np.tile([0.0, 0.0, 1.0], (len(dep), 1)) * dep.dx[:, None]):
+        d = Deposits(dep.pos, dep.de, dep.dx, dep.time, dep.track, steps)
+        q = electrons(digitize(d, quiet, np.random.default_rng(1)), quiet, Z)[1:-1]   # inner wires
+        per_wire[steps is None] = q
+    comb, spread = per_wire[True], per_wire[False]
+    assert np.std(spread) / np.mean(spread) < 0.06                 # transverse diffusion only
+    assert np.median(spread) == pytest.approx(expected, rel=0.02)
+    assert np.std(comb) / np.mean(comb) > 0.2                      # the point-deposit comb
+    assert spread.sum() == pytest.approx(comb.sum(), rel=0.01)     # same total charge
+
+
 def test_lifetime_attenuation_at_full_drift(quiet):
     # Charge survives as exp(−t/τ): 359 cm / 0.16 cm/µs = 2244 µs → exp(−2244/10400) = 0.806.
     near = digitize(track([0.5, 0, 300], [0.5, 0, 400]), quiet, np.random.default_rng(2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .common import parser, run
 
@@ -12,8 +13,20 @@ from .common import parser, run
 def build_parser() -> argparse.ArgumentParser:
     p = parser("gnnu-eval", "Run a trained checkpoint over one split of a graph dataset (every event "
                             "once) and write metrics.json, predictions.h5 and PNG plots.")
-    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="best.ckpt or last.ckpt of a run")
-    p.add_argument("--data", required=True, metavar="DIR", help="graph dataset (same features as training)")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT",
+                   help="best.ckpt or last.ckpt of a run, or a shipped one: pretrained:NAME "
+                        "(pretrained:dune-sim, pretrained:dune-real)")
+    p.add_argument("--data", required=True, nargs="+", metavar="DIR",
+                   help="graph dataset (same features as training), or raw sources (hit files, DUNE "
+                        "CVN directories such as numu nue nc nutau): these are first built into "
+                        "REPORT_DIR/dataset with the checkpoint's own graph config (or --graph), "
+                        "every event in --split")
+    p.add_argument("--format", choices=("gnnu", "numl", "dune-cvn"),
+                   help="format of raw --data sources (default: dune-cvn for a directory of "
+                        "eventN.gz, else gnnu)")
+    p.add_argument("--graph", metavar="CFG.yaml",
+                   help="graph config for raw --data sources (default: the one the checkpoint "
+                        "was trained with)")
     p.add_argument("--split", choices=("train", "val", "test"), default="test", help="split to evaluate")
     p.add_argument("--out", required=True, metavar="REPORT_DIR", help="report directory")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -34,9 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _body(args) -> int:
-    from ..train.inference import evaluate_checkpoint
+    from ..errors import ConfigError
+    from ..train.inference import build_for_checkpoint, evaluate_checkpoint, is_dataset
 
-    m = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.out, device=args.device,
+    data = args.data[0]
+    if len(args.data) > 1 or not is_dataset(data):
+        data = build_for_checkpoint(args.checkpoint, args.data, Path(args.out) / "dataset",
+                                    split=args.split, fmt=args.format, graph=args.graph,
+                                    force=args.force)
+    elif args.format or args.graph:
+        raise ConfigError("--format and --graph apply to raw sources; --data is a built dataset")
+    m = evaluate_checkpoint(args.checkpoint, data, args.split, args.out, device=args.device,
                             batch_size=args.batch_size, num_workers=args.num_workers,
                             warmup=args.warmup, force=args.force,
                             plots=not args.no_plots, progress=args.progress,

@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: the GPU(s) when CUDA is available, else the CPU")
     p.add_argument("--init-from", metavar="CKPT",
-                   help="fine-tune: start from this checkpoint's matching weights (see 'freeze:')")
+                   help="fine-tune: start from this checkpoint's matching weights (see 'freeze:'); "
+                        "a path or a shipped one, pretrained:NAME (e.g. pretrained:dune-sim)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
                       help="continue the run in RUN_DIR from its last.ckpt (with its config.yaml)")

@@ -69,7 +69,7 @@ class Deployable:
         return "hits"
 
 
-def _record_from_dataset(meta: dict, path: Path) -> dict:
+def graph_record_from_dataset(meta: dict, path: Path) -> dict:
     """The graph record of an older checkpoint, from its training dataset's manifest."""
     data = Path(str(meta.get("data", "")))
     manifest = data / MANIFEST
@@ -90,7 +90,7 @@ def load_deployable(ref: str | os.PathLike) -> Deployable:
     """Load ``ref`` (a checkpoint path or ``pretrained:NAME``) for prediction or export."""
     path = resolve_checkpoint(ref)
     model, meta, cfg = load_model(path)
-    record = meta.get("graph") or _record_from_dataset(meta, path)
+    record = meta.get("graph") or graph_record_from_dataset(meta, path)
     if not isinstance(record.get("graph_config"), dict):
         raise InputError("the checkpoint's graph record has no graph config", path)
     gcfg = graph_config_from_dict(record["graph_config"], f"{path}: graph config")

@@ -15,10 +15,14 @@ from ..events import Event
 from .config import GraphConfig
 from .edges import build_edges
 from .features import compute_features, node_table
-from .pixelize import pixel_geometry, pixelize_events
+from .pixelize import is_pixel_maps, pixel_geometry, pixelize_events
 
 #: Reasons an event is rejected (default) or skipped (``skip_bad``), by code.
-BAD_REASONS = {1: "empty event", 2: "too many hits", 3: "invalid view id", 4: "non-finite values"}
+BAD_REASONS = {1: "empty event", 2: "too many hits", 3: "invalid view id", 4: "non-finite values",
+               5: "no hit in the window"}
+#: Reasons of valid but empty events (no hit at all, or none inside the window of the graph
+#: config's pixel-map representation): skipped and counted by default, never an error (docs/design.md#reliability).
+EMPTY_REASONS = (BAD_REASONS[1], BAD_REASONS[5])
 _HIT_INPUTS = ("view", "wire", "time", "charge", "width")
 
 
@@ -47,8 +51,10 @@ class GraphBlock:
 
 def graph_detector(detector, cfg: GraphConfig):
     """The geometry the graphs are built in: the source's, or with ``cfg.pixelize`` that of its
-    pixel maps (:func:`gnnu.graph.pixelize.pixel_geometry`)."""
-    return pixel_geometry(detector, cfg.pixelize) if cfg.pixelize else detector
+    pixel maps (:func:`gnnu.graph.pixelize.pixel_geometry`; a source of those maps keeps its own)."""
+    if cfg.pixelize and not is_pixel_maps(detector, cfg.pixelize):
+        return pixel_geometry(detector, cfg.pixelize)
+    return detector
 
 
 def _hit_table(nodes) -> np.ndarray:
@@ -66,6 +72,7 @@ def make_graphs(events: list[Event], detector, cfg: GraphConfig) -> GraphBlock:
     the events first go through that pixel-map preset (:func:`gnnu.graph.pixelize.pixelize_events`:
     one node per non-zero pixel, as DUNE CVN's released events are read).
     """
+    had_hits = np.array([len(e.hits) > 0 for e in events], bool)
     if cfg.pixelize:
         events, detector = pixelize_events(events, detector, cfg.pixelize)
     names = (_HIT_INPUTS + tuple(detector.position_columns)
@@ -81,7 +88,7 @@ def make_graphs(events: list[Event], detector, cfg: GraphConfig) -> GraphBlock:
     code[np.bincount(batch, weights=~finite, minlength=len(events)) > 0] = 4
     code[np.bincount(batch, weights=bad_view, minlength=len(events)) > 0] = 3
     code[counts > cfg.max_hits] = 2
-    code[counts == 0] = 1
+    code[counts == 0] = np.where(had_hits[counts == 0], 5, 1)
     good = np.flatnonzero(code == 0)
     hit_ok = code[batch] == 0
     nodes = node_table({k: v[hit_ok] for k, v in cols.items()},

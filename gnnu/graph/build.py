@@ -11,7 +11,7 @@ writes ``manifest.json`` (the directory layout is :mod:`gnnu.graph.store`).
 Manifest: gnnu version, ``status`` (``in_progress`` while building, ``complete`` at the end),
 ``build_hash`` (sha256 of everything that decides the output: resolved graph config, format and
 reader options, source hashes, split fractions and seed), the resolved graph config, the
-detector, the sources with their sha256 hashes, feature names/units with their normalisation
+detector, the sources with their sha256 hashes and run numbers, feature names/units with their normalisation
 statistics, the split rule, counts in/out/skipped (by reason, and the skipped events), counts per
 split and class, and the shard list (each shard's file size and sha256: a dataset damaged after
 the build is refused on opening, or by ``gnnu-build --verify``).
@@ -34,13 +34,22 @@ Guarantees:
   for byte (uncompressed or gzip shards).
 - Split: event i goes to train/val/test by a hash of (seed, detector name, run, subrun, event)
   (:func:`assign_split`): no file names or positions involved, so adding events or files never
-  moves an existing event, and an event present in two sources lands in the same split.
+  moves an existing event.
+- Event ids: every event of a dataset has its own (run, subrun, event); an id that repeats
+  within a source, or is already in an earlier source, stops the build before anything is
+  written, with one line naming the source and the id. DUNE CVN directories get their run
+  number from their name (:func:`gnnu.io.dune_cvn.source_run`), so the release's per-flavour
+  directories build together; the runs of each source are listed in the manifest.
 - Normalisation statistics (mean, std per feature) come from the training split only, as
-  float64 moments per shard combined in shard order (Chan et al.'s pairwise update). Shards keep
+  float64 moments per shard combined in the order (source sha256, first row) (Chan et al.'s
+  pairwise update), so listing the inputs in another order gives the same statistics (and the
+  same graphs per event id, the split being a hash of the id). Shards keep
   raw features; :class:`gnnu.graph.dataset.GraphDataset` standardises on reading.
-- No silent drops: bad events (no hits, more than ``max_hits`` hits, view ids outside the
-  detector, non-finite values, reader errors) stop the build with one error naming the file and
-  event, or with ``skip_bad`` are skipped and counted by reason; ``in = out + skipped``.
+- No silent drops: bad events (more than ``max_hits`` hits, view ids outside the detector,
+  non-finite values, reader errors) stop the build with one error naming the file and event, or
+  with ``skip_bad`` are skipped and counted by reason; valid but empty events (no hit, or no hit
+  inside the window of the config's pixel-map representation, :data:`EMPTY_REASONS`) are always
+  skipped and counted, and the summary says so; ``in = out + skipped``.
 - Sources must agree on the detector (name and full config); a config that needs true 3-D
   positions refuses sources without them.
 
@@ -74,7 +83,7 @@ from .features import feature_columns
 from .store import (MANIFEST, SCHEMA, SCHEMA_VERSION, SPLITS, read_manifest, shard_file_record,
                     shard_name, write_manifest)
 # The jobs of a build, importable from here as before the split into modules:
-from .block import BAD_REASONS, GraphBlock, graph_detector, make_graphs
+from .block import BAD_REASONS, EMPTY_REASONS, GraphBlock, graph_detector, make_graphs
 from .shard import (READER_ERROR, SUB_BLOCK, ShardTask, _close_readers, _combine_moments,
                     build_shard, finished_shard)
 from .split import SPLIT_RULE, assign_split, split_uniform
@@ -144,8 +153,12 @@ class BuildSummary:
         tail = "" if self.part is None else (
             "\n  the dataset is complete once every part has run and the same command with "
             "--merge (instead of --shard-index/--num-shards) has written the manifest")
+        n_empty = sum(n for r, n in self.skipped.items() if r in EMPTY_REASONS)
+        empty = (f"\n  {n_empty} valid but empty event(s) skipped (no hit, or none in the graph "
+                 f"config's window): not errors, counted in the manifest" if n_empty else "")
         return (f"gnnu-build: {part}read {self.read} events from {self.n_sources} source(s): wrote "
                 f"{self.written} graphs ({splits}), skipped {n_skip}" + (f" ({reasons})" if n_skip else "")
+                + empty
                 + f"\n  {self.n_nodes} nodes, {self.n_edges} edges "
                 f"({self.n_edges / max(self.n_nodes, 1):.2f} per node); {self.n_shards} shards{kept}; "
                 f"{self.seconds:.1f} s ({rate:.0f} events/s, {self.workers} worker(s)) → {self.out}"
@@ -178,6 +191,47 @@ class _Source:
     sha256: str
     n_events: int
     detector: object
+    runs: list[int] = field(default_factory=list)
+
+
+#: Run numbers listed per source in the manifest (all are checked).
+MAX_LISTED_RUNS = 100
+
+
+def _first_repeat(ids: np.ndarray) -> tuple[int, int] | None:
+    """(earlier row, later row) of the first row of ``ids`` [n, 3] whose id an earlier row has,
+    or None when every id is unique."""
+    if len(ids) < 2:
+        return None
+    order = np.lexsort(ids.T[::-1])                  # stable: equal ids keep their row order
+    same = np.all(ids[order[1:]] == ids[order[:-1]], axis=1)
+    if not same.any():
+        return None
+    later = order[1:][same]
+    b = int(later.min())
+    a = int(np.flatnonzero(np.all(ids == ids[b], axis=1))[0])
+    return a, b
+
+
+def _check_unique_ids(path, ids: np.ndarray, earlier: list[tuple[str, np.ndarray]]) -> None:
+    """InputError naming source ``path`` and the id when an event id repeats within it or is
+    already in one of the ``earlier`` (path, ids) sources: a dataset's event ids are unique."""
+    rep = _first_repeat(ids)
+    if rep is not None:
+        eid = tuple(int(v) for v in ids[rep[1]])
+        raise InputError(f"event id {eid} appears twice in this source (rows {rep[0]} and {rep[1]}); "
+                         f"every event of a dataset needs its own id", path)
+    if not earlier or not len(ids):
+        return
+    rep = _first_repeat(np.concatenate([e for _, e in earlier] + [ids]))
+    if rep is not None:
+        sizes = np.cumsum([len(e) for _, e in earlier])
+        k = int(np.searchsorted(sizes, rep[0], side="right"))
+        row = rep[0] - (int(sizes[k - 1]) if k else 0)
+        eid = tuple(int(v) for v in earlier[k][1][row])
+        raise InputError(f"event id {eid} is also in {earlier[k][0]} (row {row}); every event of a "
+                         f"dataset needs its own id (the same source given twice, or two gnnu-sim "
+                         f"runs with one --seed?)", path)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -200,7 +254,7 @@ def _detector_identity(det) -> tuple[str, str | None]:
 
 
 def _open_sources(opts: BuildOptions, cfg: GraphConfig) -> list[_Source]:
-    sources = []
+    sources, seen_ids = [], []
     for p in opts.inputs:
         with open_source(p, opts.format, **opts.reader_options) as reader:
             det = reader.detector
@@ -218,7 +272,11 @@ def _open_sources(opts: BuildOptions, cfg: GraphConfig) -> list[_Source]:
                 if first_event is not None and not all(c in first_event.hits for c in "xyz"):
                     raise InputError(f"the graph config '{cfg.name}' needs true hit positions "
                                      f"(x, y, z), which this source lacks", p)
-            sources.append(_Source(str(Path(p).resolve()), file_sha256(p), len(reader), det))
+            ids = np.asarray(reader.event_ids(), np.int64).reshape(-1, 3)
+            _check_unique_ids(p, ids, seen_ids)
+            seen_ids.append((str(p), ids))
+            sources.append(_Source(str(Path(p).resolve()), file_sha256(p), len(reader), det,
+                                   np.unique(ids[:, 0]).tolist()))
     return sources
 
 
@@ -315,7 +373,8 @@ def _build(opts: BuildOptions, t0: float) -> BuildSummary:
         "graph_config": cfg.to_dict(),
         "detector": {"name": det_name, "views": list(detector.views),
                      "config": json.loads(det_json) if det_json else None},
-        "sources": [{"path": s.path, "sha256": s.sha256, "n_events": s.n_events} for s in sources],
+        "sources": [{"path": s.path, "sha256": s.sha256, "n_events": s.n_events,
+                     "runs": s.runs[:MAX_LISTED_RUNS], "n_runs": len(s.runs)} for s in sources],
         "split": {"fractions": list(fractions), "seed": seed, "names": list(SPLITS), "rule": SPLIT_RULE},
         "positions": {"columns": ["wire_cm", "time_cm"] if cfg.positions == "view" else
                       ["x_cm", "y_cm", "z_cm"], "unit": "cm"},
@@ -365,8 +424,11 @@ def _build(opts: BuildOptions, t0: float) -> BuildSummary:
                           processed, t0)
     ordered = [results[t.shard] for t in tasks]
     summary = _summarise(opts, out, ordered, len(sources), kept, processed, t0)
+    # moments combined in an order that does not depend on the order of the inputs
+    canonical = sorted(zip(tasks, ordered), key=lambda tr: (sources[tr[0].source].sha256, tr[0].start))
     n_train, mean, m2 = _combine_moments([(r["train_moments"]["n"], r["train_moments"]["mean"],
-                                           r["train_moments"]["m2"]) for r in ordered], len(columns))
+                                           r["train_moments"]["m2"]) for _, r in canonical],
+                                         len(columns))
     std = np.sqrt(m2 / n_train) if n_train else np.ones(len(columns))
     per_class: dict[str, dict[str, int]] = {s: {} for s in SPLITS}
     for r in ordered:
@@ -381,7 +443,8 @@ def _build(opts: BuildOptions, t0: float) -> BuildSummary:
         "normalisation": {"fitted_on": "train", "n_nodes": n_train, "mean": mean.tolist(),
                           "std": std.tolist(),
                           "method": "population mean/std of the training split's raw node features "
-                                    "(float64 per-shard moments combined in shard order); the dataset "
+                                    "(float64 per-shard moments combined in (source sha256, first row) "
+                                    "order); the dataset "
                                     "applies (x - mean) / std to columns with normalize = true "
                                     "(std 0 → 1)"},
         "counts": {"in": summary.read, "out": summary.written,

@@ -3,6 +3,10 @@ rendered with a wire-time pixel-map preset around its truth vertex and becomes o
 non-zero pixel, in the units of DUNE CVN's released maps (column, time bin, pixel value), so
 simulated events get exactly the representation of the real ones (:mod:`gnnu.io.dune_cvn`).
 
+A source that already is the preset's pixel maps (``gnnu-build --format dune-cvn``: DUNE CVN's
+released events) passes unchanged (:func:`is_pixel_maps`), so one graph config — the one a
+checkpoint records — builds simulated and real events alike.
+
 Simplifications: pixelising keeps no per-hit truth (x, y, z, particle); an event whose hits are
 all outside the window becomes empty (and is counted as such by the graph builder).
 """
@@ -26,6 +30,14 @@ def pixel_geometry(detector, preset: PixelMapPreset | str):
     return PixelMapGeometry(detector, get_preset(preset).name)
 
 
+def is_pixel_maps(detector, preset: PixelMapPreset | str) -> bool:
+    """Whether ``detector`` is the geometry of ``preset``'s pixel maps already (a DUNE CVN
+    source): its events need no pixelising."""
+    own = getattr(detector, "preset", None)
+    return (getattr(detector, "kind", None) == "pixelmap" and own is not None
+            and own.name == get_preset(preset).name)
+
+
 def _renderable(hits, n_views: int) -> bool:
     view = hits["view"]
     return bool(np.all((view >= 0) & (view < n_views)) and np.isfinite(hits["time"]).all()
@@ -42,6 +54,8 @@ def pixelize_events(events: list[Event], detector, preset: PixelMapPreset | str
     unchanged, so the graph builder's checks reject them with their reason.
     """
     p = get_preset(preset)
+    if is_pixel_maps(detector, p):
+        return list(events), detector
     geometry = pixel_geometry(detector, p)
     vertices = np.array([[e.truth.vtx_x, e.truth.vtx_y, e.truth.vtx_z] for e in events],
                         np.float64).reshape(-1, 3)

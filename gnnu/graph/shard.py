@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import InputError
 from ..events import Flavour, Truth
 from ..io.base import open_source
-from .block import BAD_REASONS, make_graphs
+from .block import BAD_REASONS, EMPTY_REASONS, make_graphs
 from .config import GraphConfig
 from .features import feature_columns
 from .split import assign_split
@@ -136,7 +136,7 @@ def build_shard(task: ShardTask) -> dict:
             block = make_graphs(sub, det, cfg)
             for i, reason in block.bad:
                 row = int(rows[s + i])
-                if not task.skip_bad:
+                if not task.skip_bad and reason not in EMPTY_REASONS:
                     raise InputError(f"{reason} (use --skip-bad to skip bad events)", task.path,
                                      event=row, event_id=ids[row])
                 skipped.append(_skip_record(row, ids[row], reason, reason))

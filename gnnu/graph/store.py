@@ -36,7 +36,10 @@ Versions: 1.1 added ``/nodes/hit``; 1.0 datasets still load as graphs, and askin
 is an error that says to rebuild it (:func:`require_hits`). 1.2 records each shard's size
 (``bytes``) and ``sha256`` in the manifest: opening a complete dataset compares every shard's size
 (:func:`read_manifest`, one ``stat`` per shard), ``gnnu-build --verify`` every checksum
-(:func:`check_shard_files`); 1.0 and 1.1 manifests, without them, still read (unchecked).
+(:func:`check_shard_files`); 1.0 and 1.1 manifests, without them, still read (unchecked). 1.3: event ids are unique across the
+dataset (checked at build time; DUNE CVN directories take their run number from their name) and
+the manifest lists each source's run numbers (``sources[].runs``, ``n_runs``); earlier datasets
+read as before.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from ..errors import InputError, SchemaError
 
 SCHEMA = "gnnu-graph-dataset"
 SHARD_SCHEMA = "gnnu-graph-shard"
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 #: First schema version whose shards hold ``/nodes/hit`` (images need it).
 HITS_SINCE = (1, 1)
 MANIFEST = "manifest.json"

@@ -13,9 +13,12 @@ Layout of a source directory::
                          2 lepton energy (GeV), 6 weight, 7 ν PDG code (CC only), 8–11 the numbers
                          of protons, charged pions, neutral pions, neutrons
 
-Pickles are read only through :mod:`gnnu.io.safe_pickle`. An event's id is (run 0, subrun 0,
-event N); a pickle id is matched to ``eventN.gz`` as the string ``"N"`` (as in the release) or
-``"eventN"``.
+Pickles are read only through :mod:`gnnu.io.safe_pickle`. An event's id is (run R, subrun 0,
+event N) with R = :func:`source_run` of the directory's name (the first 31 bits of its sha256):
+the release's per-flavour directories (``numu/``, ``nue/``, … each with its own event100.gz)
+give every event of a dataset built from several of them a unique id that does not depend on the
+order they are given in. A pickle id is matched to ``eventN.gz`` as the string ``"N"`` (as in the
+release) or ``"eventN"``.
 
 Each non-zero pixel becomes one hit (:func:`gnnu.pixelmap.pixels_to_hits`, the one
 implementation of the reverse of rendering, re-exported here): ``view`` = map index, ``wire`` =
@@ -42,6 +45,7 @@ Simplifications and conventions (documented, deliberate):
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -73,6 +77,15 @@ _LABEL_RANGE = {"is_antinu": (-1, 1), "flavour": (0, 3), "interaction": (-1, 3),
 #: |ν PDG code| of each CC flavour (0 CC νμ, 1 CC νe, 2 CC ντ).
 CC_NU_PDG = (14, 12, 16)
 _EVENT_FILE = re.compile(r"event(\d+)\.gz")
+
+
+def source_run(path: str | os.PathLike) -> int:
+    """The run number of the events of DUNE CVN directory ``path``: the first 4 bytes of
+    sha256(directory name, UTF-8) read little-endian, top bit cleared (0 ≤ run < 2³¹). Depends on
+    the name alone (not the parent directories, the order of sources or the files), so a
+    directory keeps its run wherever it lies; two sources with one name get one run."""
+    name = Path(path).resolve().name
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little") & 0x7FFFFFFF
 
 
 @dataclass(frozen=True)
@@ -177,6 +190,8 @@ class DuneCVNReader(EventReader):
             raise InputError("no eventN.gz pixel maps in directory", self.path)
         self._numbers = np.array([n for n, _ in found], np.int64)
         self._files = [p for _, p in found]
+        #: Run number of every event id (:func:`source_run` of the directory name).
+        self.run = source_run(self.path)
         self.detector = PixelMapGeometry(detector)
         pickles = self._pickles()
         if truth == "auto":
@@ -228,7 +243,7 @@ class DuneCVNReader(EventReader):
         return InputError(message, path or self._files[i], event=i, event_id=self._id(i))
 
     def _id(self, i: int) -> tuple[int, int, int]:
-        return (0, 0, int(self._numbers[i]))
+        return (self.run, 0, int(self._numbers[i]))
 
     def _truth_from_labels(self, i: int) -> Truth:
         n = int(self._numbers[i])
@@ -292,6 +307,7 @@ class DuneCVNReader(EventReader):
 
     def event_ids(self) -> np.ndarray:
         ids = np.zeros((len(self), 3), np.int64)
+        ids[:, 0] = self.run
         ids[:, 2] = self._numbers
         return ids
 

@@ -1,41 +1,86 @@
-"""Checkpoints shipped with gnnu: ``pretrained:NAME`` → ``gnnu/pretrained/NAME.ckpt``.
+"""Checkpoints shipped inside the package, loadable by name (issue 22).
 
-Minimal resolver (issue 18; the shipped checkpoints themselves come with real DUNE events): a
-reference that starts with ``pretrained:`` names a file of the package's ``pretrained/`` directory
-(package data, so an installed wheel has it); any other reference is a path, returned unchanged.
-An unknown name is one :class:`~gnnu.errors.ConfigError` listing the names shipped.
+``pretrained:NAME`` names a checkpoint under ``gnnu/models/pretrained/`` (package data, so it is
+in a wheel too): ``NAME.ckpt`` (weights and the ``gnnu`` block of a ``gnnu-train`` checkpoint,
+no optimiser state) and ``NAME.json``, its model card (data, command, metrics with intervals,
+gnnu version, commit). Every command that takes a checkpoint resolves it here:
+``gnnu-eval --checkpoint pretrained:dune-real``, ``gnnu-train --init-from pretrained:dune-sim``
+(and, later, ``gnnu-predict``) call :func:`resolve_checkpoint`.
+
+Shipped (see each card, and README "Real DUNE events"):
+
+- ``dune-sim``: EdgeConv 32/64/128 pretrained on gnnu-simulated DUNE events in the
+  ``knn16_dune_cvn_pixels`` representation;
+- ``dune-real``: ``dune-sim`` fine-tuned on the 400 real DUNE FD events of
+  ``../shared/data/dune-cvn-finetune`` (DUNE CVN release, PRD 102 (2020) 092003).
+
+:func:`slim_checkpoint` writes such a file from a ``gnnu-train`` checkpoint.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from importlib import resources
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import InputError
 
 PREFIX = "pretrained:"
-#: Where the shipped checkpoints live (package data).
-PRETRAINED_DIR = Path(os.fspath(resources.files("gnnu") / "pretrained"))
+#: Directory of the shipped checkpoints (package data).
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
 
-def shipped_checkpoints() -> list[str]:
-    """Names of the shipped checkpoints, sorted."""
-    if not PRETRAINED_DIR.is_dir():
-        return []
+def available() -> list[str]:
+    """Names of the shipped checkpoints (those with a ``.ckpt`` file), sorted."""
     return sorted(p.stem for p in PRETRAINED_DIR.glob("*.ckpt"))
 
 
-def resolve_checkpoint(ref: str | os.PathLike) -> Path:
-    """The checkpoint file ``ref`` names: ``pretrained:NAME`` → the shipped ``NAME.ckpt``; a
-    path → itself."""
-    text = os.fspath(ref)
+def resolve_checkpoint(spec: str | os.PathLike) -> Path:
+    """The file a checkpoint argument names: ``pretrained:NAME`` → the shipped
+    ``gnnu/models/pretrained/NAME.ckpt``; anything else → that path, unchanged (its existence is
+    checked where it is loaded). InputError naming the known names for an unknown one."""
+    text = os.fspath(spec)
     if not text.startswith(PREFIX):
         return Path(text)
     name = text[len(PREFIX):]
     path = PRETRAINED_DIR / f"{name}.ckpt"
     if not name or "/" in name or not path.is_file():
-        known = shipped_checkpoints()
-        raise ConfigError(f"unknown pretrained checkpoint '{name}' (shipped: "
-                          f"{', '.join(known) if known else 'none in this installation'})")
+        known = ", ".join(PREFIX + n for n in available()) or "none"
+        raise InputError(f"no shipped checkpoint '{name}' (shipped: {known})", text)
     return path
+
+
+def model_card(spec: str | os.PathLike) -> dict:
+    """The model card of a shipped checkpoint (``NAME.json`` beside it); InputError if none."""
+    path = resolve_checkpoint(spec).with_suffix(".json")
+    if not path.is_file():
+        raise InputError("no model card beside the checkpoint", path)
+    return json.loads(path.read_text())
+
+
+def slim_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, card: dict | None = None) -> Path:
+    """Write the weights and ``gnnu`` block of ``gnnu-train`` checkpoint ``src`` to ``dst``
+    (no optimiser, scheduler or loop state: a few hundred kB for EdgeConv 32/64/128), loadable
+    with ``weights_only=True`` by gnnu-eval and ``gnnu-train --init-from``; with ``card`` also
+    ``dst`` with suffix ``.json``. Written atomically."""
+    import torch
+
+    from .checkpoint import checkpoint_meta, load_checkpoint
+
+    ckpt = load_checkpoint(src)
+    meta = checkpoint_meta(ckpt, src)
+    if not meta.get("graph"):            # how its graphs were built, for gnnu-predict and gnnu-export
+        from ..deploy.model import graph_record_from_dataset
+
+        meta = {**meta, "graph": graph_record_from_dataset(meta, Path(src))}
+    state = {k: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + f".tmp-{os.getpid()}")
+    torch.save({"state_dict": state, "gnnu": meta}, tmp)
+    os.replace(tmp, dst)
+    if card is not None:
+        tmp = dst.with_name(dst.stem + f".json.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
+        os.replace(tmp, dst.with_suffix(".json"))
+    return dst

@@ -6,8 +6,10 @@ integral over E > 0. Two shapes, selected by ``beam.spectrum`` (all numbers from
 
 - ``lbnf`` — DUNE/LBNF-like wide-band on-axis beam: a Gamma-shaped core with its maximum at
   ``peak_gev`` and rms ``width_gev``, plus a share ``tail_fraction`` in a broad high-energy tail
-  E·exp(−E/``tail_slope_gev``). The DUNE defaults (peak 2.5 GeV, rms 1.1 GeV, 6 % tail of scale
-  4 GeV) put ≈ 92 % of the flux in 0.5–5 GeV, as the DUNE TDR on-axis νμ flux does.
+  E·exp(−E/``tail_slope_gev``). The DUNE defaults (peak 2.5 GeV, rms 1.1 GeV, 5 % tail of scale
+  7 GeV, events up to 60 GeV) put ≈ 92 % of the flux in 0.5–5 GeV, as the DUNE TDR on-axis νμ
+  flux does, and give the νμ CC event-energy quantiles of DUNE's released FD events
+  (configs/detectors/dune.yaml cites both).
 - ``numi_offaxis`` — NuMI-off-axis-like narrow band (the NOvA beam, ≈ 2 GeV): a Gaussian core
   (``peak_gev``, ``width_gev``) from the off-axis pion-decay kinematics, plus the same kind of tail
   (kaon decays).

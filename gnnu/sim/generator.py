@@ -18,8 +18,13 @@ Modes (:class:`gnnu.events.Mode`) and their energy dependence
     Tables below, interpolated linearly in ln E: QE / RES / DIS shares among those three follow the
     priors (νμ CC: 1 GeV 45/35/20 %, 3 GeV 20/30/50 %, 5 GeV 12.5/25/62.5 %); MEC (2p2h) and
     coherent π are fractions of all events (flux-averaged over the LBNF spectrum ≈ 10 % and ≈ 1 %).
-    ν̄, every CC flavour and NC use the same tables (NC elastic = "QE"; in nature ν̄ and NC have
-    somewhat larger elastic shares). When a mode is kinematically
+    ν̄ and every CC flavour use the same tables. NC: the elastic ("QE") share is the CC one ×
+    :data:`NC_ELASTIC_SCALE` = 0.64 (the rest goes to RES and DIS in proportion): MiniBooNE
+    measured σ(NC elastic)/σ(CCQE) = 0.192 ± 0.035 (Aguilar-Arevalo et al., PRD 82 (2010)
+    092005), and with σ_NC/σ_CC ≈ 0.3 (docs/design.md#dune-like-lartpc prior) the elastic share of NC events is
+    0.192/0.3 = 0.64 of the QE share of CC events; NC 2p2h (unmeasured) keeps the CC share.
+    (Before issue 22 NC used the CC QE share: 1.6× too many elastic NC events, about half of
+    them a lone neutron, which leaves nothing in the pixel-map window.) When a mode is kinematically
     impossible for the drawn energy and nucleon (DIS below W = 1.4 GeV, RES or COH near threshold),
     the event falls back DIS → RES → QE, COH/MEC → QE, and is labelled with the mode it got.
 
@@ -105,6 +110,9 @@ RES_SHARE = (0.15, 0.27, 0.35, 0.33, 0.30, 0.25, 0.18, 0.10)
 MEC_FRACTION = (0.10, 0.12, 0.12, 0.11, 0.10, 0.08, 0.06, 0.04)
 COH_FRACTION = (0.004, 0.007, 0.010, 0.012, 0.012, 0.012, 0.012, 0.010)
 _LOG_NODES = [math.log(e) for e in MODE_ENERGIES]
+#: NC elastic share relative to the CC QE one: σ(NCE)/σ(CCQE) = 0.192 (MiniBooNE, PRD 82
+#: (2010) 092005) over σ_NC/σ_CC ≈ 0.3 (module docstring).
+NC_ELASTIC_SCALE = 0.192 / 0.3
 
 #: Q² shapes (1 + Q²/M²)^−n: mode → (M² in GeV², n).
 Q2_SHAPE = {Mode.QE: (1.0, 4), Mode.MEC: (1.0, 4), Mode.RES: (1.1 ** 2, 4), Mode.COH: (1.0, 2)}
@@ -535,8 +543,9 @@ class _Interaction:
         return [(n_codes[0], first[0]), (n_codes[1], second[0]), (_PION[pi_q], second[1])]
 
 
-def _mode_table(energy: float) -> tuple[float, float, float, float, float]:
-    """Fractions (MEC, COH, QE, RES, DIS) of all events at ``energy`` (GeV), summing to 1."""
+def _mode_table(energy: float, nc: bool = False) -> tuple[float, float, float, float, float]:
+    """Fractions (MEC, COH, QE, RES, DIS) of all events at ``energy`` (GeV), summing to 1
+    (``nc``: NC events, the elastic share scaled by :data:`NC_ELASTIC_SCALE`)."""
     le = math.log(energy)
     i = bisect.bisect_right(_LOG_NODES, le) - 1
     if i < 0:
@@ -552,11 +561,16 @@ def _mode_table(energy: float) -> tuple[float, float, float, float, float]:
     mec, coh = at(MEC_FRACTION), at(COH_FRACTION)
     rest = 1 - mec - coh
     qe, res = rest * at(QE_SHARE), rest * at(RES_SHARE)
-    return mec, coh, qe, res, 1 - mec - coh - qe - res
+    dis = 1 - mec - coh - qe - res
+    if nc:
+        freed = (1 - NC_ELASTIC_SCALE) * qe
+        qe = NC_ELASTIC_SCALE * qe
+        res, dis = res + freed * res / (res + dis), dis + freed * dis / (res + dis)
+    return mec, coh, qe, res, dis
 
 
-def _choose_mode(energy: float, u: float) -> Mode:
-    mec, coh, qe, res, _ = _mode_table(energy)
+def _choose_mode(energy: float, u: float, nc: bool = False) -> Mode:
+    mec, coh, qe, res, _ = _mode_table(energy, nc)
     if u < mec:
         return Mode.MEC
     if u < mec + coh:
@@ -568,9 +582,10 @@ def _choose_mode(energy: float, u: float) -> Mode:
     return Mode.DIS
 
 
-def mode_fractions(energy_gev: float) -> dict[Mode, float]:
-    """Table fractions of each mode (before kinematic fall-backs) at ``energy_gev`` (GeV)."""
-    return dict(zip((Mode.MEC, Mode.COH, Mode.QE, Mode.RES, Mode.DIS), _mode_table(energy_gev)))
+def mode_fractions(energy_gev: float, nc: bool = False) -> dict[Mode, float]:
+    """Table fractions of each mode (before kinematic fall-backs) at ``energy_gev`` (GeV), of CC
+    or (``nc``) NC events."""
+    return dict(zip((Mode.MEC, Mode.COH, Mode.QE, Mode.RES, Mode.DIS), _mode_table(energy_gev, nc)))
 
 
 def generate(flavour: Flavour, detector, rng: np.random.Generator, energy_gev: float | None = None,
@@ -623,7 +638,7 @@ def generate(flavour: Flavour, detector, rng: np.random.Generator, energy_gev: f
     vertex = lo + (hi - lo) * rng.random(3)
 
     event = _Interaction(energy, lepton_mass, dq, is_anti, detector, rng)
-    mode = _choose_mode(energy, event.u())
+    mode = _choose_mode(energy, event.u(), flavour == Flavour.NC)
     result = None
     while result is None:
         tries = 8 * MAX_TRIES if mode == Mode.QE else MAX_TRIES

@@ -24,10 +24,13 @@ Simplifications (deliberate, documented):
   e±/γ, blips) use ``recombination.point_dedx_mev_per_cm``. R(ξ) of the modified Box model
   peaks at ξ* ≈ 0.47 (A = 0.93, R ≈ 0.716) and turns over unphysically below it, so ξ is clamped
   at ξ*. No fluctuations of recombination or of the number of electrons (Fano).
-- A deposit is a point at its step midpoint: its charge is not spread along the step
-  (:class:`Deposits` carries no step direction). Steps longer than a wire pitch (e.g. EM
-  sub-steps) put their whole charge on one wire per plane, and a track stepped at a fraction
-  of the pitch gives each wire a whole number of steps' charge.
+- A step (``Deposits.step``: charged tracks and EM sub-steps) spreads its charge uniformly along its
+  projection on each plane's wire axis: every wire it crosses gets the share of the step that
+  lies over it, as a real wire collects the charge of the track length over its pitch (before
+  issue 22 each step's charge went whole to the wire under its midpoint, so a track stepped at
+  0.3 cm gave each 0.47 cm wire one or two steps' charge: a comb at 1 and 2 × 22 in the
+  ``dune-cvn`` pixel spectrum instead of a MIP peak near 34). The shares arrive at the step
+  midpoint's tick. Point deposits (stopping e±, blips) stay points at ``pos``.
 - One uniform drift field along x (no space charge, no field distortions); all planes sit at
   the anode, so a cloud arrives at the same tick on every plane. Lifetime attenuation acts on
   the mean charge only.
@@ -186,8 +189,8 @@ def _charge_hits(dep: Deposits, detector, rng: np.random.Generator) -> dict[str,
     tick = (dep.time * 1e-3 + drift_us) / cfg.tick_us
     by_tick = np.argsort(tick)
     group_offset = detector.group_offset
-    electrons, sig_l2, dep_of, g = _entries(
-        dep.pos, dep.de, dep.dx, drift_us, tick, noise, by_tick,
+    electrons, sig_l2, dep_of, g, share = _entries(
+        dep.pos, dep.steps(), dep.de, dep.dx, drift_us, tick, noise, by_tick,
         cfg.recombination.point_dedx_mev_per_cm, 1e6 / cfg.w_ion_ev, rc.A, rc.B,
         cfg.material.density_g_cm3 * cfg.efield_kv_per_cm, _xi_peak(rc.A),
         cfg.electron_lifetime_ms * 1e3, 2.0 * cfg.diffusion_longitudinal_cm2_per_s,
@@ -202,7 +205,7 @@ def _charge_hits(dep: Deposits, detector, rng: np.random.Generator) -> dict[str,
     shaping_ticks = el.shaping_us / cfg.tick_us
     merge_gap = el.pulse_merge_widths * np.sqrt(shaping_ticks ** 2 + sig_l2)
     starts, sums, particle = _pulse_hits(
-        g, t, dep_of, merge_gap, 1.0 / el.long_pulse_ticks, electrons, tick, sig_l2,
+        g, t, dep_of, share, merge_gap, 1.0 / el.long_pulse_ticks, electrons, tick, sig_l2,
         dep.pos, dep.de, dep.track.astype(np.int64))
 
     # electronic noise on the integral, threshold, readout window
@@ -233,23 +236,28 @@ def _charge_hits(dep: Deposits, detector, rng: np.random.Generator) -> dict[str,
 
 
 @jit
-def _entries(pos, de, dx, drift_us, tick, noise, by_tick, point_dedx, electrons_per_mev, a, b,
-             rho_e, xi_peak, lifetime_us, two_dl, ticks_per_cm2, two_dt, readout_ticks, geometry,
-             n_wires, group_offset):
+def _entries(pos, step, de, dx, drift_us, tick, noise, by_tick, point_dedx, electrons_per_mev, a,
+             b, rho_e, xi_peak, lifetime_us, two_dl, ticks_per_cm2, two_dt, readout_ticks,
+             geometry, n_wires, group_offset):
     """Per deposit: ionisation electrons reaching the anode (recombination, lifetime) and the
-    longitudinal diffusion σ_L² (ticks²); per (plane, deposit) entry, the wire group (plane
-    offset + wire) of the cloud displaced by transverse diffusion (``noise`` [n, 2] standard
-    normals scaled by σ_T), for the entries on an existing wire with charge and near the
-    readout window (``geometry``, ``n_wires``, ``group_offset``: the detector's
+    longitudinal diffusion σ_L² (ticks²); per (plane, deposit, wire) entry, the wire group
+    (plane offset + wire) and the share of the deposit's charge on that wire: the cloud,
+    displaced by transverse diffusion (``noise`` [n, 2] standard normals scaled by σ_T), spread
+    uniformly along the projection of its ``step`` [n, 3] (cm) on the plane's wire axis (one
+    entry of share 1 for a point deposit). Only entries on an existing wire, with charge and
+    near the readout window (``geometry``, ``n_wires``, ``group_offset``: the detector's
     ``wire_geometry``, ``n_wires_per_plane``, ``group_offset``). Returns (electrons, σ_L²,
-    entries' deposits, entries' groups), the entries
-    sorted by (group, tick) (``by_tick``: the deposits in tick order; a counting sort by group
-    keeps that order within a group)."""
+    entries' deposits, entries' groups, entries' shares), the entries sorted by (group, tick)
+    (``by_tick``: the deposits in tick order; a counting sort by group keeps that order within
+    a group)."""
     n = len(de)
     n_planes = len(n_wires)
     electrons = np.empty(n)
     sig_l2 = np.empty(n)
-    group = np.full((n_planes, n), -1, np.int64)
+    lo_c = np.zeros((n_planes, n))                 # wire coordinate range (pitch units) …
+    hi_c = np.zeros((n_planes, n))
+    first = np.full((n_planes, n), -1, np.int64)   # … and the wires it covers, first … last
+    last = np.full((n_planes, n), -2, np.int64)
     total = group_offset[n_planes - 1] + n_wires[n_planes - 1]
     count = np.zeros(total + 1, np.int64)
     for i in range(n):
@@ -265,37 +273,47 @@ def _entries(pos, de, dx, drift_us, tick, noise, by_tick, point_dedx, electrons_
         y = pos[i, 1] + noise[i, 0] * sig_t
         z = pos[i, 2] + noise[i, 1] * sig_t
         for v in range(n_planes):
-            w = math.floor((z * geometry[v, 0] + y * geometry[v, 1] - geometry[v, 2])
-                           / geometry[v, 3])
-            if 0 <= w < n_wires[v]:
-                group[v, i] = group_offset[v] + int(w)
-                count[group[v, i] + 1] += 1
+            c = (z * geometry[v, 0] + y * geometry[v, 1] - geometry[v, 2]) / geometry[v, 3]
+            half = 0.5 * abs(step[i, 2] * geometry[v, 0] + step[i, 1] * geometry[v, 1]) / geometry[v, 3]
+            lo, hi = c - half, c + half
+            w0 = max(math.floor(lo), 0)
+            w1 = min(math.floor(hi), n_wires[v] - 1)
+            if w0 > w1:
+                continue
+            lo_c[v, i], hi_c[v, i] = lo, hi
+            first[v, i], last[v, i] = w0, w1
+            for w in range(w0, w1 + 1):
+                count[group_offset[v] + w + 1] += 1
     for k in range(total):
         count[k + 1] += count[k]                       # first slot of each group
     m = count[total]
     dep_of = np.empty(m, np.int64)
     g = np.empty(m, np.int64)
+    share = np.empty(m)
     for v in range(n_planes):
         for u in range(n):
             i = by_tick[u]
-            gi = group[v, i]
-            if gi >= 0:
+            lo, hi = lo_c[v, i], hi_c[v, i]
+            for w in range(first[v, i], last[v, i] + 1):
+                gi = group_offset[v] + w
                 slot = count[gi]
                 dep_of[slot] = i
                 g[slot] = gi
+                share[slot] = (min(hi, w + 1.0) - max(lo, float(w))) / (hi - lo) if hi > lo else 1.0
                 count[gi] += 1
-    return electrons, sig_l2, dep_of, g
+    return electrons, sig_l2, dep_of, g, share
 
 
 @jit
-def _pulse_hits(g, t, dep_of, merge_gap, inv_long, electrons, tick, sig_l2, pos, de, track):
-    """Hits of the (plane, deposit) entries sorted by (wire group ``g``, tick ``t``).
+def _pulse_hits(g, t, dep_of, share, merge_gap, inv_long, electrons, tick, sig_l2, pos, de, track):
+    """Hits of the (plane, deposit, wire) entries sorted by (wire group ``g``, tick ``t``), each
+    carrying the ``share`` of its deposit's charge and energy.
 
     A new pulse starts where the wire group changes or the gap to the previous arrival exceeds
     the merge distance ``merge_gap`` of the arriving deposit; a pulse is cut into hits of
     1/``inv_long`` ticks counted from its start. Per hit: the first entry, the sums over its
-    deposits (``dep_of``) of (q, q·tick, q·(tick² + σ_L²), q·x, q·y, q·z, de), q = ``electrons``,
-    and the track with the most charge (ties to the smaller track id).
+    deposits (``dep_of``) of (q, q·tick, q·(tick² + σ_L²), q·x, q·y, q·z, de), q = ``electrons``
+    × share (de likewise), and the track with the most charge (ties to the smaller track id).
     Returns (starts [h], sums [h, 7], particle [h]).
     """
     n = len(t)
@@ -324,14 +342,14 @@ def _pulse_hits(g, t, dep_of, merge_gap, inv_long, electrons, tick, sig_l2, pos,
         mixed = False
         for i in range(a, b):
             d = dep_of[i]
-            q = electrons[d]
+            q = electrons[d] * share[i]
             sums[k, 0] += q
             sums[k, 1] += q * tick[d]
             sums[k, 2] += q * (tick[d] * tick[d] + sig_l2[d])
             sums[k, 3] += q * pos[d, 0]
             sums[k, 4] += q * pos[d, 1]
             sums[k, 5] += q * pos[d, 2]
-            sums[k, 6] += de[d]
+            sums[k, 6] += de[d] * share[i]
             mixed |= track[d] != track[dep_of[a]]
         if not mixed:
             particle[k] = track[dep_of[a]]
@@ -341,7 +359,7 @@ def _pulse_hits(g, t, dep_of, merge_gap, inv_long, electrons, tick, sig_l2, pos,
         best, best_q = ids[order[0]], -1.0
         run_q = 0.0
         for j in range(b - a):
-            run_q += electrons[dep_of[a + order[j]]]
+            run_q += electrons[dep_of[a + order[j]]] * share[a + order[j]]
             if j + 1 == b - a or ids[order[j + 1]] != ids[order[j]]:
                 if run_q > best_q:               # ascending ids: ties keep the smaller one
                     best, best_q = ids[order[j]], run_q

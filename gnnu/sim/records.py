@@ -84,7 +84,9 @@ class Deposits:
 
     ``pos`` is the deposit's position (cm, the midpoint of its step), ``de`` the deposited
     energy (MeV), ``dx`` the step length (cm; de/dx feeds recombination), ``time`` ns,
-    ``track`` the particle-table row the deposit belongs to.
+    ``track`` the particle-table row the deposit belongs to, ``step`` [n, 3] (cm, optional) the
+    step from its start to its end: the readout spreads the charge along it over the wires it
+    crosses (zeros, or ``step`` None for all: point-like at ``pos``).
     """
 
     pos: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float64))
@@ -92,13 +94,20 @@ class Deposits:
     dx: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
     time: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
     track: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    step: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.de)
 
     def select(self, mask) -> "Deposits":
         return Deposits(self.pos[mask], self.de[mask], self.dx[mask], self.time[mask],
-                        self.track[mask])
+                        self.track[mask], None if self.step is None else self.step[mask])
+
+    def steps(self) -> np.ndarray:
+        """[n, 3] float64 step vectors (cm), zeros where a deposit is point-like."""
+        if self.step is None:
+            return np.zeros((len(self), 3))
+        return np.asarray(self.step, np.float64).reshape(len(self), 3)
 
     @classmethod
     def concat(cls, parts: list["Deposits"]) -> "Deposits":
@@ -109,12 +118,14 @@ class Deposits:
         if len(parts) == 1:
             p = parts[0]
             return cls(p.pos.astype(np.float64, copy=False), p.de, p.dx, p.time,
-                       p.track.astype(np.int32, copy=False))
+                       p.track.astype(np.int32, copy=False), p.step)
+        steps = (None if all(p.step is None for p in parts)
+                 else np.concatenate([p.steps() for p in parts]))
         return cls(np.concatenate([p.pos for p in parts]).astype(np.float64, copy=False),
                    np.concatenate([p.de for p in parts]),
                    np.concatenate([p.dx for p in parts]),
                    np.concatenate([p.time for p in parts]),
-                   np.concatenate([p.track for p in parts]).astype(np.int32, copy=False))
+                   np.concatenate([p.track for p in parts]).astype(np.int32, copy=False), steps)
 
 
 @dataclass

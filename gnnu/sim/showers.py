@@ -485,10 +485,11 @@ class _Sink:
         self.points: list[np.ndarray] = []
         self.positrons: list[tuple] = []        # (pos, t, owner) of e+ annihilating at rest
 
-    def add_steps(self, pos, de, dx, t, owner):
-        """Deposits along sub-steps of length ``dx`` (cm)."""
+    def add_steps(self, pos, de, dx, t, owner, step=None):
+        """Deposits along sub-steps of length ``dx`` (cm); ``step`` [n, 3] their vectors (cm;
+        None: point-like)."""
         if len(de):
-            self.steps.append((pos, de, dx, t, owner))
+            self.steps.append((pos, de, dx, t, owner, np.zeros((len(de), 3)) if step is None else step))
 
     def add_points(self, rows: np.ndarray):
         """Point deposits (``dx`` = 0) of the whole kinetic energy of particle rows ``rows``."""
@@ -500,11 +501,12 @@ class _Sink:
         parts = self.steps
         if self.points:
             p = np.concatenate(self.points)
-            parts = parts + [(p[:, _POS], p[:, _E], np.zeros(len(p)), p[:, _T], p[:, _OWNER])]
+            parts = parts + [(p[:, _POS], p[:, _E], np.zeros(len(p)), p[:, _T], p[:, _OWNER],
+                              np.zeros((len(p), 3)))]
         if not parts:
             return Deposits()
-        pos, de, dx, t, own = (np.concatenate(c) for c in zip(*parts))
-        return Deposits(pos, de, dx, t, track_id[own.astype(np.int64)].astype(np.int32))
+        pos, de, dx, t, own, step = (np.concatenate(c) for c in zip(*parts))
+        return Deposits(pos, de, dx, t, track_id[own.astype(np.int64)].astype(np.int32), step)
 
 
 def _absorb(g: np.ndarray, tab: EMTables, lo: np.ndarray, hi: np.ndarray, sink: _Sink,
@@ -611,10 +613,12 @@ _NPT = 9
 _LL_END, _LT_RES, _LJD, _LIN_GAP = range(4)
 _NLIFE = 4
 #: Rows of the sub-step array of :func:`_walks` ([_NSTEP, k]): midpoint x, y, z (cm), ionisation
-#: energy (MeV), length (cm), time (ns), life index.
-_SX, _SY, _SZ, _SDE, _SDX, _ST, _SLIFE = range(7)
-_NSTEP = 7
+#: energy (MeV), length (cm), time (ns), life index, step vector x, y, z (cm: its charge is spread
+#: over the wires its projection crosses, :meth:`Deposits.step`).
+_SX, _SY, _SZ, _SDE, _SDX, _ST, _SLIFE, _SVX, _SVY, _SVZ = range(10)
+_NSTEP = 10
 _SPOS = slice(_SX, _SZ + 1)
+_SVEC = slice(_SVX, _SVZ + 1)
 #: Rows of the per-life end array of :func:`_walks` ([_NEND, n]): end position x, y, z (cm),
 #: whether it stopped inside (1) or left the box (0).
 _EX, _EY, _EZ, _EL_STOP = range(4)
@@ -730,7 +734,8 @@ def _walks(starts, nsub, kick, pts, life, pos0, w, time0, lo, hi, h_max, x0, cut
     from ``pos0`` [n, 3]; a life that leaves the box lo–hi ends with the first sub-step ending
     outside.
 
-    Returns (steps [7, k]: midpoint (3), energy (MeV), length (cm), time (ns), life index;
+    Returns (steps [10, k]: midpoint (3), energy (MeV), length (cm), time (ns), life index,
+    step vector (3, cm: the readout spreads the charge along it);
     ends [4, n]: end position (clipped onto the box for a life that left), 1 if it stopped
     inside; emitted [8, e]: point index, life index, position (3), direction (3) of the brems
     photons and δ-rays emitted before the death point and before leaving the box).
@@ -795,6 +800,9 @@ def _walks(starts, nsub, kick, pts, life, pos0, w, time0, lo, hi, h_max, x0, cut
             steps[_SDX, k_out] = hk
             steps[_ST, k_out] = time0[i] + l_mid / C_CM_PER_NS
             steps[_SLIFE, k_out] = i
+            steps[_SVX, k_out] = hk * dx
+            steps[_SVY, k_out] = hk * dy
+            steps[_SVZ, k_out] = hk * dz
             k_out += 1
             out = not (lo[0] <= px <= hi[0] and lo[1] <= py <= hi[1] and lo[2] <= pz <= hi[2])
             if out:
@@ -883,7 +891,7 @@ def _electron_lives(g: np.ndarray, tab: EMTables, lo: np.ndarray, hi: np.ndarray
                              cut)
     stop = ends[_EL_STOP] > 0
     sink.add_steps(steps[_SPOS].T, steps[_SDE], steps[_SDX], steps[_ST],
-                   own.take(steps[_SLIFE].astype(np.intp)))
+                   own.take(steps[_SLIFE].astype(np.intp)), steps[_SVEC].T)
 
     # --- end of range (or where the volume was left): end points, residual energy, annihilation
     end_live = ends[_EPOS].T

@@ -418,7 +418,8 @@ def _walk(ctx: _Context, sp, r0, s0, s1, e0, pos, d0, t0, stopping, track_id):
         scale[ok] = np.maximum(target[ok], 0.0) / cont[ok]
         de *= spread(scale)
     mid = (p_lo + 0.5 * dirs * ell).T
-    deposits = Deposits(pos=mid, de=de, dx=ell, time=t_step + 0.5 * dt, track=track_id[trk])
+    deposits = Deposits(pos=mid, de=de, dx=ell, time=t_step + 0.5 * dt, track=track_id[trk],
+                        step=(dirs * ell).T)
     ctx.deposits.append(deposits if ell.all() else deposits.select(ell > 0))
     if len(j):
         frac = rng.random(len(j))

@@ -49,6 +49,7 @@ from ..graph.store import MANIFEST
 from ..models import create_model
 from ..models.heads import decode_target
 from ..models.checkpoint import checkpoint_meta, load_checkpoint, model_state
+from ..models.pretrained import resolve_checkpoint
 from .config import train_config_from_dict
 from .data import make_loader, manifest_hash, open_dataset, to_device
 from .module import task_class_names
@@ -105,7 +106,9 @@ def _autocast(precision: str, device: torch.device):
 
 
 def load_model(checkpoint: str | Path) -> tuple[torch.nn.Module, dict, object]:
-    """(model on the CPU in eval mode, the checkpoint's ``gnnu`` block, its TrainConfig)."""
+    """(model on the CPU in eval mode, the checkpoint's ``gnnu`` block, its TrainConfig);
+    ``checkpoint`` may name a shipped one (``pretrained:NAME``, :mod:`gnnu.models.pretrained`)."""
+    checkpoint = resolve_checkpoint(checkpoint)
     ckpt = load_checkpoint(checkpoint)
     meta = checkpoint_meta(ckpt, checkpoint)
     cfg = train_config_from_dict(meta["config"], where=f"{checkpoint}: config")
@@ -117,6 +120,54 @@ def load_model(checkpoint: str | Path) -> tuple[torch.nn.Module, dict, object]:
         raise InputError(f"weights do not fit the stored model config ({str(exc).splitlines()[0]})",
                          checkpoint) from None
     return model.eval(), meta, cfg
+
+
+def is_dataset(path: str | Path) -> bool:
+    """Whether ``path`` is a graph dataset written by ``gnnu-build`` (it has a manifest)."""
+    return (Path(path) / "manifest.json").is_file()
+
+
+def source_format(path: str | Path) -> str:
+    """The input format of a raw source: ``dune-cvn`` for a directory of ``eventN.gz`` maps,
+    ``gnnu`` otherwise (a hit file)."""
+    p = Path(path)
+    return "dune-cvn" if p.is_dir() and any(p.glob("event*.gz")) else "gnnu"
+
+
+def build_for_checkpoint(checkpoint: str | Path, sources, out: str | Path, split: str = "test",
+                         fmt: str | None = None, graph: str | None = None, force: bool = False,
+                         workers: int = 1) -> Path:
+    """Build raw ``sources`` (hit files, DUNE CVN directories, …) into the dataset ``out`` the
+    way ``checkpoint`` was trained: with its recorded graph config (``graph`` overrides it;
+    a checkpoint that records none needs ``graph``), every event in ``split``. Returns ``out``.
+    Empty events are skipped and counted as gnnu-build does (the manifest says so)."""
+    import yaml
+
+    from ..graph.build import BuildOptions, build_dataset
+    from ..graph.store import SPLITS
+
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split '{split}' (known: {', '.join(SPLITS)})")
+    checkpoint = resolve_checkpoint(checkpoint)
+    meta = checkpoint_meta(load_checkpoint(checkpoint), checkpoint)
+    out = Path(out)
+    if graph is None:
+        recorded = (meta.get("graph") or {}).get("graph_config") or meta.get("graph_config")
+        if not recorded:
+            raise ConfigError(f"{checkpoint}: the checkpoint records no graph config (trained before "
+                              "gnnu 0.1 recorded it): give the one it was trained with (--graph)")
+        out.mkdir(parents=True, exist_ok=True)
+        graph = str(out.parent / f"{out.name}.graph.yaml")
+        Path(graph).write_text(yaml.safe_dump(recorded, sort_keys=False))
+    fmts = {fmt or source_format(s) for s in sources}
+    if len(fmts) != 1:
+        raise ConfigError(f"sources of several formats ({', '.join(sorted(fmts))}): give --format")
+    fractions = tuple(1.0 if s == split else 0.0 for s in SPLITS)
+    summary = build_dataset(BuildOptions(inputs=tuple(str(s) for s in sources), out=str(out),
+                                         format=fmts.pop(), graph=graph, split=fractions,
+                                         force=force, workers=workers))
+    print(summary.report())
+    return out
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, out: str | Path,

@@ -75,6 +75,7 @@ from ..evaluate.report import RUN_FILE
 from ..graph.store import read_manifest
 from ..models import count_parameters, create_model, flops_per_event
 from ..models.checkpoint import checkpoint_meta, freeze, load_checkpoint, load_matching, model_state
+from ..models.pretrained import resolve_checkpoint
 from .config import TrainConfig, load_train_config
 from .data import EventDataModule, check_labels, class_weights, dataset_tasks, manifest_hash
 from .progress import EVERY, TrainProgress, progress_mode
@@ -268,6 +269,7 @@ def _check_monitors(cfg: TrainConfig, module) -> None:
 
 
 def _init_from(model, path: str, feature_names: list[str], model_name: str) -> dict:
+    path = str(resolve_checkpoint(path))                   # pretrained:NAME → the shipped file
     ckpt = load_checkpoint(path)
     source_model = None
     if "gnnu" in ckpt:

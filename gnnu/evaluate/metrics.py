@@ -177,6 +177,26 @@ def auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2.0)
 
 
+def efficiency_at_purity(is_signal: np.ndarray, score: np.ndarray, purity: float) -> float:
+    """Highest signal efficiency of a cut ``score >= t`` whose selection has at least ``purity``
+    (e.g. νe CC efficiency at purity 0.9 with the νe score): the cuts are the ROC curve's
+    thresholds (:func:`roc_curve`, tied scores one step); 0 when no cut reaches the purity, NaN
+    without signal events, 1 when every event is signal.
+
+    ``is_signal``: bool ``[n]``; ``score``: float ``[n]``; ``purity`` in (0, 1].
+    """
+    is_signal = np.asarray(is_signal, bool)
+    n_sig = int(is_signal.sum())
+    if n_sig == 0:
+        return math.nan
+    if n_sig == is_signal.size:
+        return 1.0
+    fpr, tpr, _ = roc_curve(is_signal, score)
+    tp, fp = tpr[1:] * n_sig, fpr[1:] * (is_signal.size - n_sig)
+    ok = tp / (tp + fp) >= purity - 1e-12
+    return float(tpr[1:][ok].max()) if ok.any() else 0.0
+
+
 def roc_auc(is_signal: np.ndarray, score: np.ndarray) -> float:
     """Area under the ROC curve of ``score`` for ``is_signal`` (ties count ½); NaN if undefined."""
     fpr, tpr, _ = roc_curve(is_signal, score)

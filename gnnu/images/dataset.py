@@ -47,6 +47,19 @@ def image_preset(image: ImageConfig | PixelMapPreset | str) -> PixelMapPreset:
     return image.preset_object() if isinstance(image, ImageConfig) else get_preset(image)
 
 
+def check_preset(preset: PixelMapPreset, frame: HitFrame) -> None:
+    """ConfigError unless ``preset`` can render hits of ``frame``'s dataset: every view it draws
+    exists, and its layout (plane-cell or wire-time maps) matches the hits."""
+    names = frame.view_names
+    if max(preset.views) >= len(names):
+        raise ConfigError(f"image preset '{preset.name}' renders views {list(preset.views)}; the "
+                          f"dataset's detector has {len(names)} ({', '.join(names)})")
+    if (preset.layout == "plane-cell") != frame.needs_plane:
+        kind = "segmented-detector" if frame.needs_plane else "wire-plane"
+        raise ConfigError(f"image preset '{preset.name}' ({preset.layout} maps) does not fit this "
+                          f"dataset's {kind} hits")
+
+
 class ImageDataset(Dataset):
     """Pixel maps of one split of a gnnu graph dataset (see module docstring).
 
@@ -64,14 +77,7 @@ class ImageDataset(Dataset):
         self.preset = image_preset(image)
         self.frame = HitFrame.from_manifest(self.manifest)
         names = self.frame.view_names
-        if max(self.preset.views) >= len(names):
-            raise ConfigError(f"image preset '{self.preset.name}' renders views "
-                              f"{list(self.preset.views)}; the dataset's detector has "
-                              f"{len(names)} ({', '.join(names)})")
-        if (self.preset.layout == "plane-cell") != self.frame.needs_plane:
-            kind = "segmented-detector" if self.frame.needs_plane else "wire-plane"
-            raise ConfigError(f"image preset '{self.preset.name}' ({self.preset.layout} maps) does "
-                              f"not fit this dataset's {kind} hits")
+        check_preset(self.preset, self.frame)
         #: Channel names, one per rendered view (what a checkpoint records as its inputs).
         self.feature_names = [f"image_{names[v]}" for v in self.preset.views]
         self._vertex = (self.frame.vertex_pixels(self.index.labels(), self.preset)

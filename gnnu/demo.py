@@ -52,11 +52,13 @@ def demo_overrides(size: str = "small", events: int | None = None, epochs: int |
         if unknown or not models:
             raise ConfigError(f"--models: unknown model(s) {', '.join(unknown) or '(none given)'} "
                               f"of the demo (it has: {', '.join(preset)})")
+        import json
+
         from .config import to_dict
 
         kept = [{k: v for k, v in to_dict(preset[m]).items() if v not in (None, [], False)}
                 for m in models]
-        sets.append(f"models={kept!r}".replace("'", '"'))
+        sets.append(f"models={json.dumps(kept)}")          # JSON is YAML: parsed, never eval-ed
     return tuple(sets)
 
 

@@ -43,8 +43,8 @@ def data(tmp_path_factory) -> Path:
 
 
 def tiny_study(root: Path, data: Path, **changes) -> Path:
-    """A study config on the synthetic dataset: the tiny EdgeConv (2 seeds at two sizes) and a
-    tiny GravNet (one seed, largest size only); returns its path."""
+    """A study config on the synthetic dataset: the tiny EdgeConv at two sizes and a tiny GravNet
+    at the largest only, 2 seeds each; returns its path."""
     tiny = root / "tiny.yaml"
     tiny.write_text(yaml.safe_dump({**TINY, "deterministic": False}))
     cfg = {
@@ -118,6 +118,7 @@ def test_scale_shrinks_events_sizes_and_epochs():
 
 
 # -- results ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_results_json_has_every_field(study):
     out, _, _ = study
     r = json.loads((out / "results.json").read_text())
@@ -146,25 +147,23 @@ def test_results_json_has_every_field(study):
         assert (out / name).stat().st_size > 1000, name
 
 
+@pytest.mark.slow
 def test_numbers_come_from_the_runs_own_reports(study):
     """The headline of a model with 2 seeds is the mean of its runs' test accuracies (each run's
-    own metrics.json), with the standard error over the seeds as its interval; a model with one
-    seed carries its run's accuracy with a bootstrap interval; parameters, epochs and training
-    events are those of the runs' run.json; speeds are the comparison's re-measured ones."""
+    own metrics.json), with the standard error over the seeds as its interval; parameters,
+    epochs and training events are those of the runs' run.json (first seed); speeds are the
+    comparison's re-measured ones. (One seed, a bootstrap interval: test_force_replaces_the_study.)"""
     out, _, _ = study
     r = json.loads((out / "results.json").read_text())
     compare = json.loads((out / "stages" / "compare.json").read_text())["counts"]["speeds"]
     for m in r["models"]:
         runs = sorted((out / "runs" / m["label"]).glob(f"n{m['training_events']}-s*"))
-        assert len(runs) == len(m["seeds"]) == (2 if m["label"] == "edgeconv" else 1)
+        assert len(runs) == len(m["seeds"]) == 2
         acc = [json.loads((d / "eval-test" / "metrics.json").read_text())["accuracy"] for d in runs]
         assert m["accuracy"] == pytest.approx(np.mean(acc))
-        if len(acc) > 1:
-            sem = np.std(acc, ddof=1) / math.sqrt(len(acc))
-            assert m["accuracy_interval"] == pytest.approx([np.mean(acc) - sem, np.mean(acc) + sem])
-            assert "standard error over 2 seeds" in m["interval_method"]
-        else:
-            assert "bootstrap" in m["interval_method"]
+        sem = np.std(acc, ddof=1) / math.sqrt(len(acc))
+        assert m["accuracy_interval"] == pytest.approx([np.mean(acc) - sem, np.mean(acc) + sem])
+        assert "standard error over 2 seeds" in m["interval_method"]
         run = json.loads((runs[0] / "run.json").read_text())
         assert m["parameters"] == run["model"]["parameters"]
         assert m["training_events"] == run["dataset"]["events"]["train"]["used"]
@@ -173,6 +172,7 @@ def test_numbers_come_from_the_runs_own_reports(study):
         assert m["peak_memory_bytes"] == compare[m["label"]]["peak_memory_bytes"]
 
 
+@pytest.mark.slow
 def test_bootstrap_interval_is_seeded(study, tmp_path):
     """The same predictions and seed give the same interval; another seed another one."""
     from gnnu.study.results import _bootstrap
@@ -187,6 +187,7 @@ def test_bootstrap_interval_is_seeded(study, tmp_path):
     assert a["accuracy"][0] < a["accuracy"][1]
 
 
+@pytest.mark.slow
 def test_results_md_and_summary_count_every_stage(study, data):
     out, _, printed = study
     manifest = json.loads((data / "manifest.json").read_text())["counts"]
@@ -198,10 +199,10 @@ def test_results_md_and_summary_count_every_stage(study, data):
     n_train, n_test = manifest["per_split"]["train"], manifest["per_split"]["test"]
     assert f"trained on 48 of {n_train} train events ({n_train - 48} left out by the size)" in tail
     assert f"trained on {n_train} of {n_train} train events (0 left out by the size)" in tail
-    assert tail.count(f"tested on {n_test}") == 5            # 2 sizes × 2 seeds + 1
-    assert f"2 models on {n_test} test events" in tail
+    assert tail.count(f"tested on {n_test}") == 6            # (2 sizes + 1) × 2 seeds
+    assert f"2 model(s) on {n_test} test events" in tail
     lines = [ln for ln in printed.splitlines() if ln.startswith("gnnu-study [")]
-    assert len(lines) == 7 and all("ETA" in ln for ln in lines)   # 5 runs, compare, results
+    assert len(lines) == 8 and all("ETA" in ln for ln in lines)   # 6 runs, compare, results
 
 
 def test_efficiency_at_purity():
@@ -219,6 +220,7 @@ def test_efficiency_at_purity():
 
 
 # -- refusal and resume ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_existing_study_dir_is_refused(study, capsys):
     out, argv, _ = study
     before = mtimes(out)
@@ -228,19 +230,21 @@ def test_existing_study_dir_is_refused(study, capsys):
     assert mtimes(out) == before
 
 
+@pytest.mark.slow
 def test_resume_keeps_every_finished_stage(study, capsys):
     out, argv, _ = study
     before = mtimes(out)
     results = json.loads((out / "results.json").read_text())
     assert main([*argv, "--resume"]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("kept from an earlier run") == 6           # 5 runs and the comparison
+    assert printed.count("kept from an earlier run") == 7           # 6 runs and the comparison
     assert mtimes(out) == before
     again = json.loads((out / "results.json").read_text())
     assert [m["accuracy"] for m in again["models"]] == [m["accuracy"] for m in results["models"]]
     assert all(s["kept_from_earlier_run"] for s in again["stages"][:-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change, expected", [
     ("training.budget.epochs=3", "train_config.epochs"),
     ("training.set=[batch_size=16,num_workers=0]", "train_config.batch_size"),
@@ -254,6 +258,7 @@ def test_resume_with_changed_settings_is_refused(change, expected, study, capsys
     assert mtimes(out) == before
 
 
+@pytest.mark.slow
 def test_force_replaces_the_study(tmp_path, data, capsys):
     config = tiny_study(tmp_path, data, models=[{"name": "edgeconv", "config": str(tmp_path / "tiny.yaml")}],
                         learning_curve={"sizes": [32], "repeats": 1})
@@ -263,10 +268,15 @@ def test_force_replaces_the_study(tmp_path, data, capsys):
     (out / "mine.txt").write_text("not gnnu-study's")
     first = (out / "runs" / "edgeconv" / "n32-s0" / "run.json").stat().st_mtime_ns
     assert main([*argv, "--force", "--set", "learning_curve.sizes=[40]"]) == 0
+    m = json.loads((out / "results.json").read_text())["models"][0]
+    assert "bootstrap over the" in m["interval_method"] and m["seeds"] == [0]    # one seed
+    for key in ("accuracy", "macro_f1"):
+        assert m[f"{key}_interval"][0] <= m[key] <= m[f"{key}_interval"][1]
     assert not (out / "runs" / "edgeconv" / "n32-s0").exists()      # the old study is gone …
     assert (out / "runs" / "edgeconv" / "n40-s0" / "run.json").stat().st_mtime_ns > first
     assert (out / "mine.txt").is_file()                              # … and nothing else
-    assert main([*argv, "--resume", "--force"]) == 2
+    with pytest.raises(SystemExit):                                  # argparse: exclusive flags
+        main([*argv, "--resume", "--force"])
     capsys.readouterr()
 
 
@@ -275,14 +285,18 @@ def test_force_replaces_the_study(tmp_path, data, capsys):
 def test_bad_input_is_one_line_before_any_work(bad, tmp_path, data, capsys):
     config = tiny_study(tmp_path, data)
     out = tmp_path / "out"
-    sets = {"unknown model": ("models=[{name: edgeconvv}]", "edgeconvv"),
-            "typo": ("training.budgte.epochs=1", "budgte"),
-            "size too large": ("learning_curve.sizes=[100000]", "100000 larger than the"),
-            "image preset": ("models=[{name: nova_cvn, config: nova_cvn_nova}]", "does not fit"),
-            "missing checkpoint": ("models=[{name: edgeconv, init_from: /nowhere/x.ckpt}]", "x.ckpt"),
-            "missing dataset": (f"data.graphs={tmp_path / 'nowhere'}", "nowhere")}
-    change, expected = sets[bad]
-    assert main(["--config", str(config), "--out", str(out), "--device", "cpu", "--set", change]) == 2
+    one = "learning_curve.models=null"
+    sets = {"unknown model": (("models=[{name: edgeconvv}]", one), "edgeconvv"),
+            "typo": (("training.budgte.epochs=1",), "budgte"),
+            "size too large": (("learning_curve.sizes=[100000]",), "100000 larger than the"),
+            "image preset": (("models=[{name: nova_cvn, config: nova_cvn_nova}]", one),
+                             "(plane-cell maps) does not fit this dataset's wire-plane hits"),
+            "missing checkpoint": (("models=[{name: edgeconv, init_from: /nowhere/x.ckpt}]",),
+                                   "/nowhere/x.ckpt: no such checkpoint"),
+            "missing dataset": ((f"data.graphs={tmp_path / 'nowhere'}",), "nowhere")}
+    changes, expected = sets[bad]
+    argv = ["--config", str(config), "--out", str(out), "--device", "cpu"]
+    assert main([*argv, *(a for c in changes for a in ("--set", c))]) == 2
     assert expected in one_error_line(capsys)
     assert not out.exists()
 
@@ -294,6 +308,7 @@ def test_unknown_preset_is_one_line(tmp_path, capsys):
 
 
 # -- Ctrl-C then --resume ----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_ctrl_c_then_resume_continues(tmp_path, data):
     """A real SIGINT to a running gnnu-study during a training run: it stops with exit 130 and
     one line saying to --resume; --resume keeps the finished run, continues the interrupted one
@@ -468,6 +483,7 @@ def test_transfer_changed_checkpoint_is_refused(tmp_path, data, capsys):
     """init_from a checkpoint file: the run records its sha256; the same path with other bytes
     is a changed setting (refused by --resume, naming it), the same bytes elsewhere are not."""
     pre = tmp_path / "pre"
+    pre.mkdir()
     config = tiny_study(pre, data, models=[{"name": "edgeconv", "config": str(pre / "tiny.yaml")}],
                         learning_curve={"sizes": ["all"], "repeats": 1})
     assert main(["--config", str(config), "--out", str(pre / "out"), "--device", "cpu"]) == 0

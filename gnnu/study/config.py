@@ -146,9 +146,10 @@ class Budget:
             return f"equal events seen: {self.events:,} training events per run, no early stopping"
         stop = (f"early stopping on the validation loss (patience {self.patience})"
                 if self.early_stopping else "no early stopping")
+        epochs = f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}"
         if self.kind == "wall_time":
-            return f"up to {self.epochs} epochs capped at {self.wall_time_s:g} s of training, {stop}"
-        return f"up to {self.epochs} epochs, {stop}"
+            return f"up to {epochs} capped at {self.wall_time_s:g} s of training, {stop}"
+        return f"{epochs}, {stop}" if not self.early_stopping else f"up to {epochs}, {stop}"
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import read_yaml, resolve_config, to_dict
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from .config import ALL, ModelEntry, StudyConfig
 
 #: The study directory's layout.
@@ -262,8 +262,10 @@ def _planned_frame(detector, graph_cfg):
 def check_models(plan: StudyPlan) -> None:
     """Build every model once on the dataset's inputs (module docstring); ConfigError (or
     InputError for a checkpoint) naming the model when one does not fit."""
+    from ..graph.store import require_hits
     from ..images.dataset import check_preset, image_preset
     from ..models import create_model, model_inputs
+    from ..models.checkpoint import checkpoint_meta, load_checkpoint
     from ..train.data import dataset_tasks
 
     cfg = plan.cfg
@@ -273,14 +275,14 @@ def check_models(plan: StudyPlan) -> None:
 
         manifest = read_manifest(cfg.data.graphs)
         frame = HitFrame.from_manifest(manifest)
-        n_features = len(manifest["features"])
+        features = [f["name"] for f in manifest["features"]]
     else:
         from ..graph.config import load_graph_config
         from ..graph.features import feature_columns
 
         gcfg = load_graph_config(cfg.graph.config)
         frame, geom = _planned_frame(plan.expected.detector, gcfg)
-        n_features = len(feature_columns(gcfg.features, geom))
+        features = [c.name for c in feature_columns(gcfg.features, geom)]
         manifest = {"counts": {"per_class": {}}}
     for entry in cfg.models:
         where = f"models[{entry.key}]"
@@ -289,18 +291,24 @@ def check_models(plan: StudyPlan) -> None:
             if tcfg.model.name != entry.name:
                 raise ConfigError(f"its config is model '{tcfg.model.name}', not '{entry.name}'")
             if model_inputs(entry.name) == "image":
+                if cfg.data.graphs:
+                    require_hits(manifest, cfg.data.graphs)
                 preset = image_preset(tcfg.model.image)
                 check_preset(preset, frame)
-                in_features = len(preset.views)
+                inputs = [f"image_{frame.view_names[v]}" for v in preset.views]
             else:
-                in_features = n_features
-            create_model(tcfg.model, in_features=in_features,
+                inputs = features
+            create_model(tcfg.model, in_features=len(inputs),
                          tasks=dataset_tasks(manifest, tcfg.num_classes), regression=tcfg.regression)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+        except (ConfigError, InputError) as exc:
+            raise type(exc)(f"{where}: {exc}") from None
         if entry.init_from and not entry.init_from.startswith(RUN_REF):
             if not Path(entry.init_from).is_file():
                 raise ConfigError(f"{where}.init_from: {entry.init_from}: no such checkpoint")
+            theirs = checkpoint_meta(load_checkpoint(entry.init_from), entry.init_from)["feature_names"]
+            if list(theirs) != list(inputs):
+                raise ConfigError(f"{where}.init_from: {entry.init_from} was trained on inputs "
+                                  f"{list(theirs)}, this dataset gives {inputs}")
 
 
 def family(model: str) -> str:

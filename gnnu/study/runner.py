@@ -524,7 +524,7 @@ def run_study(opts: StudyOptions) -> StudyResult:
             compare.finish(time.perf_counter() - t0, counts=counts)
         counts = compare.previous["counts"]
         stage_times.append(StageTime("compare", None if kept else compare.previous["wall_s"], counts, kept))
-        line("compare", f"{len(headline)} models on the same {counts['n_events']} test events, "
+        line("compare", f"{len(headline)} model(s) on the same {counts['n_events']} test events, "
              f"inference re-measured side by side on {device}", stage_times[-1].seconds, 0.0)
         # -- results ---------------------------------------------------------------------------
         k += 1
@@ -570,7 +570,7 @@ def summary(res: StudyResult) -> str:
                     f"({c['train']['skipped']} left out by the size), validated on {c['val']['used']} "
                     f"of {c['val']['in_split']}, tested on {c['test']}")
         elif st.name == "compare":
-            text = f"{len(c['speeds'])} models on {c['n_events']} test events ({res.out / COMPARISON_DIR})"
+            text = f"{len(c['speeds'])} model(s) on {c['n_events']} test events ({res.out / COMPARISON_DIR})"
         else:
             text = ", ".join(["RESULTS.md", "results.json", *r.get("plots", [])])
         lines.append(f"  {st.name:<34} {text} [{took}]")

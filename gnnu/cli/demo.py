@@ -3,7 +3,6 @@ the demo is in :mod:`gnnu.demo`, the study in :mod:`gnnu.study`."""
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 

@@ -39,7 +39,7 @@ import numpy as np
 from .. import __version__
 from ..config import to_dict
 from .config import as_dict
-from .plan import COMPARISON_DIR, REPORT_DIR, RunSpec, StudyPlan
+from .plan import REPORT_DIR, RunSpec, StudyPlan
 
 RESULTS_SCHEMA = "gnnu-study-results"
 RESULTS_VERSION = "1.0"

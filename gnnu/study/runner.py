@@ -41,7 +41,6 @@ import contextlib
 import json
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +49,7 @@ from typing import Callable
 from .. import __version__
 from ..config import to_dict
 from ..errors import ConfigError, GnnuError, InputError, OutputExistsError
-from .config import StudyConfig, as_dict, load_study_config
+from .config import as_dict, load_study_config
 from .plan import (COMPARISON_DIR, EVENTS_FILE, GRAPHS_DIR, REPORT_DIR, RUN_REF, RUNS_DIR, STUDY_FILE,
                    Expected, RunSpec, StudyPlan, build_settings, differences, make_plan,
                    run_settings, sim_settings, sim_request)
@@ -131,15 +130,11 @@ class StudyResult:
 
 # -- small file helpers -------------------------------------------------------------------------
 def write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary sibling, then rename)."""
-    from ..io.hitfile import temporary_path
+    """Write ``text`` to ``path`` atomically (temporary sibling, then rename): gnnu-compare's
+    writer, so there is one."""
+    from ..evaluate.compare import _write_text
 
-    tmp = temporary_path(path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _write_text(path, text)
 
 
 def write_json(path: Path, data) -> None:
@@ -179,6 +174,7 @@ def prepare_out(out: Path, resume: bool, force: bool) -> None:
 
 
 def clear_outputs(out: Path) -> None:
+    """Delete gnnu-study's own outputs in ``out`` (:data:`OUTPUTS`), nothing else."""
     for name in OUTPUTS:
         p = out / name
         if p.is_dir():

@@ -381,14 +381,19 @@ def test_smoke_preset_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_gpu_preset_rehearsed_on_the_cpu(tmp_path):
     """The gpu preset through the very code path the GPU runs — every model, DUNE CVN at
-    3 × 500 × 500, bf16-mixed, the pixel representation, loader workers — at scale 0.002."""
+    3 × 500 × 500, bf16-mixed, the pixel representation, loader workers, the events budget — at
+    scale 0.005 (50 events: the smallest with validation and test events) and 8 training events
+    (1 600 before scaling: --set edits the config, then the scale applies; DUNE CVN and NOvA CVN
+    train at < 1 event/s on a CPU)."""
     out = tmp_path / "gpu"
-    assert main(["--config", "gpu", "--out", str(out), "--device", "cpu", "--set", "scale=0.002"]) == 0
+    assert main(["--config", "gpu", "--out", str(out), "--device", "cpu", "--set", "scale=0.005",
+                 "--set", "learning_curve.sizes=[1600]", "--set", "training.budget.events=3200"]) == 0
     r = json.loads((out / "results.json").read_text())
     assert [m["name"] for m in r["models"]] == ["edgeconv", "dynedgeconv", "gravnet", "nova_cvn",
                                                  "dune_cvn", "resnet18"]
     assert {m["precision"] for m in r["models"]} == {"bf16-mixed"}
-    assert r["config"]["scaled_from"] == 0.002
+    assert r["config"]["scaled_from"] == 0.005 and r["config"]["data"]["simulate"]["events"] == 50
+    assert all(m["training_events"] == 8 and m["epochs"] == 2 for m in r["models"])
     cfg = yaml.safe_load((out / "runs" / "dune_cvn" / next(
         p.name for p in (out / "runs" / "dune_cvn").iterdir()) / "config.yaml").read_text())
     assert cfg["model"]["image"]["preset"] == "dune-cvn" and cfg["precision"] == "bf16-mixed"
@@ -541,3 +546,17 @@ def test_transfer_imagenet_resnet18_protocol(tmp_path, data, monkeypatch):
             assert (run.get("frozen") or []) == frozen, (label, run.get("frozen"))
     r = json.loads((out / "results.json").read_text())
     assert {m["label"]: m["family"] for m in r["models"]} == {"pretrained": "cnn", "scratch": "cnn"}
+
+
+def test_events_budget_shows_the_same_events_at_every_size():
+    """Equal events seen: whole epochs of the training set, then the batches of the remainder —
+    also when the training set is smaller than a batch."""
+    from gnnu.study.plan import events_budget_steps
+
+    for events, n, batch in ((16000, 8000, 64), (1000, 300, 32), (80, 1, 64), (80, 8, 64), (100, 100, 7)):
+        steps, epochs = events_budget_steps(events, n, batch)
+        per_epoch = math.ceil(n / batch)
+        full, rest = divmod(steps, per_epoch)
+        seen = full * n + min(rest * batch, n)
+        assert events <= seen < events + batch, (events, n, batch, seen)
+        assert epochs == math.ceil(events / n)

@@ -31,7 +31,8 @@ epochs and a wall-time cap are multiplied by ``min(scale, 1)`` (rounded up, at l
 Everything else — models, image sizes, precision, batch sizes — is unchanged, so
 ``--set scale=0.01`` rehearses a GPU preset on a CPU through the very same stages.
 :func:`apply_scale` returns the config the study actually runs (``scale`` then reads 1 and
-``scaled_from`` records the factor), which is what ``STUDY_DIR/study.yaml`` stores.
+``scaled_from`` records the factor), which is what ``STUDY_DIR/study.yaml`` stores. ``--set``
+values are in the config's own (unscaled) units: the scale applies after them.
 """
 
 from __future__ import annotations

@@ -196,16 +196,23 @@ def train_overrides(cfg: StudyConfig, entry: ModelEntry, run: RunSpec | None,
     b = cfg.budget(entry.key)
     sets = [*cfg.training.set, *entry.set, *extra]
     if b.kind == "events":
-        steps = math.ceil(b.events / batch_size) if batch_size else 1
-        per_epoch = math.ceil(n_train / batch_size) if batch_size and n_train else 1
-        sets += [f"max_steps={steps}", f"epochs={math.ceil(steps / per_epoch)}",
-                 "early_stopping.enabled=false"]
+        steps, epochs = events_budget_steps(b.events, n_train or 1, batch_size or 1)
+        sets += [f"max_steps={steps}", f"epochs={epochs}", "early_stopping.enabled=false"]
     else:
         sets += [f"epochs={b.epochs}", f"early_stopping.enabled={str(b.early_stopping).lower()}",
                  f"early_stopping.patience={b.patience}", "max_steps=null"]
     if run is not None:
         sets.append(f"seed={run.seed}")
     return tuple(sets)
+
+
+def events_budget_steps(events: int, n_train: int, batch_size: int) -> tuple[int, int]:
+    """(optimiser steps, epochs) that show ``events`` training events to a model trained on
+    ``n_train`` events in batches of ``batch_size`` (an epoch is ceil(n_train / batch) steps, its
+    last batch partial): whole epochs of n_train events, then the batches of the remainder."""
+    per_epoch = math.ceil(n_train / batch_size)
+    full, rest = divmod(events, n_train)
+    return full * per_epoch + math.ceil(rest / batch_size), full + (rest > 0)
 
 
 def load_run_config(plan: StudyPlan, entry: ModelEntry, run: RunSpec | None, data: str | None):

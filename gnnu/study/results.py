@@ -163,7 +163,7 @@ def library_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in ("torch", "torch_geometric", "lightning", "torchvision", "numpy", "scipy", "numba", "h5py"):
         try:
-            out[name] = md.version(name.replace("_", "-")) if name != "torch_geometric" else md.version("torch_geometric")
+            out[name] = md.version(name)
         except md.PackageNotFoundError:
             out[name] = "not installed"
     return out

@@ -383,8 +383,8 @@ def test_gpu_preset_rehearsed_on_the_cpu(tmp_path):
     """The gpu preset through the very code path the GPU runs — every model, DUNE CVN at
     3 × 500 × 500, bf16-mixed, the pixel representation, loader workers, the events budget — at
     scale 0.005 (50 events: the smallest with validation and test events) and 8 training events
-    (1 600 before scaling: --set edits the config, then the scale applies; DUNE CVN and NOvA CVN
-    train at < 1 event/s on a CPU)."""
+    and 16 events seen (1 600 and 3 200 before scaling: --set edits the config, then the scale
+    applies; DUNE CVN and NOvA CVN train at < 1 event/s on a CPU)."""
     out = tmp_path / "gpu"
     assert main(["--config", "gpu", "--out", str(out), "--device", "cpu", "--set", "scale=0.005",
                  "--set", "learning_curve.sizes=[1600]", "--set", "training.budget.events=3200"]) == 0

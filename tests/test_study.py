@@ -560,3 +560,19 @@ def test_events_budget_shows_the_same_events_at_every_size():
         seen = full * n + min(rest * batch, n)
         assert events <= seen < events + batch, (events, n, batch, seen)
         assert epochs == math.ceil(events / n)
+
+
+@pytest.mark.slow
+def test_wall_time_budget_stops_training(tmp_path, data):
+    """budget kind wall_time: a run allowed 200 epochs stops after its few seconds of training
+    (validated and evaluated), and results.json says which budget it had."""
+    config = tiny_study(tmp_path, data, models=[{"name": "edgeconv", "config": str(tmp_path / "tiny.yaml")}],
+                        learning_curve={"sizes": ["all"], "repeats": 1},
+                        training={"budget": {"kind": "wall_time", "wall_time_s": 3, "epochs": 200},
+                                  "set": ["batch_size=16", "num_workers=0"]})
+    out = tmp_path / "out"
+    assert main(["--config", str(config), "--out", str(out), "--device", "cpu"]) == 0
+    run = json.loads(next((out / "runs" / "edgeconv").glob("n*/run.json")).read_text())
+    assert 1 <= run["epochs_completed"] < 200 and run["training_wall_time_s"] < 60
+    m = json.loads((out / "results.json").read_text())["models"][0]
+    assert "capped at 3 s of training" in m["budget"] and m["accuracy"] is not None

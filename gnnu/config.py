@@ -124,7 +124,7 @@ def _short(value: Any) -> str:
     """``repr(value)`` cut to :data:`MAX_SHOWN` characters (never expands a huge value fully)."""
     if isinstance(value, (dict, list, tuple)) and not _expanded_size_ok(value, MAX_SHOWN):
         return f"<{type(value).__name__} of more than {MAX_SHOWN} values>"
-    text = value if isinstance(value, str) else repr(value)
+    text = repr(value)
     return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + f"… ({len(text):,} characters)"
 
 

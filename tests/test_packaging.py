@@ -50,7 +50,9 @@ def test_package_data_covers_every_config():
         rel = "configs/" + path.relative_to(CONFIG_ROOT).as_posix()
         assert any(fnmatch.fnmatch(rel, p) for p in patterns), rel
     assert any(fnmatch.fnmatch("configs/studies/tl.yaml", p) for p in patterns)
-    assert any(fnmatch.fnmatch("pretrained/dune_cvn_edgeconv.ckpt", p) for p in patterns)
+    models = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["gnnu.models"]
+    for name in ("pretrained/dune-real.ckpt", "pretrained/dune-real.json"):
+        assert any(fnmatch.fnmatch(name, p) for p in models), name
 
 
 def test_license_is_an_spdx_string():

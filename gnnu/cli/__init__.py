@@ -11,7 +11,7 @@ import shlex
 
 #: Command name → module whose ``main(argv)`` implements it (as in pyproject's scripts).
 COMMANDS = {"gnnu-sim": "sim", "gnnu-build": "build", "gnnu-train": "train", "gnnu-eval": "eval",
-            "gnnu-compare": "compare", "gnnu-demo": "demo"}
+            "gnnu-compare": "compare", "gnnu-demo": "demo", "gnnu-study": "study"}
 
 
 class CommandFailed(RuntimeError):

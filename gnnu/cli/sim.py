@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections import Counter
 
 from tqdm import tqdm
 
-from ..atomic import output_lock
-from ..config import to_dict
 from ..detectors import load_detector
 from ..errors import ConfigError
 from ..events import Flavour
@@ -59,7 +56,7 @@ def _inspect(args) -> int:
 
 
 def _simulate(args) -> int:
-    from ..io.hitfile import prepare_output
+    from ..io.simulated import write_simulation
     from ..sim.simulate import EnergyOption, SimRequest
 
     if not args.out:
@@ -73,41 +70,13 @@ def _simulate(args) -> int:
     detector = load_detector(args.detector)
     request = SimRequest(detector=args.detector, n_events=args.events, seed=args.seed,
                          flavours=flavours, mix=args.mix, energy=EnergyOption.parse(args.energy))
-    prepare_output(args.out, args.force)        # (missing directories are made only now)
-    with output_lock(args.out, "gnnu-sim"):     # one writer of OUT at a time
-        return _write(args, request, detector, flavours)
-
-
-def _write(args, request, detector, flavours) -> int:
-    from ..display import draw_events, one_per_flavour
-    from ..io.hitfile import HitFileWriter
-    from ..sim.simulate import iter_events
-
-    generator_info = to_dict(request)
-    generator_info["flavours"] = [f.label for f in flavours]
-    t0 = time.perf_counter()
-    per_flavour: Counter = Counter()
-    n_hits = n_empty = 0
-    shown = {}
-    with HitFileWriter(args.out, detector, generator=generator_info, seed=args.seed,
-                       overwrite=args.force, compression=args.compression) as w, \
-            tqdm(total=args.events, unit="ev", desc="gnnu-sim", file=sys.stderr,
-                 disable=None) as bar:
-        for ev in iter_events(request, detector, workers=args.workers, progress=bar.update):
-            w.write(ev)
-            per_flavour[ev.truth.flavour] += 1
-            n_hits += len(ev.hits)
-            n_empty += len(ev.hits) == 0
-            if args.display:
-                shown.setdefault(ev.truth.flavour, ev)
-    dt = time.perf_counter() - t0
-    by_class = ", ".join(f"{Flavour(k).label} {v}" for k, v in sorted(per_flavour.items()))
-    print(f"gnnu-sim: wrote {w.n_events} of {args.events} events ({by_class}; {n_empty} without hits) "
-          f"with {n_hits} hits to {args.out} in {dt:.1f} s ({w.n_events / max(dt, 1e-9):.0f} events/s, "
-          f"{args.workers} worker(s))")
-    if args.display:
-        path = draw_events(one_per_flavour(list(shown.values())), detector, args.display)
-        print(f"gnnu-sim: event display written to {path}")
+    with tqdm(total=args.events, unit="ev", desc="gnnu-sim", file=sys.stderr, disable=None) as bar:
+        summary = write_simulation(request, detector, args.out, workers=args.workers,
+                                   force=args.force, compression=args.compression,
+                                   display=args.display, progress=bar.update)
+    print(summary.report())
+    if summary.display:
+        print(f"gnnu-sim: event display written to {summary.display}")
     return 0
 
 

@@ -285,6 +285,37 @@ def plot_efficiency_vs_energy_comparison(models: Sequence[tuple[str, TaskMetrics
     return _save(fig, path)
 
 
+def plot_learning_curve(series: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float],
+                                                 Sequence[float]]],
+                        path: str | os.PathLike, title: str, score_label: str = "macro F1") -> Path:
+    """A score against the number of training events (log axis), one line per model:
+    ``series`` = {label: (x training events, y score, lo, hi)} with a band (or error bars for a
+    single point) from lo to hi (e.g. a 68 % interval)."""
+    fig = _figure(6.0, 4.4)
+    ax = fig.add_subplot()
+    sizes: set[int] = set()
+    for k, (label, (x, y, lo, hi)) in enumerate(series.items()):
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+        order = np.argsort(x)
+        x, y, lo, hi = x[order], y[order], lo[order], hi[order]
+        sizes.update(int(v) for v in x)
+        ax.errorbar(x, y, yerr=[np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)],
+                    marker="os^vDP<>"[k % 8], ms=4, capsize=3, color=f"C{k % 10}", label=label)
+        if x.size > 1:
+            ax.fill_between(x, lo, hi, alpha=0.15, color=f"C{k % 10}")
+    ax.set_xscale("log")
+    ticks = sorted(sizes)
+    ax.set_xticks(ticks, [f"{n:,}" for n in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("training events")
+    ax.set_ylabel(score_label)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def plot_cost_vs_accuracy(labels: Sequence[str], events_per_s: Sequence[float],
                           score: Sequence[float], parameters: Sequence[int | None],
                           path: str | os.PathLike, title: str, score_label: str = "macro F1",

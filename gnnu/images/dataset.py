@@ -48,6 +48,24 @@ def image_preset(image: ImageConfig | PixelMapPreset | str) -> PixelMapPreset:
     return image.preset_object() if isinstance(image, ImageConfig) else get_preset(image)
 
 
+def check_preset(preset: PixelMapPreset, frame: HitFrame) -> None:
+    """ConfigError unless ``preset`` can render hits of ``frame``'s dataset: every view it draws
+    exists, the detector kind has an image layout, and the preset's layout (plane-cell or
+    wire-time maps) is that one."""
+    names = frame.view_names
+    if max(preset.views) >= len(names):
+        raise ConfigError(f"image preset '{preset.name}' renders views {list(preset.views)}; the "
+                          f"dataset's detector has {len(names)} ({', '.join(names)})")
+    layout = frame.layout
+    if layout is None:
+        raise ConfigError(f"image preset '{preset.name}': this dataset's detector kind "
+                          f"'{frame.detector.kind}' has no image layout "
+                          f"(gnnu.images.layouts: {IMAGE_LAYOUTS.known()})")
+    if preset.layout != layout.layout:
+        raise ConfigError(f"image preset '{preset.name}' ({preset.layout} maps) does not fit this "
+                          f"dataset's hits ({layout.layout}: {layout.detectors})")
+
+
 class ImageDataset(Dataset):
     """Pixel maps of one split of a gnnu graph dataset (see module docstring).
 
@@ -65,18 +83,7 @@ class ImageDataset(Dataset):
         self.preset = image_preset(image)
         self.frame = HitFrame.from_manifest(self.manifest)
         names = self.frame.view_names
-        if max(self.preset.views) >= len(names):
-            raise ConfigError(f"image preset '{self.preset.name}' renders views "
-                              f"{list(self.preset.views)}; the dataset's detector has "
-                              f"{len(names)} ({', '.join(names)})")
-        layout = self.frame.layout
-        if layout is None:
-            raise ConfigError(f"image preset '{self.preset.name}': this dataset's detector kind "
-                              f"'{self.frame.detector.kind}' has no image layout "
-                              f"(gnnu.images.layouts: {IMAGE_LAYOUTS.known()})")
-        if self.preset.layout != layout.layout:
-            raise ConfigError(f"image preset '{self.preset.name}' ({self.preset.layout} maps) does "
-                              f"not fit this dataset's hits ({layout.layout}: {layout.detectors})")
+        check_preset(self.preset, self.frame)
         #: Channel names, one per rendered view (what a checkpoint records as its inputs).
         self.feature_names = [f"image_{names[v]}" for v in self.preset.views]
         self._vertex = (self.frame.vertex_pixels(self.index.labels(), self.preset)

@@ -150,6 +150,19 @@ def test_brute_force_equals_the_reference_in_learnt_and_feature_spaces(dim, incl
         np.testing.assert_array_equal(got, reference_knn(ref, 16, batch, include_self))
 
 
+@pytest.mark.parametrize("block_size", [None, 5000], ids=["padded-blocks", "row-blocks"])
+@pytest.mark.parametrize("dim", [16, 64])
+def test_torch_backend_in_feature_spaces_equals_the_reference(dim, block_size):
+    """Beyond 8 coordinates the torch backend (dynamic EdgeConv on a GPU) takes matrix-product
+    distances and re-ranks the best candidates exactly: identical to the float64 reference here
+    (random points have no near-ties), graphs smaller than k + the margin and of one point
+    included, in padded blocks and in row blocks of one large graph."""
+    pos, batch = _points([300, 120, 20, 9, 1], dim, seed=dim)
+    for include_self in (False, True):
+        np.testing.assert_array_equal(_run("torch", pos, 16, batch, include_self, block_size=block_size),
+                                      reference_knn(pos, 16, batch, include_self))
+
+
 def test_exact_brute_force_keeps_the_lower_index_at_ties():
     """A 4-D integer lattice: distances tie everywhere, the k-th place included; the bucketed
     brute force takes the lower index, as the reference and the k-d tree do."""

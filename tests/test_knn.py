@@ -163,6 +163,26 @@ def test_torch_backend_in_feature_spaces_equals_the_reference(dim, block_size):
                                       reference_knn(pos, 16, batch, include_self))
 
 
+@pytest.mark.slow
+def test_torch_backend_compiled_distances_equal_the_reference(monkeypatch):
+    """The GPU's one-pass compiled distances (TORCH_FUSED; torch.compile, here with the CPU's C++
+    backend: about a minute) give the reference's neighbours, ties on an integer grid included,
+    in 2 to 4 dimensions, with and without self."""
+    import gnnu.graph.knn as mod
+
+    monkeypatch.setitem(mod.TORCH_FUSED, "cpu", True)
+    grid = np.stack(np.meshgrid(np.arange(9.0), np.arange(7.0)), -1).reshape(-1, 2)
+    pos = np.concatenate([grid, grid[:20], np.zeros((25, 2))])
+    batch = np.repeat([0, 1, 2], [len(grid), 20, 25])
+    cases = [(pos, batch, k) for k in (1, 4, 8)] + [(*_points([1, 2, 5, 17, 40, 3, 120], d, seed=d), 16)
+                                                     for d in (3, 4)]
+    for p, b, k in cases:
+        for include_self in (False, True):
+            np.testing.assert_array_equal(_run("torch", p, k, b, include_self),
+                                          reference_knn(p, k, b, include_self))
+    assert mod.TORCH_FUSED["cpu"], "the compiled pass fell back to the eager one"
+
+
 def test_exact_brute_force_keeps_the_lower_index_at_ties():
     """A 4-D integer lattice: distances tie everywhere, the k-th place included; the bucketed
     brute force takes the lower index, as the reference and the k-d tree do."""

@@ -264,6 +264,32 @@ def _resolve_ties(tree, pts: np.ndarray, i: int, radius: float, need: int,
 #: Pairwise distances the torch backend holds at once by default, per device type: a GPU takes
 #: whole batches of DUNE-like views in a few blocks (1 << 27 float32 distances = 512 MiB).
 TORCH_BLOCK = {"cpu": 1 << 24, "cuda": 1 << 27}
+#: Device types on which the torch backend computes a padded block's squared distances and
+#: exclusions (padding, self) in one ``torch.compile``-d pass — one kernel writing [B, m, m] once
+#: instead of seven eager passes over it — for up to 8 coordinates. On by default on the GPU,
+#: where those passes are the graph build's cost; off on the CPU (compiling costs minutes there,
+#: and the CPU builds graphs with numba). Should compilation fail, the eager passes run instead
+#: (with a warning) and the device type is switched off.
+TORCH_FUSED = {"cuda": True}
+_FUSED: dict[str, object] = {}
+
+
+def _fused_distances():
+    """The compiled pass of :data:`TORCH_FUSED` (dynamic shapes: one compilation per
+    dimension and ``include_self``): the same operations as the eager path."""
+    if "fn" not in _FUSED:
+        import torch
+
+        def distances(x, valid, include_self: bool):
+            d = _sq_dist(x[:, :, None, :], x[:, None, :, :])
+            excluded = ~valid[:, None, :]
+            if not include_self:
+                idx = torch.arange(x.shape[1], device=x.device)
+                excluded = excluded | (idx[:, None] == idx[None, :])
+            return d.masked_fill(excluded, float("inf"))
+
+        _FUSED["fn"] = torch.compile(distances, dynamic=True)
+    return _FUSED["fn"]
 
 
 def _knn_torch(pos, k: int, batch, include_self: bool, block_size: int | None):
@@ -379,6 +405,8 @@ def _knn_torch_padded(pos, starts_np: np.ndarray, sizes_np: np.ndarray, m: int, 
     [B, m, D]."""
     import torch
 
+    from .bruteforce import EXACT_MAX_DIM
+
     dev = pos.device
     starts = torch.as_tensor(starts_np, device=dev)
     sizes = torch.as_tensor(sizes_np, device=dev)
@@ -387,11 +415,24 @@ def _knn_torch_padded(pos, starts_np: np.ndarray, sizes_np: np.ndarray, m: int, 
     valid = slot[None, :] < sizes[:, None]                       # [B, m]
     gidx = (starts[:, None] + slot[None, :]).clamp(max=pos.shape[0] - 1)
     x = pos[gidx]                                                # [B, m, D]
-    excluded = ~valid[:, None, :]
-    if not include_self:
-        excluded = excluded | torch.eye(m, dtype=torch.bool, device=dev)[None]
     k_eff = min(k, m)
-    vals, cols = _nearest(x, x, excluded, k_eff, valid)
+    d = None
+    if TORCH_FUSED.get(dev.type) and x.shape[-1] <= EXACT_MAX_DIM:
+        try:
+            d = _fused_distances()(x, valid, include_self)
+        except Exception as exc:                                 # no compiler: the eager passes
+            import warnings
+
+            warnings.warn(f"kNN: compiled distances unavailable on {dev.type} "
+                          f"({type(exc).__name__}: {exc}); eager passes from now on")
+            TORCH_FUSED[dev.type] = False
+    if d is not None:
+        vals, cols = _select(d, k_eff)
+    else:
+        excluded = ~valid[:, None, :]
+        if not include_self:
+            excluded = excluded | torch.eye(m, dtype=torch.bool, device=dev)[None]
+        vals, cols = _nearest(x, x, excluded, k_eff, valid)
     keep = torch.isfinite(vals) & valid[:, :, None]
     centre = gidx[:, :, None].expand(b, m, k_eff)
     neighbour = starts[:, None, None] + cols

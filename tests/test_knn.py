@@ -150,6 +150,39 @@ def test_brute_force_equals_the_reference_in_learnt_and_feature_spaces(dim, incl
         np.testing.assert_array_equal(got, reference_knn(ref, 16, batch, include_self))
 
 
+@pytest.mark.parametrize("block_size", [None, 5000], ids=["padded-blocks", "row-blocks"])
+@pytest.mark.parametrize("dim", [16, 64])
+def test_torch_backend_in_feature_spaces_equals_the_reference(dim, block_size):
+    """Beyond 8 coordinates the torch backend (dynamic EdgeConv on a GPU) takes matrix-product
+    distances and re-ranks the best candidates exactly: identical to the float64 reference here
+    (random points have no near-ties), graphs smaller than k + the margin and of one point
+    included, in padded blocks and in row blocks of one large graph."""
+    pos, batch = _points([300, 120, 20, 9, 1], dim, seed=dim)
+    for include_self in (False, True):
+        np.testing.assert_array_equal(_run("torch", pos, 16, batch, include_self, block_size=block_size),
+                                      reference_knn(pos, 16, batch, include_self))
+
+
+@pytest.mark.slow
+def test_torch_backend_compiled_distances_equal_the_reference(monkeypatch):
+    """The GPU's one-pass compiled distances (TORCH_FUSED; torch.compile, here with the CPU's C++
+    backend: about a minute) give the reference's neighbours, ties on an integer grid included,
+    in 2 to 4 dimensions, with and without self."""
+    import gnnu.graph.knn as mod
+
+    monkeypatch.setitem(mod.TORCH_FUSED, "cpu", True)
+    grid = np.stack(np.meshgrid(np.arange(9.0), np.arange(7.0)), -1).reshape(-1, 2)
+    pos = np.concatenate([grid, grid[:20], np.zeros((25, 2))])
+    batch = np.repeat([0, 1, 2], [len(grid), 20, 25])
+    cases = [(pos, batch, k) for k in (1, 4, 8)] + [(*_points([1, 2, 5, 17, 40, 3, 120], d, seed=d), 16)
+                                                     for d in (3, 4)]
+    for p, b, k in cases:
+        for include_self in (False, True):
+            np.testing.assert_array_equal(_run("torch", p, k, b, include_self),
+                                          reference_knn(p, k, b, include_self))
+    assert mod.TORCH_FUSED["cpu"], "the compiled pass fell back to the eager one"
+
+
 def test_exact_brute_force_keeps_the_lower_index_at_ties():
     """A 4-D integer lattice: distances tie everywhere, the k-th place included; the bucketed
     brute force takes the lower index, as the reference and the k-d tree do."""

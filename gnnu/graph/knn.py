@@ -13,7 +13,10 @@ the graphs of a batch. Backends:
   within float32 rounding); finite coordinates only.
 - ``scipy``: one ``scipy.spatial.cKDTree`` per graph (CPU); numpy in, numpy out.
 - ``torch``: batched brute force in pure torch on the input's device (CPU or GPU); graphs are
-  padded into blocks of at most ``block_size`` pairwise distances, so memory stays bounded.
+  padded, largest first, into blocks of at most ``block_size`` pairwise distances, so memory stays
+  bounded and a GPU sees a batch in a few large blocks. Beyond 8 coordinates (feature spaces) the
+  distances come from matrix products and the best candidates are re-ranked exactly, as in the
+  numba backend (near-ties within the product's rounding may choose differently).
 
 ``backend='auto'`` uses torch-cluster when importable, else the torch brute force for tensors on
 a GPU, else numba.
@@ -50,14 +53,15 @@ def has_torch_cluster() -> bool:
 
 
 def knn(pos, k: int, batch=None, include_self: bool = False, backend: str = "auto",
-        block_size: int = 1 << 24):
+        block_size: int | None = None):
     """Directed kNN edges of the points ``pos``, per graph of ``batch``.
 
     ``pos``: [N, D] coordinates (numpy array or torch tensor; any unit, Euclidean distance).
     ``k``: neighbours per point (≥ 1). ``batch``: [N] graph index of each point, sorted
     non-decreasing (``None``: one graph). ``include_self``: a point counts as its own nearest
     neighbour. ``backend``: one of :data:`BACKENDS`. ``block_size``: torch backend only, the
-    largest number of pairwise distances held at once.
+    largest number of pairwise distances held at once (default: :data:`TORCH_BLOCK` of the
+    device).
 
     Returns ``edge_index`` [2, E] int64 (row 0 = neighbour j, row 1 = centre i), numpy for numpy
     input, a tensor on ``pos``'s device for tensor input.
@@ -91,7 +95,7 @@ def knn(pos, k: int, batch=None, include_self: bool = False, backend: str = "aut
     b = None if batch is None else (batch if isinstance(batch, torch.Tensor)
                                     else torch.from_numpy(np.asarray(batch)).to(p.device))
     if backend == "torch":
-        edges = _knn_torch(p, int(k), b, include_self, int(block_size))
+        edges = _knn_torch(p, int(k), b, include_self, None if block_size is None else int(block_size))
     else:
         edges = _knn_torch_cluster(p, int(k), b, include_self)
     return edges if is_tensor else edges.cpu().numpy()
@@ -257,7 +261,42 @@ def _resolve_ties(tree, pts: np.ndarray, i: int, radius: float, need: int,
 
 
 # -- torch brute force ------------------------------------------------------------------------
-def _knn_torch(pos, k: int, batch, include_self: bool, block_size: int):
+#: Pairwise distances the torch backend holds at once by default, per device type: a GPU takes
+#: whole batches of DUNE-like views in a few blocks (1 << 27 float32 distances = 512 MiB).
+TORCH_BLOCK = {"cpu": 1 << 24, "cuda": 1 << 27}
+#: Device types on which the torch backend computes a padded block's squared distances and
+#: exclusions (padding, self) in one ``torch.compile``-d pass — one kernel writing [B, m, m] once
+#: instead of seven eager passes over it — for up to 8 coordinates. On by default on the GPU,
+#: where those passes are the graph build's cost; off on the CPU (compiling costs minutes there,
+#: and the CPU builds graphs with numba). Should compilation fail, the eager passes run instead
+#: (with a warning) and the device type is switched off.
+TORCH_FUSED = {"cuda": True}
+_FUSED: dict[str, object] = {}
+
+
+def _fused_distances():
+    """The compiled pass of :data:`TORCH_FUSED` (dynamic shapes: one compilation per
+    dimension and ``include_self``): the same operations as the eager path."""
+    if "fn" not in _FUSED:
+        import torch
+
+        def distances(x, valid, include_self: bool):
+            d = _sq_dist(x[:, :, None, :], x[:, None, :, :])
+            excluded = ~valid[:, None, :]
+            if not include_self:
+                idx = torch.arange(x.shape[1], device=x.device)
+                excluded = excluded | (idx[:, None] == idx[None, :])
+            return d.masked_fill(excluded, float("inf"))
+
+        _FUSED["fn"] = torch.compile(distances, dynamic=True)
+    return _FUSED["fn"]
+
+
+def _knn_torch(pos, k: int, batch, include_self: bool, block_size: int | None):
+    """Graphs of at most ``block_size`` pairs are packed, largest first, into padded [B, m, m]
+    blocks (m = the block's largest graph), larger ones searched in blocks of rows; the edges
+    are then put in centre order (a stable sort keeps each centre's neighbour order). Autocast
+    is off inside: distances in the points' own precision."""
     import torch
 
     if pos.dim() != 2:
@@ -265,29 +304,32 @@ def _knn_torch(pos, k: int, batch, include_self: bool, block_size: int):
     n_total = pos.shape[0]
     ptr = graph_pointers(None if batch is None else batch.detach().cpu().numpy(), n_total)
     sizes = np.diff(ptr)
+    if block_size is None:
+        block_size = TORCH_BLOCK.get(pos.device.type, TORCH_BLOCK["cpu"])
     src, dst = [], []
-    g, n_graphs = 0, len(sizes)
-    while g < n_graphs:
-        n = int(sizes[g])
-        if n * n > block_size:
-            s_, d_ = _knn_torch_rows(pos, int(ptr[g]), n, k, include_self, block_size)
+    with torch.autocast(pos.device.type, enabled=False):
+        for g in np.flatnonzero(sizes * sizes > block_size):
+            s_, d_ = _knn_torch_rows(pos, int(ptr[g]), int(sizes[g]), k, include_self, block_size)
             src.append(s_)
             dst.append(d_)
-            g += 1
-            continue
-        # as many consecutive graphs as fit in one padded [B, m, m] block
-        h = g + 1
-        m = n
-        while h < n_graphs and (h + 1 - g) * max(m, int(sizes[h])) ** 2 <= block_size:
-            m = max(m, int(sizes[h]))
-            h += 1
-        s_, d_ = _knn_torch_padded(pos, ptr[g:h + 1], m, k, include_self)
-        src.append(s_)
-        dst.append(d_)
-        g = h
+        small = [int(g) for g in np.argsort(-sizes, kind="stable")
+                 if 0 < sizes[g] and sizes[g] * sizes[g] <= block_size]
+        i = 0
+        while i < len(small):
+            m = int(sizes[small[i]])                     # the block's largest graph
+            j = i + 1
+            while j < len(small) and (j + 1 - i) * m * m <= block_size:
+                j += 1
+            gs = np.array(small[i:j])
+            s_, d_ = _knn_torch_padded(pos, ptr[gs], sizes[gs], m, k, include_self)
+            src.append(s_)
+            dst.append(d_)
+            i = j
     if not src:
         return torch.zeros((2, 0), dtype=torch.long, device=pos.device)
-    return torch.stack([torch.cat(src), torch.cat(dst)])
+    src, dst = torch.cat(src), torch.cat(dst)
+    order = torch.argsort(dst, stable=True)
+    return torch.stack([src[order], dst[order]])
 
 
 def _select(d, k_eff: int):
@@ -318,25 +360,79 @@ def _select(d, k_eff: int):
     return vals, cols
 
 
-def _knn_torch_padded(pos, ptr: np.ndarray, m: int, k: int, include_self: bool):
-    """kNN for the consecutive graphs ptr[0]..ptr[-1] padded to [B, m, D]."""
+def _nearest(xq, xp, excluded, k_eff: int, valid=None):
+    """The ``k_eff`` nearest points of each query: (squared distances, columns) [..., r, k_eff]
+    in ascending (distance, column) order, +inf where fewer points are left.
+
+    ``xq`` [B, r, D] queries, ``xp`` [B, m, D] points, ``excluded`` [B, r, m] bool (or
+    broadcastable): pairs never chosen; ``valid`` [B, m] bool: the real points (padding
+    excluded), for the centring below. Up to :data:`~gnnu.graph.bruteforce.EXACT_MAX_DIM`
+    coordinates the distances are the exact one-coordinate-at-a-time sums of :func:`_sq_dist`.
+    Beyond (dynamic EdgeConv's feature spaces), as the numba backend's ``knn_matmul``: squared
+    distances of the points centred on their mean from one batched matrix product, the
+    ``k_eff +`` :data:`~gnnu.graph.bruteforce.MARGIN` smallest re-ranked by the direct sum of
+    squared differences (near-ties within the product's rounding may choose differently)."""
     import torch
 
+    from .bruteforce import EXACT_MAX_DIM, MARGIN
+
+    inf = float("inf")
+    if xq.shape[-1] <= EXACT_MAX_DIM:
+        d = _sq_dist(xq[..., :, None, :], xp[..., None, :, :]).masked_fill(excluded, inf)
+        return _select(d, k_eff)
+    if valid is None:
+        mean = xp.mean(-2, keepdim=True)
+    else:
+        w = valid.unsqueeze(-1).to(xp.dtype)
+        mean = (xp * w).sum(-2, keepdim=True) / w.sum(-2, keepdim=True).clamp(min=1)
+    cq, cp = xq - mean, xp - mean
+    approx = torch.baddbmm((cq * cq).sum(-1).unsqueeze(-1) + (cp * cp).sum(-1).unsqueeze(-2),
+                           cq, cp.transpose(-1, -2), alpha=-2.0)
+    lead, r, m, dim = xq.shape[:-2], xq.shape[-2], xp.shape[-2], xp.shape[-1]
+    excluded = excluded.expand(*lead, r, m)
+    approx = approx.masked_fill(excluded, inf)
+    q = min(m, k_eff + MARGIN)
+    cand = approx.topk(q, dim=-1, largest=False, sorted=False).indices.sort(dim=-1).values
+    pc = xp.gather(-2, cand.reshape(*lead, r * q, 1).expand(*lead, r * q, dim)).reshape(*lead, r, q, dim)
+    d = ((pc - xq.unsqueeze(-2)) ** 2).sum(-1).masked_fill(excluded.gather(-1, cand), inf)
+    vals, sel = _select(d, k_eff)                # candidates in column order: ties to the lower
+    return vals, cand.gather(-1, sel)
+
+
+def _knn_torch_padded(pos, starts_np: np.ndarray, sizes_np: np.ndarray, m: int, k: int,
+                      include_self: bool):
+    """kNN within each graph (``starts_np``, ``sizes_np``: its rows of ``pos``), padded to
+    [B, m, D]."""
+    import torch
+
+    from .bruteforce import EXACT_MAX_DIM
+
     dev = pos.device
-    starts = torch.as_tensor(ptr[:-1], device=dev)
-    sizes = torch.as_tensor(np.diff(ptr), device=dev)
+    starts = torch.as_tensor(starts_np, device=dev)
+    sizes = torch.as_tensor(sizes_np, device=dev)
     b = len(sizes)
     slot = torch.arange(m, device=dev)
     valid = slot[None, :] < sizes[:, None]                       # [B, m]
     gidx = (starts[:, None] + slot[None, :]).clamp(max=pos.shape[0] - 1)
     x = pos[gidx]                                                # [B, m, D]
-    d = _sq_dist(x[:, :, None, :], x[:, None, :, :])            # [B, m, m]
-    inf = torch.tensor(float("inf"), dtype=d.dtype, device=dev)
-    d = torch.where(valid[:, None, :], d, inf)
-    if not include_self:
-        d = torch.where(torch.eye(m, dtype=torch.bool, device=dev)[None], inf, d)
     k_eff = min(k, m)
-    vals, cols = _select(d, k_eff)
+    d = None
+    if TORCH_FUSED.get(dev.type) and x.shape[-1] <= EXACT_MAX_DIM:
+        try:
+            d = _fused_distances()(x, valid, include_self)
+        except Exception as exc:                                 # no compiler: the eager passes
+            import warnings
+
+            warnings.warn(f"kNN: compiled distances unavailable on {dev.type} "
+                          f"({type(exc).__name__}: {exc}); eager passes from now on")
+            TORCH_FUSED[dev.type] = False
+    if d is not None:
+        vals, cols = _select(d, k_eff)
+    else:
+        excluded = ~valid[:, None, :]
+        if not include_self:
+            excluded = excluded | torch.eye(m, dtype=torch.bool, device=dev)[None]
+        vals, cols = _nearest(x, x, excluded, k_eff, valid)
     keep = torch.isfinite(vals) & valid[:, :, None]
     centre = gidx[:, :, None].expand(b, m, k_eff)
     neighbour = starts[:, None, None] + cols
@@ -354,14 +450,14 @@ def _knn_torch_rows(pos, start: int, n: int, k: int, include_self: bool, block_s
     if k_eff <= 0:
         empty = torch.zeros(0, dtype=torch.long, device=pos.device)
         return empty, empty
+    cols_all = torch.arange(n, device=pos.device)
     for r0 in range(0, n, rows_per_block):
         r1 = min(n, r0 + rows_per_block)
-        d = _sq_dist(pts[r0:r1, None, :], pts[None, :, :])
         rows = torch.arange(r0, r1, device=pos.device)
-        if not include_self:
-            d[torch.arange(r1 - r0, device=pos.device), rows] = float("inf")
-        _, cols = _select(d, k_eff)
-        src.append((cols + start).reshape(-1))
+        excluded = (cols_all[None, :] == rows[:, None]) if not include_self else \
+            torch.zeros((1, 1), dtype=torch.bool, device=pos.device)
+        _, cols = _nearest(pts[r0:r1][None], pts[None], excluded[None], k_eff)
+        src.append((cols[0] + start).reshape(-1))
         dst.append((rows + start).repeat_interleave(k_eff))
     return torch.cat(src), torch.cat(dst)
 

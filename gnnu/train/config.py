@@ -115,7 +115,9 @@ class TrainConfig:
     after this many optimiser steps (None: no limit). ``batch_size``: events per batch and
     device. ``num_workers``: data-loader processes. ``precision``: ``32``, ``bf16-mixed`` or
     ``16-mixed`` (GPU only). ``devices``: devices per node (``auto``: every visible GPU, one CPU
-    process); ``num_nodes``: machines (DDP). ``class_weights``: ``none``, ``balanced`` (every
+    process); ``num_nodes``: machines (DDP); ``strategy``: ``auto`` (Lightning's choice: DDP
+    for several devices or nodes) or ``ddp`` (DDP even with one process, as on one GPU of a
+    cluster job). ``class_weights``: ``none``, ``balanced`` (every
     classification head: N / (C_present · n_c) from the training split), a list (the primary
     task) or a mapping task → list. ``loss_weights``: per head, override the model config's
     ``heads.loss_weights``. ``primary_task``: the task of the headline metrics.
@@ -139,6 +141,7 @@ class TrainConfig:
     precision: int | str = "32"
     devices: int | Literal["auto"] = "auto"
     num_nodes: int = 1
+    strategy: Literal["auto", "ddp"] = "auto"
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     class_weights: Literal["none", "balanced"] | list[float] | dict[str, list[float]] = "none"

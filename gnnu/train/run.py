@@ -15,12 +15,13 @@ inputs (``in_features``) are the rendered views. The run directory holds:
   train and val splits (``dataset.events``: in the split = used + skipped by ``max_events`` /
   ``max_val_events``), model name,
   parameter count (total, trainable), FLOPs per event (:func:`gnnu.models.cost.flops_per_event`
-  on the first training events), device, precision, world size, status, epochs and steps done,
+  on the first training events), device, precision, world size and strategy, status, epochs and steps done,
   best checkpoint score, the per-epoch history, training wall time (this invocation and the sum
   over resumes), fine-tuning details (loaded / re-initialised tensors, frozen prefixes).
 
 Devices: ``device='auto'`` trains on the GPU(s) when CUDA is available, else on the CPU;
-``devices`` / ``num_nodes`` in the config choose DDP across GPUs and machines. Lightning starts
+``devices`` / ``num_nodes`` in the config choose DDP across GPUs and machines (``strategy: ddp``
+forces it for one process too). Lightning starts
 the per-GPU processes itself (``gnnu-train … --set devices=4``); on a cluster start one process per
 GPU and let Lightning read the environment, e.g. ``torchrun --nnodes 2 --nproc-per-node 4
 $(which gnnu-train) --config C --data D --out R --set num_nodes=2 --set devices=4`` or, under
@@ -437,7 +438,7 @@ def _train(opts: TrainOptions, t_start: float) -> dict:
                                           min_delta=es.min_delta, check_finite=True))
     trainer = pl.Trainer(
         accelerator=plan.accelerator, devices=cfg.devices if plan.accelerator == "gpu" else 1,
-        num_nodes=cfg.num_nodes, precision=cfg.precision, max_epochs=cfg.epochs,
+        num_nodes=cfg.num_nodes, strategy=cfg.strategy, precision=cfg.precision, max_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1, gradient_clip_val=cfg.gradient_clip,
         deterministic="warn" if cfg.deterministic else False, benchmark=False,
         logger=TensorBoardLogger(save_dir=str(out), name=TB_DIR, version=""),
@@ -478,6 +479,7 @@ def _train(opts: TrainOptions, t_start: float) -> dict:
     record.update({
         "status": status,
         "world_size": trainer.world_size,
+        "strategy": type(trainer.strategy).__name__,
         "epochs_completed": int(trainer.current_epoch),
         "global_step": int(trainer.global_step),
         "best": {"checkpoint": BEST, "monitor": cfg.checkpoint.monitor,

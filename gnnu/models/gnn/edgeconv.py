@@ -143,7 +143,13 @@ class EdgeConvEncoder(nn.Module):
             table = with_reverse(table)           # shared by the blocks' compiled backward
         if table is None:
             edge_index = edge_index[:, torch.argsort(edge_index[1], stable=True)]
-        h = self.input_norm(inputs.x)
+        return self.encode(inputs.x, edge_index, table)
+
+    def encode(self, x: Tensor, edge_index: Tensor | None, table: NeighbourTable | None) -> Tensor:
+        """The blocks on given edges: ``table`` when given (``edge_index`` is then not read),
+        else ``edge_index`` sorted by target. :mod:`gnnu.models.gnn.fast` calls this with its
+        fixed-shape tables."""
+        h = self.input_norm(x)
         outs = []
         for block in self.blocks:
             h = block(h, edge_index, table)

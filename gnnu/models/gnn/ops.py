@@ -63,20 +63,27 @@ class NeighbourTable(NamedTuple):
     reverse: tuple[Tensor, Tensor] | None = None
 
 
-def neighbour_table(edge_index: Tensor, n: int, max_padding: float = 2.0) -> NeighbourTable | None:
+def neighbour_table(edge_index: Tensor, n: int, max_padding: float = 2.0,
+                    width: int | None = None) -> NeighbourTable | None:
     """The edges ``edge_index`` [2, E] (row 0 source, row 1 target, any order) of a graph of
     ``n`` nodes as a :class:`NeighbourTable`; None when the table would hold more than
     ``max_padding`` × E slots (very uneven in-degrees: use the scatter form instead) or there
-    are no edges. Slots keep the edges' order within each target."""
+    are no edges. Slots keep the edges' order within each target. ``width``: a fixed K (the
+    padded inference path of :mod:`gnnu.models.gnn.fast` wants one shape per batch): the table
+    is always built, a ValueError if a target has more edges."""
     src, dst = edge_index[0], edge_index[1]
-    if dst.numel() == 0 or n == 0:
+    if width is None and (dst.numel() == 0 or n == 0):
         return None
-    if not bool((dst[1:] >= dst[:-1]).all()):
+    if dst.numel() and not bool((dst[1:] >= dst[:-1]).all()):
         order = torch.argsort(dst, stable=True)
         src, dst = src[order], dst[order]
     degree = torch.bincount(dst, minlength=n)
-    k = int(degree.max())
-    if n * k > max_padding * dst.numel():
+    k = int(degree.max()) if dst.numel() else 0
+    if width is not None:
+        if k > width:
+            raise ValueError(f"a node has {k} incoming edges, more than the table's width {width}")
+        k = width
+    elif n * k > max_padding * dst.numel():
         return None
     first = torch.cumsum(degree, 0) - degree
     slot = torch.arange(dst.numel(), device=dst.device) - first[dst]

@@ -31,6 +31,7 @@ from numba import prange
 
 from .._jit import jit
 from .kdtree import insert as _insert
+from .kdtree import widest_axis
 
 #: Candidates compared per vectorised block.
 BLOCK = 64
@@ -58,14 +59,7 @@ def _buckets(p, size):
         a, b = stack_a[top], stack_b[top]
         spread, widest = 0.0, 0
         if b - a > size:
-            for c in range(dim):
-                lo, hi = np.inf, -np.inf
-                for t in range(a, b):
-                    v = p[order[t], c]
-                    lo = min(lo, v)
-                    hi = max(hi, v)
-                if hi - lo > spread:
-                    widest, spread = c, hi - lo
+            widest, spread = widest_axis(p, order, a, b)
         if b - a <= size or spread <= 0.0:
             starts[nb] = a
             nb += 1

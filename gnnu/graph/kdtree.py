@@ -28,6 +28,21 @@ from .._jit import jit
 LEAF = 8
 
 
+@jit(inline="always")
+def widest_axis(p, order, a, b):
+    """(axis, extent) of the coordinate with the largest extent over points order[a:b] of p."""
+    widest, spread = 0, 0.0
+    for c in range(p.shape[1]):
+        lo, hi = np.inf, -np.inf
+        for t in range(a, b):
+            v = p[order[t], c]
+            lo = min(lo, v)
+            hi = max(hi, v)
+        if hi - lo > spread:
+            widest, spread = c, hi - lo
+    return widest, spread
+
+
 @jit
 def _build(p):
     """k-d tree of the points ``p`` [n, D]: (order, node start, node stop, split coordinate
@@ -50,15 +65,7 @@ def _build(p):
         a, b = start[node], stop[node]
         if b - a <= LEAF:
             continue
-        widest, spread = 0, 0.0
-        for c in range(dim):
-            lo, hi = np.inf, -np.inf
-            for t in range(a, b):
-                v = p[order[t], c]
-                lo = min(lo, v)
-                hi = max(hi, v)
-            if hi - lo > spread:
-                widest, spread = c, hi - lo
+        widest, spread = widest_axis(p, order, a, b)
         if spread <= 0.0:                     # coincident points: one leaf
             continue
         seg = order[a:b].copy()

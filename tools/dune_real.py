@@ -52,6 +52,7 @@ import argparse
 import concurrent.futures as cf
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -252,7 +253,7 @@ def cmd_cv(args) -> int:
             if "finetune" in families else None)
     index = {k: i for i, k in enumerate(ids)}
 
-    summary = {"command": " ".join(sys.argv), "commit": _git_commit(), "init": args.init,
+    summary = {"command": shlex.join(sys.argv), "commit": _git_commit(), "init": args.init,
                "real_data": str(Path(args.real_data).resolve()), "folds": args.folds, "seed": args.seed,
                "n_events": len(ids), "identical_event_groups": int(len(ids) - len(np.unique(groups))),
                "per_flavour": {int(c): int((flavour == c).sum()) for c in np.unique(flavour)},
@@ -318,7 +319,7 @@ def _card(name, description, ckpt_meta, data, commands, metrics, extra=None) -> 
     from gnnu import __version__
 
     return {"name": f"pretrained:{name}", "description": description,
-            "model": ckpt_meta["config"]["model"], "graph_config": (ckpt_meta.get("graph_config") or {}).get("name"),
+            "model": ckpt_meta["config"]["model"], "graph_config": ((ckpt_meta.get("graph") or {}).get("graph_config") or ckpt_meta.get("graph_config") or {}).get("name"),
             "feature_names": ckpt_meta["feature_names"], "data": data, "commands": commands,
             "metrics": metrics, "gnnu_version": __version__, "commit": _git_commit(),
             "device": f"CPU ({platform.processor() or platform.machine()}), float32",
@@ -380,7 +381,7 @@ def cmd_ship(args) -> int:
         fin_meta, {"real_events": len(ids), "train": int((~val).sum()), "val": int(val.sum()),
                    "per_flavour": {str(k): v for k, v in cv["per_flavour"].items()},
                    "source": "../shared/data/dune-cvn-finetune/{numu,nue,nc,nutau}"},
-        ft_cmds + [" ".join(sys.argv)],
+        ft_cmds + [shlex.join(sys.argv)],
         {"cross-validated (this protocol, 256 real training events per fold)": cv["figures"]["finetune"],
          "same network trained on the real events alone": cv["figures"].get("scratch"),
          "zero-shot (pretrained:dune-sim)": cv["figures"]["zeroshot"], "note": cv_note},

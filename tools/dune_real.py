@@ -182,7 +182,7 @@ def _git_commit() -> str:
     try:
         head = subprocess.check_output(["git", "-C", str(REPO), "rev-parse", "HEAD"], text=True).strip()
         dirty = subprocess.check_output(["git", "-C", str(REPO), "status", "--porcelain", "--", "gnnu",
-                                         "configs"], text=True).strip()
+                                         "configs", ":!gnnu/models/pretrained"], text=True).strip()
         return head + (" (+ uncommitted changes)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

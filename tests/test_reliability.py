@@ -291,11 +291,11 @@ def test_lock_refuses_a_second_writer_and_is_released(tmp_path):
     assert not lock_path(target).exists()
 
 
-@pytest.mark.parametrize("command", ["gnnu-sim", "gnnu-train", "gnnu-eval", "gnnu-compare"])
+@pytest.mark.parametrize("command", ["gnnu-sim", "gnnu-train", "gnnu-eval", "gnnu-compare", "gnnu-study"])
 def test_second_run_into_a_held_output_stops_at_once(command, tmp_path, small, capsys):
     """While another process writes OUT (holds its lock), each command stops at once: one line
     naming OUT and that process, exit 75, OUT untouched."""
-    from gnnu.cli import compare, eval as eval_cli, sim, train
+    from gnnu.cli import compare, eval as eval_cli, sim, study, train
 
     out = tmp_path / ("ev.h5" if command == "gnnu-sim" else "out")
     main, args = {
@@ -305,6 +305,7 @@ def test_second_run_into_a_held_output_stops_at_once(command, tmp_path, small, c
         "gnnu-eval": (eval_cli.main, ["--checkpoint", small["run"] / "best.ckpt",
                                       "--data", small["data"], "--out", out, "--device", "cpu"]),
         "gnnu-compare": (compare.main, [small["run"], "--out", out]),
+        "gnnu-study": (study.main, ["--config", "smoke", "--out", out, "--device", "cpu"]),
     }[command]
     with held(out) as pid:
         t0 = time.perf_counter()

@@ -414,8 +414,6 @@ def _build(opts: BuildOptions, t0: float) -> BuildSummary:
                 for t, res in zip(todo, pool.imap(build_shard, todo)):
                     results[t.shard] = res
                     bar.update(res["read"])
-                pool.close()        # done: workers exit on their own (terminate's SIGTERM could
-                pool.join()         # catch one in its interpreter shutdown and print a traceback)
     finally:
         bar.close()
         _close_readers()

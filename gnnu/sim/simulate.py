@@ -193,8 +193,6 @@ def iter_events(request: SimRequest, detector, workers: int = 1, block: int = 16
             if progress:
                 progress(len(evs))
             yield from evs
-        pool.close()                # done: let the workers exit on their own (see gnnu.graph.build)
-        pool.join()
 
 
 def simulate(request: SimRequest, detector, workers: int = 1) -> tuple[list[Event], float]:

@@ -69,8 +69,9 @@ def base(tmp_path_factory):
 
 
 def _case_dir(base, name: str):
-    """A fresh copy of the base directory (``name`` below the base's parent)."""
-    case = base.root.parent / name
+    """A fresh copy of the base directory (``name/base`` below the base's parent: the same
+    directory name, so the same run number, :func:`gnnu.io.dune_cvn.source_run`)."""
+    case = base.root.parent / name / base.root.name
     if case.exists():
         shutil.rmtree(case)
     shutil.copytree(base.root, case)

@@ -30,7 +30,8 @@ STAGES = {
     "gnnu.evaluate": 8,
     "gnnu.train": 9,
     "gnnu.deploy": 10,
-    "gnnu.cli": 11, "gnnu.demo": 11,
+    "gnnu.study": 11,
+    "gnnu.cli": 12, "gnnu.demo": 12,
 }
 GNNU = REPO / "gnnu"
 

@@ -358,7 +358,10 @@ def cmd_ship(args) -> int:
     cv_note = (f"{cv['folds']}-fold stratified cross-validation over the {cv['n_events']} real events "
                f"(tools/dune_real.py cv, seed {cv['seed']}): pooled out-of-fold predictions, bootstrap "
                f"95 % intervals, fold mean ± std")
-    slim_checkpoint(args.pretrain_ckpt, dst / "dune-sim.ckpt", _card(
+    from gnnu.deploy.model import graph_record_from_dataset
+
+    slim_checkpoint(args.pretrain_ckpt, dst / "dune-sim.ckpt", graph=graph_record_from_dataset(
+        pre_meta, Path(args.pretrain_ckpt)), card=_card(
         "dune-sim", "EdgeConv 32/64/128 (configs/models/edgeconv_dune_pixels.yaml) trained on "
         "gnnu-simulated DUNE FD events in the knn16_dune_cvn_pixels representation; the start of "
         "pretrained:dune-real",

@@ -26,7 +26,7 @@
 #
 # --rehearse: the same steps, tiny, on this CPU (no install: run from the checkout with
 # PYTHON=<a python that has gnnu's dependencies>; tests with GNNU_GPU_REHEARSE=1, the bench at
-# 4 events, the study at --set scale=0.002). tests/test_gpu_check.py runs it (slow).
+# 4 events, the study at --set scale=0.005). tests/test_gpu_check.py runs it (slow).
 # --only STEPS: a comma list of tests,bench,study — a rerun of one step on the warm machine.
 #
 # The device call of a GPU session (commit first; COMMIT = `git rev-parse --short HEAD` here):
@@ -153,7 +153,7 @@ if want study; then
         say "step study: SKIPPED: gnnu-study is not installed (issue 16's branch 'study' is not merged into this tree yet)"
     elif [[ $REHEARSE -eq 1 ]]; then
         step study 900 "$WORK/study.log" "${STUDY[@]}" --config gpu --out "$WORK/study" --device cpu \
-            --set scale=0.002
+            --set scale=0.005
     else
         step study 210 "$WORK/study.log" "${STUDY[@]}" --config gpu --out "$WORK/study" --device cuda
     fi

@@ -58,21 +58,21 @@ def model_card(spec: str | os.PathLike) -> dict:
     return json.loads(path.read_text())
 
 
-def slim_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, card: dict | None = None) -> Path:
+def slim_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, card: dict | None = None,
+                    graph: dict | None = None) -> Path:
     """Write the weights and ``gnnu`` block of ``gnnu-train`` checkpoint ``src`` to ``dst``
     (no optimiser, scheduler or loop state: a few hundred kB for EdgeConv 32/64/128), loadable
     with ``weights_only=True`` by gnnu-eval and ``gnnu-train --init-from``; with ``card`` also
-    ``dst`` with suffix ``.json``. Written atomically."""
+    ``dst`` with suffix ``.json``; ``graph``: the graph record (``gnnu.graph``, for gnnu-predict
+    and gnnu-export) to add where the checkpoint predates it. Written atomically."""
     import torch
 
     from .checkpoint import checkpoint_meta, load_checkpoint
 
     ckpt = load_checkpoint(src)
     meta = checkpoint_meta(ckpt, src)
-    if not meta.get("graph"):            # how its graphs were built, for gnnu-predict and gnnu-export
-        from ..deploy.model import graph_record_from_dataset
-
-        meta = {**meta, "graph": graph_record_from_dataset(meta, Path(src))}
+    if graph is not None and not meta.get("graph"):    # an older checkpoint: add how its graphs were built
+        meta = {**meta, "graph": graph}
     state = {k: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,16 @@ REPO = Path(__file__).resolve().parent.parent
 DUNE_CVN_SAMPLE = REPO.parent / "shared" / "data" / "dune-cvn-sample"
 
 
+def sigint_as_in_a_terminal() -> None:
+    """``preexec_fn`` for a child that a test will Ctrl-C: SIGINT back to its default, as in a
+    terminal's foreground job. A test runner started in the background of a non-interactive
+    shell (``pytest &``, nohup, some CI runners) ignores SIGINT, its children inherit the
+    SIG_IGN across exec, and Python then installs no KeyboardInterrupt handler at all."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="session")
 def dune():
     return load_detector("dune")

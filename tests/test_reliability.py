@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from gnnu.atomic import AtomicFile, lock_path, output_error_message, output_lock
+from conftest import sigint_as_in_a_terminal
 from gnnu.errors import ConfigError, GnnuError, InputError, OutputBusyError
 from test_build import graph_config
 from test_train import TINY, make_dataset
@@ -387,7 +388,8 @@ def test_ctrl_c_in_train_saves_last_ckpt_and_resumes(tmp_path, small):
     with open(log, "w") as err:
         proc = subprocess.Popen([_script("gnnu-train"), "--config", str(small["config"]), "--data",
                                  str(small["data"]), "--epochs", "40", *map(str, args)],
-                                stdout=subprocess.DEVNULL, stderr=err, env=ENV)
+                                stdout=subprocess.DEVNULL, stderr=err, env=ENV,
+                                preexec_fn=sigint_as_in_a_terminal)
     try:
         _wait_for_text(log, "step 2/", proc)
         proc.send_signal(signal.SIGINT)
@@ -409,11 +411,6 @@ def test_ctrl_c_in_train_saves_last_ckpt_and_resumes(tmp_path, small):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="known defect (RELIABILITY.md, open): about one run in three, a Ctrl-C to a "
-                          "two-worker gnnu-sim or gnnu-build leaves the parent hanging in its worker "
-                          "pool's shutdown, and the build of these 300 events can finish before the "
-                          "signal; the one-line message and exit 130 hold when it does exit",
-                   strict=False)
 @pytest.mark.parametrize("command", ["gnnu-sim", "gnnu-build"])
 def test_ctrl_c_with_workers_prints_one_line(command, tmp_path, small):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) during a two-worker
@@ -426,7 +423,7 @@ def test_ctrl_c_with_workers_prints_one_line(command, tmp_path, small):
     with open(log, "w") as err:
         proc = subprocess.Popen([_script(command), "--workers", "2", *map(str, args)],
                                 stdout=subprocess.DEVNULL, stderr=err, env=ENV,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=sigint_as_in_a_terminal)
     try:
         deadline = time.monotonic() + 120
         started = (lambda: list(tmp_path.glob("ev.h5.tmp-*"))) if command == "gnnu-sim" else \

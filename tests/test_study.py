@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import sigint_as_in_a_terminal
 from test_train import TINY, make_dataset
 
 from gnnu.cli.study import main
@@ -322,7 +323,8 @@ def test_ctrl_c_then_resume_continues(tmp_path, data):
     argv = [sys.executable, "-m", "gnnu.cli.study", "--config", str(config), "--out", str(out),
             "--device", "cpu"]
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_in_a_terminal)
     second = out / "runs" / "edgeconv"
     deadline = time.time() + 600
     try:

@@ -26,7 +26,9 @@ Steps (``python tools/dune_real.py SUBCOMMAND --help``):
     (the choice of freeze level and learning rate never sees fold f) and its best checkpoint
     predicts fold f. Families: ``finetune`` (``--init-from`` the pretrained checkpoint;
     candidates :data:`FINETUNE`), ``scratch`` (the same network and config from a random
-    initialisation; :data:`SCRATCH`) and ``zeroshot`` (the pretrained checkpoint as is, every
+    initialisation; :data:`SCRATCH`), ``dann`` (with ``--sim-data``: ``--init-from`` the
+    pretrained checkpoint, fine-tuned domain-adversarially against the simulated pretraining
+    events; :data:`DANN`) and ``zeroshot`` (the pretrained checkpoint as is, every
     event predicted once). The chosen model is not retrained on all 320 (CPU budget): each fold's
     figure is that of a model that saw 256 real events.
 ``ship``
@@ -76,6 +78,14 @@ FINETUNE = (
     {"name": "all-lr1e-3", "lr": 1e-3, "freeze": None, "epochs": 3},
     {"name": "heads-lr3e-3", "lr": 3e-3, "freeze": ["encoder"], "epochs": 3},
     {"name": "heads-lr1e-2", "lr": 1e-2, "freeze": ["encoder"], "epochs": 3},
+)
+#: Domain-adversarial fine-tuning (DANN, gnnu.train.domain): from the pretrained checkpoint, each
+#: batch of real training events paired with a batch of the simulated pretraining events (their
+#: labels train the heads too), a domain classifier behind a gradient reversal of strength
+#: ``weight`` (Ganin's schedule). The full-network candidate of FINETUNE plus the sim batches:
+#: twice its cost per step, so one strength only.
+DANN = (
+    {"name": "dann-w0.3", "lr": 1e-3, "freeze": None, "epochs": 3, "domain_weight": 0.3},
 )
 #: Training from scratch on the real events (same network and config, random initialisation).
 SCRATCH = (
@@ -147,14 +157,21 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def train_run(runner: Runner, run_dir: Path, data: Path, cand: dict, init: str | None) -> dict:
-    """One gnnu-train candidate (resumed or kept when it exists); returns its run.json."""
+def train_run(runner: Runner, run_dir: Path, data: Path, cand: dict, init: str | None,
+              sim_data: str | None = None) -> dict:
+    """One gnnu-train candidate (resumed or kept when it exists); returns its run.json. A
+    candidate with ``domain_weight`` trains domain-adversarially against ``sim_data``."""
     record = run_dir / "run.json"
     if record.exists() and json.loads(record.read_text()).get("status") == "complete":
         return json.loads(record.read_text())
     argv = [_bin("gnnu-train"), "--config", FINETUNE_CONFIG, "--data", str(data), "--out", str(run_dir),
             "--device", "cpu", "--epochs", str(cand["epochs"]), "--set", f"optimizer.lr={cand['lr']}",
             "--set", f"freeze={json.dumps(cand['freeze'])}"]
+    if "domain_weight" in cand:
+        if not sim_data:
+            raise SystemExit(f"{cand['name']}: --sim-data (the simulated pretraining dataset) is required")
+        argv += ["--set", f"domain_adaptation.data={sim_data}",
+                 "--set", f"domain_adaptation.weight={cand['domain_weight']}"]
     if init:
         argv += ["--init-from", init]
     if (run_dir / "last.ckpt").exists():
@@ -214,6 +231,8 @@ def cmd_cv(args) -> int:
     fold = stratified_folds(flavour, args.folds, args.seed, groups)
     t0 = time.time()
     families = {"finetune": (FINETUNE, args.init), "scratch": (SCRATCH, None)}
+    if args.sim_data or (args.only and "dann" in args.only):
+        families["dann"] = (DANN, args.init)
     if args.only:
         families = {k: v for k, v in families.items() if k in args.only}
     plan = []
@@ -233,7 +252,7 @@ def cmd_cv(args) -> int:
 
     def do_train(item):
         f, fam, c, init, data = item
-        rec = train_run(runner, out / f"fold{f}" / fam / c["name"], data, c, init)
+        rec = train_run(runner, out / f"fold{f}" / fam / c["name"], data, c, init, args.sim_data)
         return (f, fam, c["name"]), rec
 
     records = dict(runner.map(do_train, plan))
@@ -279,7 +298,8 @@ def cmd_cv(args) -> int:
         zscores = np.zeros((len(ids), 4))
         zscores[zrows] = zero["scores"][:, :4]
         summary["figures"]["zeroshot"] = figures(flavour, zscores, fold, seed=args.seed)
-    (out / ("cv.json" if zero is not None else "cv-partial.json")).write_text(
+    name = "cv.json" if not args.only else f"cv-{'-'.join(sorted(families))}.json"
+    (out / name).write_text(
         json.dumps(summary, indent=1) + "\n")
     print(table(summary))
     return 0
@@ -290,8 +310,9 @@ def table(summary: dict) -> str:
     from gnnu.evaluate.transfer import table as md
 
     names = {"zeroshot": "zero-shot (pretrained on simulation only)",
-             "scratch": "trained on the real events alone", "finetune": "pretrained + fine-tuned"}
-    return md({names[f]: summary["figures"][f] for f in ("zeroshot", "scratch", "finetune")
+             "scratch": "trained on the real events alone", "finetune": "pretrained + fine-tuned",
+             "dann": "pretrained + fine-tuned domain-adversarially (DANN)"}
+    return md({names[f]: summary["figures"][f] for f in ("zeroshot", "scratch", "finetune", "dann")
                if f in summary["figures"]})
 
 
@@ -442,7 +463,9 @@ def main(argv=None) -> int:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=2, help="trainings at a time (one thread each)")
-    p.add_argument("--only", nargs="*", choices=("finetune", "scratch"))
+    p.add_argument("--only", nargs="*", choices=("finetune", "scratch", "dann"),
+                   help="these families only (their figures go to cv-FAMILIES.json)")
+    p.add_argument("--sim-data", help="the simulated pretraining dataset (the dann family's second domain)")
     p = sub.add_parser("ship", help="fine-tune on all 400 and write both checkpoints with cards")
     p.add_argument("--cv", required=True, help="cv.json of the cv step")
     p.add_argument("--real-data", required=True)

@@ -146,6 +146,7 @@ class MultiTaskHead(nn.Module):
     def __init__(self, in_features: int, tasks: dict[str, int], regression: tuple[str, ...] = (),
                  hidden: tuple[int, ...] = (256,), dropout: float = 0.1):
         super().__init__()
+        self.in_features = in_features
         layers: list[nn.Module] = []
         width = in_features
         for h in hidden:

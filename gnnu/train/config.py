@@ -107,6 +107,39 @@ class CheckpointConfig:
 
 
 @dataclass(frozen=True)
+class DomainAdaptationConfig:
+    """Domain-adversarial training (DANN: Ganin et al., JMLR 17 (2016) 59), off unless ``data``.
+
+    ``data``: a dataset of the other domain in the same representation (same node features, or
+    the same image layout), e.g. simulated events next to real ones. Each training batch is
+    paired with a batch of as many events drawn from its ``split`` (a seeded permutation per
+    epoch, repeated when that split is smaller). A domain classifier (one hidden layer of
+    ``hidden`` units) on the pooled per-event features learns which domain an event comes from;
+    a gradient-reversal layer multiplies its gradient into the network by −λ, so the features
+    are pushed to carry no domain information. λ(p) = ``weight`` · (2 / (1 + exp(−10 p)) − 1)
+    over training progress p = step / total steps (Ganin's schedule; 0 at the start).
+    ``labels``: the other domain's labels also train the heads (false: it is unlabelled, the
+    classic DANN set-up). Its events are standardised with the training split's statistics.
+    """
+
+    data: str | None = None
+    split: Literal["train", "val", "test", "all"] = "train"
+    weight: float = 0.3
+    labels: bool = True
+    hidden: int = 64
+
+    def __post_init__(self):
+        if not self.weight >= 0:
+            raise ValueError(f"domain_adaptation.weight must be ≥ 0, got {self.weight}")
+        if self.hidden < 1:
+            raise ValueError(f"domain_adaptation.hidden must be ≥ 1, got {self.hidden}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.data is not None
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs besides the output directory (see module docstring).
 
@@ -129,7 +162,8 @@ class TrainConfig:
     parameter units (:func:`gnnu.models.checkpoint.parameter_units`), whose parameters are not
     trained (and whose modules stay in eval mode). ``max_events`` / ``max_val_events``: use only
     the first N events of the training / validation split. ``log_every_n_steps``: TensorBoard
-    step-logging period.
+    step-logging period. ``domain_adaptation``: a second domain trained against
+    (:class:`DomainAdaptationConfig`; off by default).
     """
 
     model: Any
@@ -158,6 +192,7 @@ class TrainConfig:
     max_events: int | None = None
     max_val_events: int | None = None
     log_every_n_steps: int = 10
+    domain_adaptation: DomainAdaptationConfig = field(default_factory=DomainAdaptationConfig)
 
     def __post_init__(self):
         precision = str(self.precision)

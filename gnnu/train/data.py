@@ -147,14 +147,18 @@ class EpochSampler(Sampler[int]):
     done, (epoch, done) = divmod(step, batches per epoch), and leaves out those ``done ·
     batch_size`` indices — at an epoch start done = 0, after a mid-epoch resume it is exactly the
     part already trained. This is evaluated lazily because Lightning may build the loader before
-    it restores the checkpoint.
+    it restores the checkpoint. ``draw``: indices per epoch when not n — the permutation repeated
+    or cut to that length (the second domain of :class:`~gnnu.train.config.DomainAdaptationConfig`,
+    paired batch for batch with the training split).
     """
 
     def __init__(self, n: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 pad: bool = True, batch_size: int = 1, step: Callable[[], int] | None = None):
+                 pad: bool = True, batch_size: int = 1, step: Callable[[], int] | None = None,
+                 draw: int | None = None):
         self.n, self.shuffle, self.seed = n, shuffle, seed
         self.rank, self.world_size, self.pad = rank, world_size, pad
         self.batch_size, self.step = batch_size, step
+        self.draw = n if draw is None else draw
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -171,9 +175,11 @@ class EpochSampler(Sampler[int]):
             order = torch.randperm(self.n, generator=g).tolist()
         else:
             order = list(range(self.n))
-        if self.world_size > 1 and self.pad and self.n:
-            total = math.ceil(self.n / self.world_size) * self.world_size
-            order += (order * math.ceil(total / self.n))[: total - self.n]
+        if self.draw != self.n and self.n:
+            order = (order * math.ceil(self.draw / self.n))[: self.draw]
+        if self.world_size > 1 and self.pad and self.draw:
+            total = math.ceil(self.draw / self.world_size) * self.world_size
+            order += (order * math.ceil(total / self.draw))[: total - self.draw]
         return order[self.rank::self.world_size]
 
     def __iter__(self) -> Iterator[int]:
@@ -185,8 +191,8 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         if self.world_size > 1 and self.pad:
-            return math.ceil(self.n / self.world_size)
-        return len(range(self.rank, self.n, self.world_size))
+            return math.ceil(self.draw / self.world_size)
+        return len(range(self.rank, self.draw, self.world_size))
 
 
 class EventDataModule(pl.LightningDataModule):
@@ -195,12 +201,15 @@ class EventDataModule(pl.LightningDataModule):
     ``root``: dataset directory; ``model``: the model config (decides graphs or images, and how
     images are rendered); ``batch_size`` events per batch and device; ``num_workers``;
     ``seed``: shuffling seed; ``max_events`` / ``max_val_events``: first events of the split
-    used (None: all); ``pin_memory``: page-locked batches for GPU transfer.
+    used (None: all); ``pin_memory``: page-locked batches for GPU transfer. ``domain``: a
+    :class:`~gnnu.train.config.DomainAdaptationConfig`; when it names a dataset, each training
+    batch is a dict ``{"main": batch, "other": batch}`` with a batch of that dataset's split
+    (standardised with the training split's statistics) beside the usual one.
     """
 
     def __init__(self, root: str | Path, model, batch_size: int, num_workers: int = 0, seed: int = 0,
                  max_events: int | None = None, max_val_events: int | None = None,
-                 pin_memory: bool = False):
+                 pin_memory: bool = False, domain=None):
         super().__init__()
         self.root = Path(root)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
@@ -213,6 +222,18 @@ class EventDataModule(pl.LightningDataModule):
         for name, n in (("training", self.n_train), ("validation", self.n_val)):
             if n == 0:
                 raise InputError(f"the {name} split is empty", self.root)
+        self.domain = domain if domain is not None and domain.enabled else None
+        self.other_set = None
+        if self.domain is not None:
+            self.other_set = open_dataset(self.domain.data, self.domain.split, model,
+                                          getattr(self.train_set, "feature_stats", None))
+            if len(self.other_set) == 0:
+                raise InputError(f"domain_adaptation: the {self.domain.split} split is empty",
+                                 self.domain.data)
+            if list(self.other_set.feature_names) != self.feature_names:
+                raise ConfigError(f"domain_adaptation.data {self.domain.data}: inputs "
+                                  f"{list(self.other_set.feature_names)} differ from the training "
+                                  f"data's {self.feature_names} (build both with one graph config)")
 
     def accounting(self) -> dict[str, dict]:
         """Events per split: ``{"train": {"in_split", "used", "skipped", "limit_key", "limit"},
@@ -227,6 +248,9 @@ class EventDataModule(pl.LightningDataModule):
                           "limit_key": key, "limit": limit}
             if not 0 <= used <= n:
                 raise RuntimeError(f"event accounting broken: {split} uses {used} of {n} events")
+        if self.other_set is not None:     # drawn from, batch for batch; none left out
+            out["domain"] = {"path": str(self.domain.data), "split": self.domain.split,
+                             "in_split": len(self.other_set), "drawn_per_epoch": self.n_train}
         return out
 
     @property
@@ -251,10 +275,20 @@ class EventDataModule(pl.LightningDataModule):
     def train_dataloader(self):
         rank, world = self._rank()
         trainer = self.trainer
+        step = (lambda: trainer.global_step) if trainer is not None else None
         sampler = EpochSampler(self.n_train, shuffle=True, seed=self.seed, rank=rank, world_size=world,
-                               batch_size=self.batch_size,
-                               step=(lambda: trainer.global_step) if trainer is not None else None)
-        return self._loader(self.train_set, sampler, self.batch_size)
+                               batch_size=self.batch_size, step=step)
+        main = self._loader(self.train_set, sampler, self.batch_size)
+        if self.other_set is None:
+            return main
+        from lightning.pytorch.utilities import CombinedLoader
+
+        paired = EpochSampler(len(self.other_set), shuffle=True, seed=self.seed + 1, rank=rank,
+                              world_size=world, batch_size=self.batch_size, step=step,
+                              draw=self.n_train)
+        return CombinedLoader({"main": main, "other": self._loader(self.other_set, paired,
+                                                                   self.batch_size)},
+                              mode="min_size")
 
     def val_dataloader(self):
         rank, world = self._rank()

@@ -48,6 +48,7 @@ from ..evaluate.metrics import EvaluationError, class_names, energy_resolution, 
 from ..models.heads import decode_target, encode_target, is_log_target
 from ..models.checkpoint import frozen_modules
 from .config import TrainConfig
+from .domain import DomainClassifier, dann_lambda, domain_loss
 
 
 def task_class_names(task: str, n_classes: int) -> list[str]:
@@ -89,6 +90,9 @@ class TrainModule(pl.LightningModule):
         self.class_weights = {t: w for t, w in (class_weights or {}).items() if t in self.class_tasks}
         self.energy_target = model.config.heads.energy_target
         self._frozen = frozen_modules(model, list(frozen))
+        self.domain_cfg = cfg.domain_adaptation if cfg.domain_adaptation.enabled else None
+        if self.domain_cfg is not None:
+            self.domain_head = DomainClassifier(model.head.in_features, self.domain_cfg.hidden)
         self._train_sums = self._zero_sums()
         self._val_sums = self._zero_sums()
         self._val_outputs: list[dict[str, np.ndarray]] = []
@@ -175,13 +179,40 @@ class TrainModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         if self._t0 is None:
             self._t0 = time.perf_counter()
+        if self.domain_cfg is not None:
+            return self._dann_step(batch["main"], batch["other"])
         terms = self.head_terms(self.model(batch), batch)
         loss = self.combine(terms)
+        return self._count(loss, terms, batch)
+
+    def _count(self, loss: torch.Tensor, terms, batch) -> torch.Tensor:
         n = batch_size_of(batch)
         self._train_sums = self._accumulate(self._train_sums, terms)
         self._events += n
         self.log("train/loss", loss, on_step=True, on_epoch=False, batch_size=n)
         return loss
+
+    def _dann_step(self, main, other) -> torch.Tensor:
+        """Task loss on ``main`` (+ on ``other`` when its labels train too) + the domain loss of
+        both batches behind the gradient reversal (:mod:`gnnu.train.domain`)."""
+        cfg = self.domain_cfg
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        lam = dann_lambda(self.global_step / total, cfg.weight)
+        z_main, z_other = self.model.embed(main), self.model.embed(other)
+        terms = self.head_terms(self.model.head(z_main), main)
+        loss = self.combine(terms)
+        n_main, n_other = batch_size_of(main), batch_size_of(other)
+        if cfg.labels:
+            other_loss = self.combine(self.head_terms(self.model.head(z_other), other))
+            loss = loss + other_loss
+            self.log("train/other_loss", other_loss, on_step=True, on_epoch=False, batch_size=n_other)
+        logits = self.domain_head(torch.cat([z_main, z_other]), lam)
+        is_other = torch.cat([torch.zeros(n_main, dtype=torch.bool, device=logits.device),
+                              torch.ones(n_other, dtype=torch.bool, device=logits.device)])
+        d_loss, right = domain_loss(logits, is_other)
+        self.log_dict({"train/domain_loss": d_loss, "train/domain_accuracy": right / is_other.numel(),
+                       "train/dann_lambda": lam}, on_step=True, on_epoch=False, batch_size=n_main)
+        return self._count(loss + d_loss, terms, main)
 
     # -- validation ---------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:

@@ -91,7 +91,10 @@ class ProgressLines:
 
 
 def _batch_events(batch) -> int:
-    """Events in a training batch (a PyG Batch or a dict of tensors, both with ``event_id``)."""
+    """Events in a training batch (a PyG Batch or a dict of tensors, both with ``event_id``; of
+    a domain-adversarial pair ``{"main", "other"}``, the training data's)."""
+    if isinstance(batch, dict) and "main" in batch:
+        batch = batch["main"]
     try:
         return int(batch["event_id"].shape[0])
     except (KeyError, TypeError, AttributeError, IndexError):

@@ -359,10 +359,12 @@ def _train(opts: TrainOptions, t_start: float) -> dict:
 
     dm = EventDataModule(cfg.data, cfg.model, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                          seed=cfg.seed, max_events=cfg.max_events, max_val_events=cfg.max_val_events,
-                         pin_memory=plan.accelerator == "gpu")
+                         pin_memory=plan.accelerator == "gpu", domain=cfg.domain_adaptation)
     tasks = dataset_tasks(dm.train_set.manifest, cfg.num_classes)
     check_labels(dm.train_set, tasks)
     check_labels(dm.val_set, tasks)
+    if dm.other_set is not None and cfg.domain_adaptation.labels:
+        check_labels(dm.other_set, tasks)
     model = create_model(cfg.model, in_features=dm.in_features, tasks=tasks,
                          regression=cfg.regression)
     init = (_init_from(model, opts.init_from, dm.feature_names, cfg.model.name)

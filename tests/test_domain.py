@@ -99,24 +99,28 @@ def test_train_with_a_second_domain_runs_records_it_and_evaluates(domains, tmp_p
     events; run.json counts the other domain's events; the checkpoint holds the domain
     classifier, which gnnu-eval leaves out."""
     from gnnu.cli import eval as eval_cli
-    from gnnu.train.run import TrainOptions, train
+    from gnnu.cli import train as train_cli
 
     main, other = domains
     cfg = tmp_path / "dann.yaml"
     cfg.write_text(yaml.safe_dump({**TINY, "epochs": 2,
                                    "domain_adaptation": {"data": str(other), "weight": 0.5}}))
     run = tmp_path / "run"
-    record = train(TrainOptions(config=str(cfg), data=str(main), out=str(run), device="cpu",
-                                progress="lines", progress_every=1))
-    steps = [line for line in capsys.readouterr().err.splitlines() if ", step " in line]
+    assert train_cli.main(["--config", str(cfg), "--data", str(main), "--out", str(run), "--device", "cpu",
+                           "--progress", "lines", "--progress-every", "1"]) == 0
+    captured = capsys.readouterr()
+    steps = [line for line in captured.err.splitlines() if ", step " in line]
     assert steps and all(" 0 ev" not in line for line in steps), steps[:3]
+    record = json.loads((run / "run.json").read_text())
     assert record["status"] == "complete"
-    drawn = record["dataset"]["events"]["domain"]
-    assert drawn["path"] == str(other) and drawn["in_split"] > 0
+    drawn = record["dataset"]["domain"]
+    assert drawn["path"] == str(other) and drawn["split"] == "train" and drawn["in_split"] > 0
     assert drawn["drawn_per_epoch"] == record["dataset"]["n_train"]
+    assert (f"domain adaptation: {drawn['drawn_per_epoch']} events per epoch drawn from the "
+            f"{drawn['in_split']} of {other}") in captured.out
     state = torch.load(run / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     assert any(k.startswith("domain_head.") for k in state)
-    assert all(math.isfinite(r["train/epoch_loss"]) for r in json.loads((run / "run.json").read_text())["history"])
+    assert all(math.isfinite(r["train/epoch_loss"]) for r in record["history"])
     rc = eval_cli.main(["--checkpoint", str(run / "best.ckpt"), "--data", str(main), "--out",
                         str(tmp_path / "rep"), "--device", "cpu", "--no-plots", "--progress", "none"])
     assert rc == 0 and (tmp_path / "rep" / "metrics.json").exists()

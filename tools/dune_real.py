@@ -82,9 +82,10 @@ FINETUNE = (
 #: Domain-adversarial fine-tuning (DANN, gnnu.train.domain): from the pretrained checkpoint, each
 #: batch of real training events paired with a batch of the simulated pretraining events (their
 #: labels train the heads too), a domain classifier behind a gradient reversal of strength
-#: ``weight`` (Ganin's schedule). The full-network candidate of FINETUNE plus the sim batches:
-#: twice its cost per step, so one strength only.
+#: ``weight`` (Ganin's schedule): the full-network candidate of FINETUNE (the one every fold chose)
+#: plus the simulated batches, at two strengths.
 DANN = (
+    {"name": "dann-w0.1", "lr": 1e-3, "freeze": None, "epochs": 3, "domain_weight": 0.1},
     {"name": "dann-w0.3", "lr": 1e-3, "freeze": None, "epochs": 3, "domain_weight": 0.3},
 )
 #: Training from scratch on the real events (same network and config, random initialisation).

@@ -76,6 +76,10 @@ def accounting_lines(record: dict) -> list[str]:
         why = f" ({a['limit_key']} = {a['limit']})" if a["skipped"] else ""
         lines.append(f"{split}: {a['in_split']} events in the split, {a['used']} used{why}, "
                      f"{a['skipped']} skipped")
+    d = record.get("dataset", {}).get("domain")
+    if d:
+        lines.append(f"domain adaptation: {d['drawn_per_epoch']} events per epoch drawn from the "
+                     f"{d['in_split']} of {d['path']} ({d['split']})")
     return lines
 
 

@@ -248,10 +248,15 @@ class EventDataModule(pl.LightningDataModule):
                           "limit_key": key, "limit": limit}
             if not 0 <= used <= n:
                 raise RuntimeError(f"event accounting broken: {split} uses {used} of {n} events")
-        if self.other_set is not None:     # drawn from, batch for batch; none left out
-            out["domain"] = {"path": str(self.domain.data), "split": self.domain.split,
-                             "in_split": len(self.other_set), "drawn_per_epoch": self.n_train}
         return out
+
+    def domain_accounting(self) -> dict | None:
+        """The second domain's events (None without one): its dataset, split, events in that split
+        and events drawn per epoch (as many as training events; a permutation repeated or cut)."""
+        if self.other_set is None:
+            return None
+        return {"path": str(self.domain.data), "split": self.domain.split,
+                "in_split": len(self.other_set), "drawn_per_epoch": self.n_train}
 
     @property
     def feature_names(self) -> list[str]:

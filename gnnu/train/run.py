@@ -395,7 +395,9 @@ def _train(opts: TrainOptions, t_start: float) -> dict:
         "dataset": {"path": str(cfg.data), "manifest_hash": mhash, "n_train": dm.n_train,
                     "n_val": dm.n_val, "feature_names": dm.feature_names,
                     # per split: events in it = used + skipped (max_events / max_val_events)
-                    "events": dm.accounting()},
+                    "events": dm.accounting(),
+                    # domain_adaptation's second dataset (null without one)
+                    "domain": dm.domain_accounting()},
         "model": {"name": cfg.model.name, "parameters": count_parameters(model),
                   "trainable_parameters": count_parameters(model, trainable_only=True),
                   "flops_per_event": flops, "tasks": {t: tasks[t] for t in module.class_tasks},

@@ -2,8 +2,9 @@
 
 The script is run as a GPU session runs it (a commit id as its argument, results under $OUT),
 with ``--rehearse``: pytest -m gpu with GNNU_GPU_REHEARSE=1, the benchmark at 4 events, the study
-preset at scale 0.005 (or skipped, saying why, where gnnu-study is not in this tree). Slow: minutes
-on 2 CPU cores.
+preset at scale 0.005 with 8 training events (or skipped, saying why, where gnnu-study is not in this
+tree). Slow: minutes on 2 CPU cores. The suite's only run of the gpu study preset: its results are
+checked here.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO
 
@@ -45,4 +47,16 @@ def test_gpu_check_rehearsal(tmp_path):
     assert all(r["infer"] > 0 for r in bench["models"]) and bench["loaders"] and bench["knn"]
     with tarfile.open(out / "gpu_check.tar.gz") as tar:
         packed = {Path(n).name for n in tar.getnames()}
+        dune_cvn_cfg = [n for n in tar.getnames() if "/runs/dune_cvn/" in n and n.endswith("/config.yaml")]
+        cfg = yaml.safe_load(tar.extractfile(dune_cvn_cfg[0]).read()) if dune_cvn_cfg else None
     assert {"summary.txt", "bench.log", "bench.json"} <= packed
+    if "step study: ok" in summary:
+        # the gpu preset through the very code path the GPU runs: every model, DUNE CVN at
+        # 3 × 500 × 500, bf16-mixed, the pixel representation, loader workers, the events budget
+        r = json.loads((out / "study_results.json").read_text())
+        assert [m["name"] for m in r["models"]] == ["edgeconv", "dynedgeconv", "gravnet", "nova_cvn",
+                                                     "dune_cvn", "resnet18"]
+        assert {m["precision"] for m in r["models"]} == {"bf16-mixed"}
+        assert r["config"]["scaled_from"] == 0.005 and r["config"]["data"]["simulate"]["events"] == 50
+        assert all(m["training_events"] == 8 and m["epochs"] == 2 for m in r["models"])
+        assert cfg["model"]["image"]["preset"] == "dune-cvn" and cfg["precision"] == "bf16-mixed"

@@ -26,7 +26,8 @@
 #
 # --rehearse: the same steps, tiny, on this CPU (no install: run from the checkout with
 # PYTHON=<a python that has gnnu's dependencies>; tests with GNNU_GPU_REHEARSE=1, the bench at
-# 4 events, the study at --set scale=0.005). tests/test_gpu_check.py runs it (slow).
+# 4 events, the study at --set scale=0.005 with 8 training events). tests/test_gpu_check.py runs it
+# (slow).
 # --only STEPS: a comma list of tests,bench,study — a rerun of one step on the warm machine.
 #
 # The device call of a GPU session (commit first; COMMIT = `git rev-parse --short HEAD` here):
@@ -152,8 +153,13 @@ if want study; then
     if [[ ${#STUDY[@]} -eq 0 ]]; then
         say "step study: SKIPPED: gnnu-study is not installed (issue 16's branch 'study' is not merged into this tree yet)"
     elif [[ $REHEARSE -eq 1 ]]; then
+        # scale 0.005 (50 events: the smallest with validation and test events), 8 training events
+        # and 16 seen (1 600 and 3 200 before scaling), one re-measured inference pass: the GPU
+        # run's code path, every model, DUNE CVN at 3 x 500 x 500, bf16-mixed, the pixel
+        # representation, loader workers (DUNE CVN and NOvA CVN train at < 1 event/s on a CPU)
         step study 900 "$WORK/study.log" "${STUDY[@]}" --config gpu --out "$WORK/study" --device cpu \
-            --set scale=0.005
+            --set scale=0.005 --set 'learning_curve.sizes=[1600]' --set training.budget.events=3200 \
+            --set evaluation.remeasure_repeats=1
     else
         step study 210 "$WORK/study.log" "${STUDY[@]}" --config gpu --out "$WORK/study" --device cuda
     fi

@@ -256,6 +256,31 @@ def test_transfer_figures_on_known_predictions():
     assert len(full["nue_auc"]["per_fold"]) == 2 and full["n_events_3class"] == 5
 
 
+def test_flavour_figures_tool_reads_a_report_and_leaves_out_unlabelled_events(tmp_path, capsys):
+    """tools/flavour_figures.py on a predictions.h5: the figures of the labelled events (those of
+    the test above: 3-class accuracy 3/5, 4-class 3/6), the unlabelled one counted and left out."""
+    import h5py
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("flavour_figures", REPO / "tools" / "flavour_figures.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    flavour = np.array([0, 1, 2, 3, 1, 1, -1])
+    scores = np.array([[.5, .1, .3, .1, 0], [.1, .2, .6, .1, 0], [.1, .1, .7, .1, 0], [.1, .6, .1, .2, 0],
+                       [.1, .7, .1, .1, 0], [.2, .3, .1, .4, 0], [.9, 0, 0, .1, 0]])
+    report = tmp_path / "eval-test"
+    report.mkdir()
+    with h5py.File(report / "predictions.h5", "w") as f:
+        f["labels/flavour"], f["scores/flavour"] = flavour, scores
+    assert tool.main([str(report), "--labels", "toy", "--json", str(tmp_path / "f.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| toy (6 events, 5 of 3 classes) | 0.600 [" in out
+    record = json.loads((tmp_path / "f.json").read_text())["figures"]["toy"]
+    assert record["accuracy_4class"]["value"] == pytest.approx(0.5) and record["n_unlabelled_left_out"] == 1
+    with pytest.raises(SystemExit, match="no predictions.h5"):
+        tool.main([str(tmp_path / "missing")])
+
+
 # -- the shipped checkpoints ---------------------------------------------------------------------
 SHIPPED = ("dune-sim", "dune-real")
 

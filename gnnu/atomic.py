@@ -388,6 +388,19 @@ def write_json_atomic(path: str | os.PathLike, obj, indent: int | None = 2) -> P
 LOCK_SUFFIX = ".lock"
 
 
+def remove_outputs(directory: str | os.PathLike, names) -> None:
+    """Delete the files and folders ``names`` of ``directory`` that exist (a command's own
+    outputs before ``--force`` rewrites them), nothing else there."""
+    import shutil
+
+    for name in names:
+        p = Path(directory) / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
+
+
 def lock_path(path: str | os.PathLike) -> Path:
     """The lock file of output ``path`` (a file or a directory): ``<path>.lock`` beside it."""
     path = Path(os.path.abspath(path))

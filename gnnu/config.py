@@ -248,6 +248,18 @@ def load_yaml(path: str | os.PathLike, cls: type[T]) -> T:
     return from_dict(cls, read_yaml(path), where=str(path))
 
 
+def config_file(p: Path) -> Path:
+    """A config given as a path: ``p`` itself when it exists, else the shipped file it names
+    (:func:`repository_path`, e.g. ``configs/models/edgeconv.yaml`` from any directory); a
+    ConfigError when neither exists."""
+    if p.exists():
+        return p
+    shipped = repository_path(p)
+    if shipped is None:
+        raise ConfigError(f"{p}: config file not found")
+    return shipped
+
+
 def resolve_config(kind: str, name_or_path: str | os.PathLike) -> Path:
     """Find a config by path, or by short name among the shipped ``configs/<kind>/<name>.yaml``.
 
@@ -255,12 +267,7 @@ def resolve_config(kind: str, name_or_path: str | os.PathLike) -> Path:
     file (:func:`repository_path`): the repository's paths work from any directory."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
-        if not p.exists():
-            shipped = repository_path(p)
-            if shipped is None:
-                raise ConfigError(f"{p}: config file not found")
-            return shipped
-        return p
+        return config_file(p)
     candidate = shipped_config(kind, str(name_or_path))
     if candidate is not None:
         return candidate

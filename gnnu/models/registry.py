@@ -156,16 +156,11 @@ def load_model_config(config: dict | str | os.PathLike | ModelConfig,
 
 
 def _config_path(config: str | os.PathLike) -> Path | None:
-    from ..config import repository_path, shipped_config
+    from ..config import config_file, shipped_config
 
     p = Path(config)
     if p.suffix in (".yaml", ".yml") or os.sep in str(config):
-        if not p.exists():
-            shipped = repository_path(p)
-            if shipped is None:
-                raise ConfigError(f"{p}: config file not found")
-            return shipped
-        return p
+        return config_file(p)
     return shipped_config("models", str(config))
 
 

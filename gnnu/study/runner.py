@@ -40,14 +40,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from .. import __version__
-from ..atomic import jsonable, output_lock, write_text_atomic
+from ..atomic import jsonable, output_lock, remove_outputs, write_text_atomic
 from ..config import to_dict
 from ..errors import ConfigError, GnnuError, InputError, OutputExistsError
 from .config import as_dict, load_study_config
@@ -170,16 +169,6 @@ def prepare_out(out: Path, resume: bool, force: bool) -> None:
     if not force:
         raise OutputExistsError(f"{out}: a study directory exists and is not empty (use --resume to "
                                 "continue it or --force to replace it)")
-
-
-def clear_outputs(out: Path) -> None:
-    """Delete gnnu-study's own outputs in ``out`` (:data:`OUTPUTS`), nothing else."""
-    for name in OUTPUTS:
-        p = out / name
-        if p.is_dir():
-            shutil.rmtree(p)
-        else:
-            p.unlink(missing_ok=True)
 
 
 # -- stage records and resume checks --------------------------------------------------------------
@@ -433,7 +422,7 @@ def _run_study(opts: StudyOptions) -> StudyResult:
                          check=False)
     stages, inits = _run_stages_checked(plan, opts.resume)
     if opts.force:
-        clear_outputs(out)
+        remove_outputs(out, OUTPUTS)   # gnnu-study's own outputs, nothing else
     out.mkdir(parents=True, exist_ok=True)
     import yaml
 

@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -69,7 +68,7 @@ import torch
 import yaml
 
 from .. import __version__
-from ..atomic import output_lock, write_json_atomic, write_text_atomic
+from ..atomic import output_lock, remove_outputs, write_json_atomic, write_text_atomic
 from ..config import read_yaml, to_dict
 from ..errors import ConfigError, GnnuError, InputError, OutputExistsError
 from ..evaluate.report import RUN_FILE
@@ -236,15 +235,6 @@ def _plan(opts: TrainOptions) -> _Plan:
             raise OutputExistsError(f"{out}: run directory is not empty (use --resume to continue "
                                     "the run or --force to replace it)")
     return _Plan(cfg, out, accelerator, resume_from, previous)
-
-
-def _clear(out: Path) -> None:
-    for name in ARTEFACTS:
-        p = out / name
-        if p.is_dir():
-            shutil.rmtree(p)
-        else:
-            p.unlink(missing_ok=True)
 
 
 def _logged_keys(module) -> set[str]:
@@ -418,7 +408,7 @@ def _train(opts: TrainOptions, t_start: float) -> dict:
     }
     if _global_rank() == 0:
         if opts.force:
-            _clear(out)
+            remove_outputs(out, ARTEFACTS)
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / CONFIG_FILE, yaml.safe_dump(to_dict(cfg), sort_keys=False))
         write_json_atomic(out / RUN_FILE, record)

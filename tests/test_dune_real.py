@@ -260,11 +260,8 @@ def test_flavour_figures_tool_reads_a_report_and_leaves_out_unlabelled_events(tm
     """tools/flavour_figures.py on a predictions.h5: the figures of the labelled events (those of
     the test above: 3-class accuracy 3/5, 4-class 3/6), the unlabelled one counted and left out."""
     import h5py
-    import importlib.util
 
-    spec = importlib.util.spec_from_file_location("flavour_figures", REPO / "tools" / "flavour_figures.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = _load_tool("flavour_figures")
     flavour = np.array([0, 1, 2, 3, 1, 1, -1])
     scores = np.array([[.5, .1, .3, .1, 0], [.1, .2, .6, .1, 0], [.1, .1, .7, .1, 0], [.1, .6, .1, .2, 0],
                        [.1, .7, .1, .1, 0], [.2, .3, .1, .4, 0], [.9, 0, 0, .1, 0]])
@@ -279,6 +276,52 @@ def test_flavour_figures_tool_reads_a_report_and_leaves_out_unlabelled_events(tm
     assert record["accuracy_4class"]["value"] == pytest.approx(0.5) and record["n_unlabelled_left_out"] == 1
     with pytest.raises(SystemExit, match="no predictions.h5"):
         tool.main([str(tmp_path / "missing")])
+
+
+def _load_tool(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def _cv_dir(root, family: str, scores: np.ndarray, flavour: np.ndarray, name: str = "cv.json"):
+    """A cv directory as tools/dune_real.py cv leaves it: two folds, each fold's chosen
+    candidate's predictions.h5 (events split by parity)."""
+    import h5py
+
+    root.mkdir(parents=True)
+    (root / name).write_text(json.dumps({"folds": 2, "figures": {family: {}},
+                                         "chosen": {f"fold{f}/{family}": "c" for f in (0, 1)}}))
+    for f in (0, 1):
+        rows = np.arange(len(flavour)) % 2 == f
+        rep = root / f"fold{f}" / family / "eval-c"
+        rep.mkdir(parents=True)
+        with h5py.File(rep / "predictions.h5", "w") as h:
+            h["event_id"] = np.stack([np.full(rows.sum(), 7), np.zeros(rows.sum(), int), np.flatnonzero(rows)], 1)
+            h["labels/flavour"], h["scores/flavour"] = flavour[rows], scores[rows]
+    return root
+
+
+def test_paired_difference_of_two_cv_families(tmp_path, capsys):
+    """tools/dune_real.py paired: B − A on the same events. B right on every event where A is
+    right on half of them: 4-class difference +0.5, inside its paired interval; the same
+    predictions give 0 with a zero-width interval."""
+    tool = _load_tool("dune_real")
+    rng = np.random.default_rng(0)
+    flavour = np.tile([0, 1, 2, 3], 10)
+    right = np.eye(4)[flavour] + rng.uniform(0, 0.1, (40, 4))
+    half = np.where((np.arange(40) % 4 < 2)[:, None], right, np.roll(right, 1, axis=1))
+    a = _cv_dir(tmp_path / "a", "finetune", half, flavour)
+    b = _cv_dir(tmp_path / "b", "dann", right, flavour, name="cv-dann.json")
+    assert tool.main(["paired", "--a", f"{a}:finetune", "--b", f"{b}:dann", "--json", str(tmp_path / "p.json")]) == 0
+    p = json.loads((tmp_path / "p.json").read_text())["paired"]
+    assert p["accuracy_4class"]["difference"] == pytest.approx(0.5)
+    assert p["accuracy_4class"]["ci95"][0] <= 0.5 <= p["accuracy_4class"]["ci95"][1]
+    assert tool.main(["paired", "--a", f"{a}:finetune", "--b", f"{a}:finetune"]) == 0
+    assert "accuracy_4class: +0.000 [+0.000, +0.000]" in capsys.readouterr().out
 
 
 # -- the shipped checkpoints ---------------------------------------------------------------------

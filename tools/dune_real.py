@@ -36,6 +36,9 @@ Steps (``python tools/dune_real.py SUBCOMMAND --help``):
     the candidate the folds chose most often, and writes both checkpoints, weights only, with
     their model cards to ``gnnu/models/pretrained/`` (``pretrained:dune-sim``,
     ``pretrained:dune-real``).
+``paired``
+    ``--a CV_DIR:FAMILY --b CV_DIR:FAMILY``: B − A for each figure on the same 400 events (the
+    two families' pooled out-of-fold predictions), with a paired bootstrap 95 % interval.
 ``heldout``
     Checks that the events of ``../shared/data/dune-cvn-sample`` (20 events of the same release)
     are not among the 400 (map bytes compared) and evaluates checkpoints on them.
@@ -415,6 +418,57 @@ def cmd_ship(args) -> int:
     return 0
 
 
+def _pooled(cv_dir: Path, family: str) -> dict[tuple, np.ndarray]:
+    """Event id → the four flavour scores of ``family``'s out-of-fold predictions in a cv
+    directory (each fold's chosen candidate, as :func:`cmd_cv` pooled them), and the truth."""
+    import h5py
+
+    summary = json.loads(next(p for p in (cv_dir / "cv.json", *sorted(cv_dir.glob("cv-*.json")))
+                              if p.is_file() and family in json.loads(p.read_text())["figures"]).read_text())
+    scores, truth = {}, {}
+    for key, name in summary["chosen"].items():
+        fold, fam = key.split("/")
+        if fam != family:
+            continue
+        with h5py.File(cv_dir / fold / fam / f"eval-{name}" / "predictions.h5", "r") as f:
+            for r, y, sc in zip(f["event_id"][...], f["labels/flavour"][...], f["scores/flavour"][...]):
+                scores[tuple(int(v) for v in r)], truth[tuple(int(v) for v in r)] = sc[:4], int(y)
+    return {"scores": scores, "truth": truth, "n_folds": summary["folds"]}
+
+
+def cmd_paired(args) -> int:
+    """B − A for each figure on the same events, with a paired bootstrap 95 % interval (events
+    resampled together for both families, 2 000 times, seeded)."""
+    from gnnu.evaluate.transfer import KEYS, N_BOOT, point_figures
+
+    (dir_a, fam_a), (dir_b, fam_b) = (a.rsplit(":", 1) for a in (args.a, args.b))
+    a, b = _pooled(Path(dir_a), fam_a), _pooled(Path(dir_b), fam_b)
+    if set(a["scores"]) != set(b["scores"]) or any(a["truth"][k] != b["truth"][k] for k in a["truth"]):
+        raise SystemExit("paired: the two families did not predict the same events with the same truth")
+    ids = sorted(a["scores"])
+    y = np.array([a["truth"][k] for k in ids])
+    sa, sb = (np.array([x["scores"][k] for k in ids]) for x in (a, b))
+    rng = np.random.default_rng(args.seed)
+    diff = {k: point_figures(y, sb)[k] - point_figures(y, sa)[k] for k in KEYS}
+    boots = {k: np.empty(N_BOOT) for k in KEYS}
+    for i in range(N_BOOT):
+        j = rng.integers(0, len(y), len(y))
+        fa, fb = point_figures(y[j], sa[j]), point_figures(y[j], sb[j])
+        for k in KEYS:
+            boots[k][i] = fb[k] - fa[k]
+    print(f"{args.b} − {args.a}, {len(y)} events, paired bootstrap 95 %:")
+    result = {}
+    for k in KEYS:
+        lo, hi = np.nanpercentile(boots[k], [2.5, 97.5])
+        result[k] = {"difference": diff[k], "ci95": [float(lo), float(hi)]}
+        print(f"  {k}: {diff[k]:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"command": shlex.join(sys.argv), "a": args.a, "b": args.b,
+                                               "n_events": len(y), "seed": args.seed, "paired": result},
+                                              indent=1) + "\n")
+    return 0
+
+
 def cmd_heldout(args) -> int:
     import hashlib
     import zlib
@@ -476,12 +530,18 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dest", help="where the checkpoints go (default gnnu/models/pretrained)")
+    p = sub.add_parser("paired", help="B − A per figure on the same events, paired bootstrap interval")
+    p.add_argument("--a", required=True, help="CV_DIR:FAMILY, e.g. cv:finetune")
+    p.add_argument("--b", required=True, help="CV_DIR:FAMILY, e.g. cv-dann:dann")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json")
     p = sub.add_parser("heldout", help="disjointness and figures on dune-cvn-sample")
     p.add_argument("--out", required=True)
     p.add_argument("--checkpoints", nargs="+", default=["pretrained:dune-sim", "pretrained:dune-real"])
     p.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    return {"pretrain": cmd_pretrain, "cv": cmd_cv, "ship": cmd_ship, "heldout": cmd_heldout}[args.cmd](args)
+    return {"pretrain": cmd_pretrain, "cv": cmd_cv, "ship": cmd_ship, "heldout": cmd_heldout,
+            "paired": cmd_paired}[args.cmd](args)
 
 
 if __name__ == "__main__":

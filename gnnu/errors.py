@@ -58,10 +58,14 @@ class OutputBusyError(GnnuError):
 def ignore_interrupts_in_worker(*_args) -> None:
     """Pool initializer: a worker process ignores Ctrl-C (SIGINT reaches the whole process
     group), so only the parent reacts — one "interrupted" line instead of a traceback per
-    worker; the parent's pool then terminates the workers, whose SIGTERM becomes a quiet
-    ``SystemExit`` so their writers still remove their temporary files."""
+    worker. SIGTERM, with which the parent's pool ends its workers, keeps its default action:
+    the kernel ends the worker at once. A Python-level handler (or one inherited through fork,
+    e.g. Lightning's) would run only at the worker's next bytecode, and a SIGTERM arriving just
+    before an idle worker blocks on the task queue's lock is then never acted on: the pool's
+    final join waits forever (seen in the suite). What a killed worker was writing is a
+    temporary file (``NAME.tmp-PID``) that the parent removes once its pool is gone
+    (:func:`gnnu.atomic.remove_stale_temporaries`)."""
     import signal
-    import sys
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -73,7 +73,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..atomic import output_lock
+from ..atomic import output_lock, remove_stale_temporaries
 from ..config import to_dict
 from ..errors import ConfigError, InputError, OutputExistsError, ignore_interrupts_in_worker
 from ..events import Truth
@@ -410,10 +410,15 @@ def _build(opts: BuildOptions, t0: float) -> BuildSummary:
                 bar.update(results[t.shard]["read"])
         else:
             ctx = multiprocessing.get_context("spawn")
-            with ctx.Pool(min(opts.workers, len(todo)), initializer=ignore_interrupts_in_worker) as pool:
-                for t, res in zip(todo, pool.imap(build_shard, todo)):
-                    results[t.shard] = res
-                    bar.update(res["read"])
+            try:
+                with ctx.Pool(min(opts.workers, len(todo)), initializer=ignore_interrupts_in_worker) as pool:
+                    for t, res in zip(todo, pool.imap(build_shard, todo)):
+                        results[t.shard] = res
+                        bar.update(res["read"])
+            except BaseException:        # the pool has ended its workers: remove what they wrote
+                for t in todo:
+                    remove_stale_temporaries(out / shard_name(t.shard))
+                raise
     finally:
         bar.close()
         _close_readers()

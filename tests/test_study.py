@@ -469,16 +469,13 @@ def test_transfer_pretraining_helps_at_small_size(tl):
 
 
 @pytest.mark.slow
-def test_transfer_changed_checkpoint_is_refused(tmp_path, data, capsys):
+def test_transfer_changed_checkpoint_is_refused(tmp_path, data, tl, capsys):
     """init_from a checkpoint file: the run records its sha256; the same path with other bytes
-    is a changed setting (refused by --resume, naming it), the same bytes elsewhere are not."""
-    pre = tmp_path / "pre"
-    pre.mkdir()
-    config = tiny_study(pre, data, models=[{"name": "edgeconv", "config": str(pre / "tiny.yaml")}],
-                        learning_curve={"sizes": ["all"], "repeats": 1})
-    assert main(["--config", str(config), "--out", str(pre / "out"), "--device", "cpu"]) == 0
+    is a changed setting (refused by --resume, naming it), the same bytes elsewhere are not.
+    (The two checkpoints: best and last of the transfer study's pretraining run.)"""
+    pre_run = next((tl[0] / "runs" / "pretrain").glob("n*"))
     ckpt = tmp_path / "init.ckpt"
-    shutil.copy(next((pre / "out" / "runs" / "edgeconv").glob("n*")) / "best.ckpt", ckpt)
+    shutil.copy(pre_run / "best.ckpt", ckpt)
     config = tiny_study(tmp_path, data, learning_curve={"sizes": [24], "repeats": 1},
                         models=[{"name": "edgeconv", "config": str(tmp_path / "tiny.yaml"),
                                  "init_from": str(ckpt)}])
@@ -491,7 +488,8 @@ def test_transfer_changed_checkpoint_is_refused(tmp_path, data, capsys):
     assert settings["train_config"] == run_cfg           # what gnnu-train actually trained with
     from gnnu.graph.build import file_sha256
     assert settings["init_from"]["sha256"] == file_sha256(ckpt)
-    shutil.copy(next((pre / "out" / "runs" / "edgeconv").glob("n*")) / "last.ckpt", ckpt)
+    shutil.copy(pre_run / "last.ckpt", ckpt)
+    assert file_sha256(ckpt) != settings["init_from"]["sha256"]
     capsys.readouterr()
     assert main([*argv, "--resume"]) == 2
     assert "init_from.sha256" in one_error_line(capsys)

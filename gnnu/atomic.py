@@ -49,6 +49,7 @@ import io
 import json
 import math
 import os
+import shutil
 import socket
 import time
 from contextlib import contextmanager
@@ -391,8 +392,6 @@ LOCK_SUFFIX = ".lock"
 def remove_outputs(directory: str | os.PathLike, names) -> None:
     """Delete the files and folders ``names`` of ``directory`` that exist (a command's own
     outputs before ``--force`` rewrites them), nothing else there."""
-    import shutil
-
     for name in names:
         p = Path(directory) / name
         if p.is_dir() and not p.is_symlink():

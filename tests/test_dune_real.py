@@ -259,22 +259,22 @@ def test_transfer_figures_on_known_predictions():
 def test_flavour_figures_tool_reads_a_report_and_leaves_out_unlabelled_events(tmp_path, capsys):
     """tools/flavour_figures.py on a predictions.h5: the figures of the labelled events (those of
     the test above: 3-class accuracy 3/5, 4-class 3/6), the unlabelled one counted and left out."""
-    import h5py
+    from gnnu.evaluate.report import Predictions, write_predictions
 
     tool = _load_tool("flavour_figures")
     flavour = np.array([0, 1, 2, 3, 1, 1, -1])
-    scores = np.array([[.5, .1, .3, .1, 0], [.1, .2, .6, .1, 0], [.1, .1, .7, .1, 0], [.1, .6, .1, .2, 0],
-                       [.1, .7, .1, .1, 0], [.2, .3, .1, .4, 0], [.9, 0, 0, .1, 0]])
+    scores = np.array([[.5, .1, .3, .1], [.1, .2, .6, .1], [.1, .1, .7, .1], [.1, .6, .1, .2],
+                       [.1, .7, .1, .1], [.2, .3, .1, .4], [.9, 0, 0, .1]], np.float32)
     report = tmp_path / "eval-test"
     report.mkdir()
-    with h5py.File(report / "predictions.h5", "w") as f:
-        f["labels/flavour"], f["scores/flavour"] = flavour, scores
+    ids = np.stack([np.ones(7, int), np.zeros(7, int), np.arange(7)], 1)
+    write_predictions(report / "predictions.h5", Predictions(ids, {"flavour": flavour}, {"flavour": scores}))
     assert tool.main([str(report), "--labels", "toy", "--json", str(tmp_path / "f.json")]) == 0
     out = capsys.readouterr().out
     assert "| toy (6 events, 5 of 3 classes) | 0.600 [" in out
     record = json.loads((tmp_path / "f.json").read_text())["figures"]["toy"]
     assert record["accuracy_4class"]["value"] == pytest.approx(0.5) and record["n_unlabelled_left_out"] == 1
-    with pytest.raises(SystemExit, match="no predictions.h5"):
+    with pytest.raises(SystemExit, match="missing.*no such predictions file"):
         tool.main([str(tmp_path / "missing")])
 
 
@@ -289,8 +289,8 @@ def _load_tool(name: str):
 
 def _cv_dir(root, family: str, scores: np.ndarray, flavour: np.ndarray, name: str = "cv.json"):
     """A cv directory as tools/dune_real.py cv leaves it: two folds, each fold's chosen
-    candidate's predictions.h5 (events split by parity)."""
-    import h5py
+    candidate's report (events split by parity)."""
+    from gnnu.evaluate.report import Predictions, write_predictions
 
     root.mkdir(parents=True)
     (root / name).write_text(json.dumps({"folds": 2, "figures": {family: {}},
@@ -299,9 +299,9 @@ def _cv_dir(root, family: str, scores: np.ndarray, flavour: np.ndarray, name: st
         rows = np.arange(len(flavour)) % 2 == f
         rep = root / f"fold{f}" / family / "eval-c"
         rep.mkdir(parents=True)
-        with h5py.File(rep / "predictions.h5", "w") as h:
-            h["event_id"] = np.stack([np.full(rows.sum(), 7), np.zeros(rows.sum(), int), np.flatnonzero(rows)], 1)
-            h["labels/flavour"], h["scores/flavour"] = flavour[rows], scores[rows]
+        ids = np.stack([np.full(rows.sum(), 7), np.zeros(rows.sum(), int), np.flatnonzero(rows)], 1)
+        write_predictions(rep / "predictions.h5", Predictions(ids, {"flavour": flavour[rows]},
+                                                              {"flavour": scores[rows].astype(np.float32)}))
     return root
 
 
@@ -322,6 +322,8 @@ def test_paired_difference_of_two_cv_families(tmp_path, capsys):
     assert p["accuracy_4class"]["ci95"][0] <= 0.5 <= p["accuracy_4class"]["ci95"][1]
     assert tool.main(["paired", "--a", f"{a}:finetune", "--b", f"{a}:finetune"]) == 0
     assert "accuracy_4class: +0.000 [+0.000, +0.000]" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no cv.json or cv-\\*.json with the family 'dann'"):
+        tool.main(["paired", "--a", f"{a}:dann", "--b", f"{b}:dann"])
 
 
 # -- the shipped checkpoints ---------------------------------------------------------------------

@@ -172,8 +172,6 @@ def train_run(runner: Runner, run_dir: Path, data: Path, cand: dict, init: str |
             "--device", "cpu", "--epochs", str(cand["epochs"]), "--set", f"optimizer.lr={cand['lr']}",
             "--set", f"freeze={json.dumps(cand['freeze'])}"]
     if "domain_weight" in cand:
-        if not sim_data:
-            raise SystemExit(f"{cand['name']}: --sim-data (the simulated pretraining dataset) is required")
         argv += ["--set", f"domain_adaptation.data={sim_data}",
                  "--set", f"domain_adaptation.weight={cand['domain_weight']}"]
     if init:
@@ -188,15 +186,19 @@ def train_run(runner: Runner, run_dir: Path, data: Path, cand: dict, init: str |
 
 def eval_run(runner: Runner, ckpt: str, data: Path, split: str, out: Path) -> dict:
     """gnnu-eval of ``ckpt`` on ``split`` (kept when done); returns {event_id, flavour, scores}."""
-    import h5py
-
     if not (out / "metrics.json").exists():
         runner.run([_bin("gnnu-eval"), "--checkpoint", ckpt, "--data", str(data), "--split", split,
                     "--out", str(out), "--device", "cpu", "--no-plots", "--force"],
                    out.parent / f"{out.name}.log")
-    with h5py.File(out / "predictions.h5", "r") as f:
-        return {"event_id": f["event_id"][...], "flavour": f["labels/flavour"][...],
-                "scores": f["scores/flavour"][...]}
+    return _flavour_predictions(out)
+
+
+def _flavour_predictions(report: Path) -> dict:
+    """{event_id [n, 3], flavour [n], scores [n, C]} of a gnnu-eval report."""
+    from gnnu.evaluate.report import read_predictions
+
+    p = read_predictions(report)
+    return {"event_id": p.event_ids, "flavour": p.labels["flavour"], "scores": p.scores["flavour"]}
 
 
 def _git_commit() -> str:
@@ -229,13 +231,15 @@ def cmd_cv(args) -> int:
     from gnnu.evaluate.transfer import figures
     from gnnu.graph.resplit import resplit
 
+    if args.only and "dann" in args.only and not args.sim_data:
+        raise SystemExit("cv: the dann family needs --sim-data (the simulated pretraining dataset)")
     out = Path(args.out)
     runner = Runner(out, args.jobs)
     ids, flavour, groups = _labels(Path(args.real_data))
     fold = stratified_folds(flavour, args.folds, args.seed, groups)
     t0 = time.time()
     families = {"finetune": (FINETUNE, args.init), "scratch": (SCRATCH, None)}
-    if args.sim_data or (args.only and "dann" in args.only):
+    if args.sim_data:
         families["dann"] = (DANN, args.init)
     if args.only:
         families = {k: v for k, v in families.items() if k in args.only}
@@ -418,22 +422,25 @@ def cmd_ship(args) -> int:
     return 0
 
 
-def _pooled(cv_dir: Path, family: str) -> dict[tuple, np.ndarray]:
-    """Event id → the four flavour scores of ``family``'s out-of-fold predictions in a cv
-    directory (each fold's chosen candidate, as :func:`cmd_cv` pooled them), and the truth."""
-    import h5py
-
-    summary = json.loads(next(p for p in (cv_dir / "cv.json", *sorted(cv_dir.glob("cv-*.json")))
-                              if p.is_file() and family in json.loads(p.read_text())["figures"]).read_text())
+def _pooled(cv_dir: Path, family: str) -> dict:
+    """Event id → the four flavour scores (and → the truth) of ``family``'s out-of-fold
+    predictions in a cv directory: each fold's chosen candidate, as :func:`cmd_cv` pooled them."""
+    summary = None
+    for path in (cv_dir / "cv.json", *sorted(cv_dir.glob("cv-*.json"))):
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        if family in record.get("figures", {}):
+            summary = record
+            break
+    if summary is None:
+        raise SystemExit(f"paired: {cv_dir}: no cv.json or cv-*.json with the family '{family}'")
     scores, truth = {}, {}
     for key, name in summary["chosen"].items():
         fold, fam = key.split("/")
-        if fam != family:
-            continue
-        with h5py.File(cv_dir / fold / fam / f"eval-{name}" / "predictions.h5", "r") as f:
-            for r, y, sc in zip(f["event_id"][...], f["labels/flavour"][...], f["scores/flavour"][...]):
+        if fam == family:
+            p = _flavour_predictions(cv_dir / fold / fam / f"eval-{name}")
+            for r, y, sc in zip(p["event_id"], p["flavour"], p["scores"]):
                 scores[tuple(int(v) for v in r)], truth[tuple(int(v) for v in r)] = sc[:4], int(y)
-    return {"scores": scores, "truth": truth, "n_folds": summary["folds"]}
+    return {"scores": scores, "truth": truth}
 
 
 def cmd_paired(args) -> int:

@@ -23,24 +23,21 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 
 
-def read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    """(true flavour [n], scores [n, 4], events left out for lack of a label) of a report or
-    its predictions.h5."""
-    import h5py
+def read_flavour(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """(true flavour [n], the four flavour scores [n, 4], events left out for lack of a label) of
+    a gnnu-eval report or its predictions.h5 (:func:`gnnu.evaluate.report.read_predictions`)."""
+    from gnnu.errors import GnnuError
+    from gnnu.evaluate.report import read_predictions
 
-    file = path / "predictions.h5" if path.is_dir() else path
-    if not file.is_file():
-        raise SystemExit(f"flavour_figures: {path}: no predictions.h5 (give a gnnu-eval report or the file)")
-    with h5py.File(file, "r") as f:
-        if "labels/flavour" not in f or "scores/flavour" not in f:
-            raise SystemExit(f"flavour_figures: {file}: no labels/flavour or scores/flavour")
-        flavour = f["labels/flavour"][...].astype(np.int64)
-        scores = f["scores/flavour"][...].astype(np.float64)
-    if scores.ndim != 2 or scores.shape[1] < 4 or len(scores) != len(flavour):
-        raise SystemExit(f"flavour_figures: {file}: scores/flavour {scores.shape} is not [n ≥ 1, ≥ 4] "
-                         f"for {len(flavour)} labels")
+    try:
+        p = read_predictions(path)
+    except GnnuError as exc:
+        raise SystemExit(f"flavour_figures: error: {exc}") from None
+    if "flavour" not in p.labels or p.scores["flavour"].shape[1] < 4:
+        raise SystemExit(f"flavour_figures: error: {path}: no flavour labels with four scores")
+    flavour = p.labels["flavour"].astype(np.int64)
     known = flavour >= 0
-    return flavour[known], scores[known, :4], int((~known).sum())
+    return flavour[known], p.scores["flavour"][known, :4].astype(np.float64), int((~known).sum())
 
 
 def main(argv=None) -> int:
@@ -57,7 +54,7 @@ def main(argv=None) -> int:
         ap.error(f"{len(labels)} labels for {len(args.inputs)} inputs")
     rows, record = {}, {}
     for label, path in zip(labels, args.inputs):
-        flavour, scores, unlabelled = read_predictions(path)
+        flavour, scores, unlabelled = read_flavour(path)
         fig = figures(flavour, scores, seed=args.seed)
         fig["n_unlabelled_left_out"] = unlabelled
         rows[f"{label} ({fig['n_events']} events, {fig['n_events_3class']} of 3 classes)"] = fig

@@ -100,6 +100,7 @@ class TrainModule(pl.LightningModule):
         self._t0: float | None = None
         self._events = 0
         self._train_seconds = 0.0
+        self._total_steps: int | None = None     # optimiser steps of the fit (DANN's λ schedule)
 
     # -- loss ---------------------------------------------------------------------------------
     @property
@@ -196,8 +197,9 @@ class TrainModule(pl.LightningModule):
         """Task loss on ``main`` (+ on ``other`` when its labels train too) + the domain loss of
         both batches behind the gradient reversal (:mod:`gnnu.train.domain`)."""
         cfg = self.domain_cfg
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        lam = dann_lambda(self.global_step / total, cfg.weight)
+        if self._total_steps is None:            # Lightning's estimate, once per fit
+            self._total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        lam = dann_lambda(self.global_step / self._total_steps, cfg.weight)
         z_main, z_other = self.model.embed(main), self.model.embed(other)
         terms = self.head_terms(self.model.head(z_main), main)
         loss = self.combine(terms)

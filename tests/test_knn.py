@@ -334,3 +334,69 @@ def test_distances_that_round_to_one_value_order_by_index():
         np.testing.assert_array_equal(grid[0, :k], want)
         by_d2 = others[np.lexsort((others, d2[others]))[:k]]
         assert not np.array_equal(by_d2, want), "case not made: d² order equals distance order"
+
+
+def _features(n, dim, rank, seed, offset=0.0):
+    """Post-ReLU-like features: a low-rank signal plus noise, shifted by a shared ``offset``."""
+    rng = np.random.default_rng(seed)
+    signal = rng.normal(size=(n, rank)) @ rng.normal(size=(rank, dim))
+    return np.maximum(signal + 0.3 * rng.normal(size=(n, dim)), 0.0) + offset
+
+
+@pytest.mark.parametrize("dim,rank", [(16, 3), (64, 6), (128, 10)])
+@pytest.mark.parametrize("include_self", [False, True])
+def test_projected_search_equals_the_exact_search(dim, rank, include_self):
+    """knn_projected (dynamic EdgeConv's features in graphs of ≥ PROJECTED_MIN_POINTS points)
+    prunes on principal-axis projections, a lower bound of the distance, and computes the
+    survivors' distances in float64: the same neighbours in the same order as the exact bucketed
+    search (knn_exact) and the numpy reference, on features with an offset shared by all points,
+    in a batch of two graphs, a graph smaller than k included."""
+    from gnnu.graph import bruteforce
+
+    pos = np.concatenate([_features(1500, dim, rank, dim, offset=5.0), _features(1100, dim, rank, dim + 1),
+                          _features(10, dim, rank, dim + 2)])
+    batch = np.repeat([0, 1, 2], [1500, 1100, 10])
+    ptr = np.array([0, 1500, 2600, 2610])
+    count = np.array([16, 16, 10 if include_self else 9])          # the small graph: all its points
+    got, exact = (np.empty(int(np.dot(count, np.diff(ptr))), np.int64) for _ in range(2))
+    bruteforce.knn_projected(torch.from_numpy(pos), ptr, count, include_self, got)
+    bruteforce.knn_exact(pos, ptr, count, include_self, exact)
+    np.testing.assert_array_equal(got, exact)
+    if dim == 64:
+        np.testing.assert_array_equal(got, reference_knn(pos, 16, batch, include_self)[0])
+
+
+def test_projected_search_on_degenerate_clouds():
+    """Points spanning fewer dimensions than the projection keeps (rank 2 in 64-D: the rest |r|
+    is rounding noise), and 300 coincident points among 900 others (one bucket holds them all,
+    ties everywhere): still the exact search's neighbours, ties to the lower index."""
+    from gnnu.graph import bruteforce
+
+    rng = np.random.default_rng(4)
+    flat = rng.normal(size=(1200, 2)) @ rng.normal(size=(2, 64))
+    same = np.concatenate([np.ones((300, 64)), _features(900, 64, 4, 5)])
+    for pos in (flat, same):
+        for include_self in (False, True):
+            ptr, count = np.array([0, len(pos)]), np.array([16])
+            got, exact = np.empty(16 * len(pos), np.int64), np.empty(16 * len(pos), np.int64)
+            bruteforce.knn_projected(torch.from_numpy(pos), ptr, count, include_self, got)
+            bruteforce.knn_exact(pos, ptr, count, include_self, exact)
+            np.testing.assert_array_equal(got, exact)
+
+
+def test_feature_spaces_take_the_projected_search_for_large_graphs(monkeypatch):
+    """knn of more than EXACT_MAX_DIM coordinates: graphs of ≥ PROJECTED_MIN_POINTS points go
+    to knn_projected, smaller ones to knn_matmul, and the edges equal the reference either way."""
+    from gnnu.graph import bruteforce
+
+    seen = {"matmul": [], "projected": []}
+    for name in seen:
+        real = getattr(bruteforce, f"knn_{name}")
+        monkeypatch.setattr(bruteforce, f"knn_{name}",
+                            lambda *a, _n=name, _r=real, **kw: seen[_n].append(list(kw["graphs"])) or _r(*a, **kw))
+    monkeypatch.setattr(bruteforce, "PROJECTED_MIN_POINTS", 200)
+    pos = _features(450, 32, 4, 8)
+    batch = np.repeat([0, 1, 2], [100, 250, 100])
+    got = knn(torch.from_numpy(pos.astype(np.float32)), 8, batch, backend="numba")
+    assert seen == {"matmul": [[0, 2]], "projected": [[1]]}
+    np.testing.assert_array_equal(got, reference_knn(pos.astype(np.float32).astype(np.float64), 8, batch, False))

@@ -1,7 +1,7 @@
-"""Compiled brute-force k nearest neighbours, for points in more dimensions than a tree serves
-well: the learnt space of GravNet (S = 4) and the feature spaces of dynamic EdgeConv (64, 128).
+"""Compiled k nearest neighbours for points in more dimensions than a tree serves well: the
+learnt space of GravNet (S = 4) and the feature spaces of dynamic EdgeConv (64, 128).
 
-Both functions give what :mod:`gnnu.graph.kdtree` gives, per graph of a batch: for every point its
+The functions give what :mod:`gnnu.graph.kdtree` gives, per graph of a batch: for every point its
 ``count`` nearest other points (or points, with ``include_self``) in ascending (distance, index)
 order, ties at equal distance to the lower index, distance ``sqrt(Σ_c (p_j,c − p_i,c)²)`` in
 float64.
@@ -9,8 +9,8 @@ float64.
 - :func:`knn_exact` (up to :data:`EXACT_MAX_DIM` coordinates): distances in that float64
   arithmetic, so the result equals the tree's exactly. A graph's points are cut into spatially
   compact buckets of :data:`BLOCK` (a k-d tree's leaves, without the tree); a query scans its own
-  bucket, then every bucket whose bounding box may still hold a point within its current count-th
-  distance, the squared distances of a bucket computed together (vectorised). A box's distance
+  bucket, then, nearest box first, every bucket whose bounding box may still hold a point within
+  its current count-th distance, the squared distances of a bucket computed together (vectorised). A box's distance
   is a lower bound of its points' in floating point too (rounding is monotone), so no neighbour is
   missed. In the learnt 4-D space of GravNet this beats the k-d tree, whose per-point descent and
   branches cost more than scanning a bucket (BENCHMARKS.md).
@@ -22,6 +22,20 @@ float64.
   within the product's rounding of a query's count-th squared distance — about
   1e-7 × (|p_i − m|² + |p_j − m|²) in float32, m the graph's mean: a near-tie, where the choice
   between points at equal distance up to that rounding may differ.
+- :func:`knn_projected` (more coordinates, large graphs): exact like :func:`knn_exact`, the
+  pruning done in a space of few coordinates. Centred on the graph's mean, the points are
+  projected on their ``lead`` principal axes y, and z = (y, |r|) with r the rest of the centred
+  point. Since |r_i − r_j| ≥ | |r_i| − |r_j| |, the distance of z's lower-bounds the true distance:
+  |z_i − z_j| ≤ |p_i − p_j| (filter and refine). The search of :func:`knn_exact` runs on the z's
+  buckets — a bucket is skipped when its box is farther than the query's current count-th true
+  distance, a point when its z-distance is — and the survivors' true distances are computed in
+  float64 from the points as given (the bounds carry a slack of 1e-10 × the graph's largest
+  |p − m|² against the projection's rounding). On dynamic EdgeConv's features the lead axes hold
+  most of the variance and a query computes ~70–200 true distances instead of n. The true distances are summed vectorised (``fastmath`` reassociation),
+  so they can differ from knn_exact's in the last bits: points at equal distance up to ~1e-15
+  relative (a near-tie) may be chosen differently; otherwise the result is identical.
+
+:func:`knn_features` picks between the last two per graph (:data:`PROJECTED_MIN_POINTS`).
 """
 
 from __future__ import annotations
@@ -39,6 +53,9 @@ BLOCK = 64
 EXACT_MAX_DIM = 8
 #: Extra candidates :func:`knn_matmul` keeps from the product's distances before the exact re-rank.
 MARGIN = 8
+#: :func:`knn_features` takes :func:`knn_projected` for graphs of at least this many points (fewer:
+#: :func:`knn_matmul`, whose products cost less than the projection's set-up there; BENCHMARKS.md).
+PROJECTED_MIN_POINTS = 1024
 
 
 @jit(boundscheck=False)
@@ -78,12 +95,34 @@ def _buckets(p, size):
 
 
 @jit(parallel=True, boundscheck=False)
+def _visit_order(lo, hi):
+    """For buckets with boxes [lo, hi] [B, D]: ``gap`` [B, B], the squared distance between the
+    boxes of buckets a and b (−1 on the diagonal), and ``visit`` [B, B], the buckets by that gap
+    from bucket a, a first. A query in bucket a is at least gap[a, b] from every point of b, so
+    its scan in this order stops at the first bucket beyond its current count-th distance."""
+    nb, dim = lo.shape
+    gap = np.empty((nb, nb))
+    visit = np.empty((nb, nb), np.int64)
+    for a in prange(nb):
+        for b in range(nb):
+            g2 = 0.0
+            for c in range(dim):
+                d = max(lo[b, c] - hi[a, c], lo[a, c] - hi[b, c], 0.0)
+                g2 += d * d
+            gap[a, b] = g2
+        gap[a, a] = -1.0
+        visit[a] = np.argsort(gap[a])
+    return gap, visit
+
+
+@jit(parallel=True, boundscheck=False)
 def _exact_graph(p, include_self, count, base, src, first):
     """Neighbours of every point of one graph p [n, D] float64 (global index = base + local):
     point i's ``count`` nearest into ``src[first + i·count …]``. The points are grouped into
     spatially compact buckets of :data:`BLOCK` (:func:`_buckets`) with bounding boxes; a query
-    scans its own bucket, then every bucket whose box can still hold a point within the current
-    count-th distance, its squared distances computed together (vectorised)."""
+    scans its own bucket, then, nearest box first (:func:`_visit_order`), every bucket whose box
+    can still hold a point within the current count-th distance, its squared distances computed
+    together (vectorised)."""
     n, dim = p.shape
     order, starts = _buckets(p, BLOCK)
     nb = len(starts) - 1
@@ -101,6 +140,7 @@ def _exact_graph(p, include_self, count, base, src, first):
             lo[b, c] = q_t[c, starts[b]:starts[b + 1]].min()
             hi[b, c] = q_t[c, starts[b]:starts[b + 1]].max()
         home[starts[b]:starts[b + 1]] = b
+    gap, visit = _visit_order(lo, hi)
     for t in prange(n):                           # queries in bucket order (warm caches)
         i = order[t]
         best_d = np.full(count, np.inf)
@@ -110,15 +150,16 @@ def _exact_graph(p, include_self, count, base, src, first):
         last = count - 1
         filled = 0
         reject2 = np.inf
-        for r in range(nb + 1):
-            b = home[t] if r == 0 else r - 1
-            if r > 0 and b == home[t]:
-                continue
+        hb = home[t]
+        for r in range(nb):
+            b = visit[hb, r]
+            if gap[hb, b] > reject2:
+                break
             if r > 0:
                 lb = 0.0
                 for c in range(dim):
-                    gap = max(lo[b, c] - q[c], q[c] - hi[b, c], 0.0)
-                    lb += gap * gap
+                    g = max(lo[b, c] - q[c], q[c] - hi[b, c], 0.0)
+                    lb += g * g
                 if lb > reject2:
                     continue
             b0, m = starts[b], starts[b + 1] - starts[b]
@@ -167,8 +208,126 @@ def knn_exact(pos: np.ndarray, ptr: np.ndarray, count: np.ndarray, include_self:
         first += cnt * (e - s)
 
 
+def knn_features(pos, ptr: np.ndarray, count: np.ndarray, include_self: bool, src: np.ndarray) -> None:
+    """Neighbours in a feature space (more than :data:`EXACT_MAX_DIM` coordinates), arguments as
+    :func:`knn_matmul`: graphs of at least :data:`PROJECTED_MIN_POINTS` points by
+    :func:`knn_projected`, smaller ones by :func:`knn_matmul`."""
+    big = np.diff(ptr) >= PROJECTED_MIN_POINTS
+    knn_matmul(pos, ptr, count, include_self, src, graphs=np.flatnonzero(~big))
+    knn_projected(pos, ptr, count, include_self, src, graphs=np.flatnonzero(big))
+
+
+def knn_projected(pos, ptr: np.ndarray, count: np.ndarray, include_self: bool, src: np.ndarray,
+                  lead: int | None = None, graphs=None) -> None:
+    """Exact neighbours pruned on principal-axis projections (module docstring): arguments as
+    :func:`knn_matmul`; ``lead`` principal axes (default: an eighth of the coordinates, at least
+    8); ``graphs``: the graphs to do (default all). The result equals :func:`knn_exact`'s up to
+    near-ties within float64 rounding."""
+    import torch
+
+    exact = pos.detach().double().contiguous()
+    dim = exact.shape[1]
+    lead = min(dim, max(8, dim // 8) if lead is None else lead)
+    first = _first(ptr, count)
+    for g in range(len(ptr) - 1) if graphs is None else graphs:
+        s, e = int(ptr[g]), int(ptr[g + 1])
+        cnt = int(count[g])
+        if cnt <= 0:
+            continue
+        centred = exact[s:e] - exact[s:e].mean(0)
+        _, axes = torch.linalg.eigh(centred.T @ centred)       # ascending eigenvalues
+        axes = axes[:, dim - lead:]
+        y = centred @ axes
+        rest = (centred - y @ axes.T).norm(dim=1, keepdim=True)
+        z = torch.cat([y, rest], 1).numpy()
+        slack = 1e-10 * float((centred * centred).sum(1).max())
+        _projected_graph(z, exact[s:e].numpy(), include_self, cnt, s, src, int(first[s]), slack)
+
+
+@jit(parallel=True, boundscheck=False, fastmath={'reassoc', 'contract', 'nsz'})
+def _projected_graph(z, p, include_self, count, base, src, first, slack):
+    """:func:`_exact_graph` with the buckets, boxes and point filter in the lower-bounding space
+    z [n, L + 1] and the distances of the survivors in p [n, D] (float64, as _exact_graph). A
+    query's buckets are visited in the order of their boxes' gap to its own bucket's box (one
+    order per bucket, a lower bound of the query's distance to them too, so the scan stops at
+    the first one beyond the current count-th distance)."""
+    n, dz = z.shape
+    dim = p.shape[1]
+    order, starts = _buckets(z, BLOCK)
+    nb = len(starts) - 1
+    z_t = np.empty((dz, n))                       # z by coordinate, points in bucket order
+    p_o = np.empty((n, dim))                      # p in bucket order
+    for t in range(n):
+        for c in range(dz):
+            z_t[c, t] = z[order[t], c]
+        for c in range(dim):
+            p_o[t, c] = p[order[t], c]
+    lo = np.empty((nb, dz))
+    hi = np.empty((nb, dz))
+    home = np.empty(n, np.int64)
+    largest = 0
+    for b in range(nb):
+        largest = max(largest, starts[b + 1] - starts[b])
+        for c in range(dz):
+            lo[b, c] = z_t[c, starts[b]:starts[b + 1]].min()
+            hi[b, c] = z_t[c, starts[b]:starts[b + 1]].max()
+        home[starts[b]:starts[b + 1]] = b
+    gap, visit = _visit_order(lo, hi)
+    for t in prange(n):                           # queries in bucket order (warm caches)
+        i = order[t]
+        best_d = np.full(count, np.inf)
+        best_j = np.full(count, n, np.int64)
+        buf = np.empty(largest)
+        q = z_t[:, t].copy()
+        pq = p_o[t]
+        hb = home[t]
+        last = count - 1
+        filled = 0
+        reject2 = np.inf
+        for r in range(nb):
+            b = visit[hb, r]
+            if gap[hb, b] > reject2:
+                break
+            if r > 0:
+                lb = 0.0
+                for c in range(dz):
+                    d = max(lo[b, c] - q[c], q[c] - hi[b, c], 0.0)
+                    lb += d * d
+                if lb > reject2:
+                    continue
+            b0, m = starts[b], starts[b + 1] - starts[b]
+            for u in range(m):
+                buf[u] = 0.0
+            for c in range(dz):
+                row = z_t[c, b0:b0 + m]
+                qc = q[c]
+                for u in range(m):
+                    diff = row[u] - qc
+                    buf[u] += diff * diff
+            for u in range(m):
+                if buf[u] > reject2:
+                    continue
+                j = order[b0 + u]
+                if j == i and not include_self:
+                    continue
+                pj = p_o[b0 + u]
+                d2 = 0.0
+                for c in range(dim):
+                    diff = pj[c] - pq[c]
+                    d2 += diff * diff
+                d = np.sqrt(d2)
+                if d > best_d[last] or (d == best_d[last] and j >= best_j[last]):
+                    continue
+                filled = _insert(best_d, best_j, filled, last, d, j)
+                if best_d[last] < np.inf:
+                    reject2 = best_d[last] * best_d[last] * (1.0 + 1e-9) + slack
+        out = first + i * count
+        for r in range(count):
+            src[out + r] = base + best_j[r]
+
+
 def knn_matmul(pos, ptr: np.ndarray, count: np.ndarray, include_self: bool, src: np.ndarray,
-               tile: int = 512) -> None:
+               tile: int = 512, graphs=None) -> None:
     """Neighbours by brute force on matrix-product distances (module docstring): pos [N, D] a
     float32/64 CPU tensor, the rest as :func:`knn_exact`.
 
@@ -176,13 +335,14 @@ def knn_matmul(pos, ptr: np.ndarray, count: np.ndarray, include_self: bool, src:
     once and read for the rows of both (half the arithmetic of the full product). The diagonal
     tiles come first: hits stored near each other are usually near in feature space too, so each
     query's list fills with close candidates early and later tiles are mostly rejected block by
-    block. Memory: the candidate sets [n, count + MARGIN] of the graph at hand and one tile."""
+    block. Memory: the candidate sets [n, count + MARGIN] of the graph at hand and one tile.
+    ``graphs``: the graphs to do (default all)."""
     import torch
 
     exact = pos.detach().double().contiguous()
     exact_np = exact.numpy()
     first = _first(ptr, count)
-    for g in range(len(ptr) - 1):
+    for g in range(len(ptr) - 1) if graphs is None else graphs:
         s, e = int(ptr[g]), int(ptr[g + 1])
         n, cnt = e - s, int(count[g])
         if cnt <= 0:

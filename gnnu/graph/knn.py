@@ -8,9 +8,10 @@ the graphs of a batch. Backends:
 - ``numba``: gnnu's own compiled search per graph (CPU; numpy or CPU tensor in, numpy out): a
   cell grid for 2-D points (:mod:`gnnu.graph.cellgrid`, the view plane of gnnu-build), a k-d tree
   for 1-D and 3-D (:mod:`gnnu.graph.kdtree`), an exact brute force up to 8-D (GravNet's learnt
-  space) and a brute force on matrix-product distances, re-ranked exactly, beyond (the feature
-  spaces of dynamic EdgeConv; :mod:`gnnu.graph.bruteforce` says where it can differ: near-ties
-  within float32 rounding); finite coordinates only.
+  space) and beyond (the feature spaces of dynamic EdgeConv) an exact search pruned on
+  principal-axis projections for graphs of ≥ 1024 points, a brute force on matrix-product
+  distances, re-ranked exactly, for smaller ones (:mod:`gnnu.graph.bruteforce` says where they
+  can differ: near-ties within float64 and float32 rounding); finite coordinates only.
 - ``scipy``: one ``scipy.spatial.cKDTree`` per graph (CPU); numpy in, numpy out.
 - ``torch``: batched brute force in pure torch on the input's device (CPU or GPU); graphs are
   padded, largest first, into blocks of at most ``block_size`` pairwise distances, so memory stays
@@ -150,8 +151,8 @@ def _centres(ptr: np.ndarray, k: int, include_self: bool) -> tuple[np.ndarray, n
 def _knn_numba(pos, k: int, batch, include_self: bool, grid: bool = True) -> np.ndarray:
     """``pos``: numpy array or CPU tensor. Up to 3 coordinates the cell grid (2-D) or the k-d
     tree (``grid=False``: the tree for 2-D points too; benchmarks compare the two); up to
-    :data:`~gnnu.graph.bruteforce.EXACT_MAX_DIM` the exact brute force; beyond, the brute force on
-    matrix-product distances (:mod:`gnnu.graph.bruteforce`)."""
+    :data:`~gnnu.graph.bruteforce.EXACT_MAX_DIM` the exact brute force; beyond,
+    :func:`~gnnu.graph.bruteforce.knn_features` (:mod:`gnnu.graph.bruteforce`)."""
     from . import bruteforce
     from .cellgrid import knn_compiled
 
@@ -182,7 +183,7 @@ def _knn_numba(pos, k: int, batch, include_self: bool, grid: bool = True) -> np.
         p = tensor.detach().cpu() if tensor is not None else torch.from_numpy(pos)
         if p.dtype not in (torch.float32, torch.float64):
             p = p.float()
-        bruteforce.knn_matmul(p.contiguous(), ptr, count, include_self, edges[0])
+        bruteforce.knn_features(p.contiguous(), ptr, count, include_self, edges[0])
     return edges
 
 

@@ -29,7 +29,7 @@ float64.
   |z_i − z_j| ≤ |p_i − p_j| (filter and refine). The search of :func:`knn_exact` runs on the z's
   buckets — a bucket is skipped when its box is farther than the query's current count-th true
   distance, a point when its z-distance is — and the survivors' true distances are computed in
-  float64 from the points as given (the bounds carry a slack of 1e-10 × the graph's largest
+  float64 from the points as given (the bounds carry a slack of 1e-6 × the graph's largest
   |p − m|² against the projection's rounding). On dynamic EdgeConv's features the lead axes hold
   most of the variance and a query computes ~70–200 true distances instead of n. The true distances are summed vectorised (``fastmath`` reassociation),
   so they can differ from knn_exact's in the last bits: points at equal distance up to ~1e-15
@@ -235,12 +235,15 @@ def knn_projected(pos, ptr: np.ndarray, count: np.ndarray, include_self: bool, s
         if cnt <= 0:
             continue
         centred = exact[s:e] - exact[s:e].mean(0)
-        _, axes = torch.linalg.eigh(centred.T @ centred)       # ascending eigenvalues
-        axes = axes[:, dim - lead:]
-        y = centred @ axes
-        rest = (centred - y @ axes.T).norm(dim=1, keepdim=True)
-        z = torch.cat([y, rest], 1).numpy()
-        slack = 1e-10 * float((centred * centred).sum(1).max())
+        c32 = centred.float()                     # the axes need not be optimal, only orthonormal
+        _, axes = torch.linalg.eigh((c32.T @ c32).double())    # ascending eigenvalues
+        y = centred @ axes[:, dim - lead:]
+        sq = (centred * centred).sum(1)
+        # |r|² = |p − m|² − |y|²: its rounding (~1e-15 × |p − m|²) moves |r| by up to ~3e-8 × the
+        # largest |p − m| where r is tiny, and the bound by ~3e-7 × its square: the slack's share
+        rest = (sq - (y * y).sum(1)).clamp_(min=0).sqrt_()
+        z = torch.cat([y, rest[:, None]], 1).numpy()
+        slack = 1e-6 * float(sq.max())
         _projected_graph(z, exact[s:e].numpy(), include_self, cnt, s, src, int(first[s]), slack)
 
 

@@ -352,3 +352,6 @@ def test_neighbour_table_and_gather_max():
     masked = torch.where(t.has_edges, got, torch.zeros_like(got))
     (g,) = torch.autograd.grad(masked.sum(), v)
     assert g.sum().item() == pytest.approx(3 * 4)          # one unit per (target with edges, channel)
+    # every node k edges, unsorted (a kNN graph shuffled): the same table as the slot-by-slot build
+    kidx = torch.tensor([[1, 2, 0, 2, 0, 1], [0, 0, 1, 1, 2, 2]])[:, torch.tensor([5, 0, 3, 1, 4, 2])]
+    assert neighbour_table(kidx, 3).index.tolist() == [[1, 2], [2, 0], [1, 0]]   # edge order kept

@@ -85,6 +85,8 @@ def neighbour_table(edge_index: Tensor, n: int, max_padding: float = 2.0,
         k = width
     elif n * k > max_padding * dst.numel():
         return None
+    if n * k == dst.numel():                      # every node k edges (a kNN graph): a reshape
+        return NeighbourTable(src.reshape(n, k), (degree > 0).unsqueeze(1))
     first = torch.cumsum(degree, 0) - degree
     slot = torch.arange(dst.numel(), device=dst.device) - first[dst]
     index = torch.full((n, k), n, dtype=torch.long, device=dst.device)

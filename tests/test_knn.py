@@ -400,3 +400,23 @@ def test_feature_spaces_take_the_projected_search_for_large_graphs(monkeypatch):
     got = knn(torch.from_numpy(pos.astype(np.float32)), 8, batch, backend="numba")
     assert seen == {"matmul": [[0, 2]], "projected": [[1]]}
     np.testing.assert_array_equal(got, reference_knn(pos.astype(np.float32).astype(np.float64), 8, batch, False))
+
+
+def test_isotropic_features_go_to_the_matrix_product_search(monkeypatch):
+    """Where the lead principal axes hold little of the variance (isotropic random points in
+    64-D), the projection's bound prunes little: knn_projected hands the graph to knn_matmul,
+    and a structured graph of the same batch stays with the projection; the edges equal the
+    reference either way."""
+    from gnnu.graph import bruteforce
+
+    handed = []
+    real = bruteforce.knn_matmul
+    monkeypatch.setattr(bruteforce, "knn_matmul",
+                        lambda *a, **kw: handed.append(list(kw["graphs"])) or real(*a, **kw))
+    rng = np.random.default_rng(2)
+    pos = np.concatenate([rng.normal(size=(300, 64)), _features(300, 64, 4, 3)])
+    ptr, count = np.array([0, 300, 600]), np.array([8, 8])
+    got = np.empty(8 * 600, np.int64)
+    bruteforce.knn_projected(torch.from_numpy(pos), ptr, count, False, got)
+    assert handed == [[0]]
+    np.testing.assert_array_equal(got, reference_knn(pos, 8, np.repeat([0, 1], 300), False)[0])

@@ -35,7 +35,9 @@ float64.
   so they can differ from knn_exact's in the last bits: points at equal distance up to ~1e-15
   relative (a near-tie) may be chosen differently; otherwise the result is identical.
 
-:func:`knn_features` picks between the last two per graph (:data:`PROJECTED_MIN_POINTS`).
+:func:`knn_features` picks between the last two per graph: the projection for graphs of at least
+:data:`PROJECTED_MIN_POINTS` points whose lead axes hold at least :data:`PROJECTED_MIN_VARIANCE`
+of the variance, the matrix products otherwise.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ MARGIN = 8
 #: :func:`knn_features` takes :func:`knn_projected` for graphs of at least this many points (fewer:
 #: :func:`knn_matmul`, whose products cost less than the projection's set-up there; BENCHMARKS.md).
 PROJECTED_MIN_POINTS = 1024
+#: ... and whose ``lead`` principal axes hold at least this share of the variance (the bound is
+#: loose where they hold little: isotropic random points, 1/8 of it, search 0.65× as fast as
+#: :func:`knn_matmul`; dynamic EdgeConv's features, 0.8–0.93, 1.2–3× faster; BENCHMARKS.md).
+PROJECTED_MIN_VARIANCE = 0.5
 
 
 @jit(boundscheck=False)
@@ -222,13 +228,15 @@ def knn_projected(pos, ptr: np.ndarray, count: np.ndarray, include_self: bool, s
     """Exact neighbours pruned on principal-axis projections (module docstring): arguments as
     :func:`knn_matmul`; ``lead`` principal axes (default: an eighth of the coordinates, at least
     8); ``graphs``: the graphs to do (default all). The result equals :func:`knn_exact`'s up to
-    near-ties within float64 rounding."""
+    near-ties within float64 rounding. A graph whose lead axes hold less than
+    :data:`PROJECTED_MIN_VARIANCE` of its variance goes to :func:`knn_matmul` instead."""
     import torch
 
     exact = pos.detach().double().contiguous()
     dim = exact.shape[1]
     lead = min(dim, max(8, dim // 8) if lead is None else lead)
     first = _first(ptr, count)
+    isotropic = []
     for g in range(len(ptr) - 1) if graphs is None else graphs:
         s, e = int(ptr[g]), int(ptr[g + 1])
         cnt = int(count[g])
@@ -236,7 +244,11 @@ def knn_projected(pos, ptr: np.ndarray, count: np.ndarray, include_self: bool, s
             continue
         centred = exact[s:e] - exact[s:e].mean(0)
         c32 = centred.float()                     # the axes need not be optimal, only orthonormal
-        _, axes = torch.linalg.eigh((c32.T @ c32).double())    # ascending eigenvalues
+        variance, axes = torch.linalg.eigh((c32.T @ c32).double())    # ascending
+        total = float(variance.sum())
+        if total > 0 and float(variance[dim - lead:].sum()) < PROJECTED_MIN_VARIANCE * total:
+            isotropic.append(g)
+            continue
         y = centred @ axes[:, dim - lead:]
         sq = (centred * centred).sum(1)
         # |r|² = |p − m|² − |y|²: its rounding (~1e-15 × |p − m|²) moves |r| by up to ~3e-8 × the
@@ -245,6 +257,8 @@ def knn_projected(pos, ptr: np.ndarray, count: np.ndarray, include_self: bool, s
         z = torch.cat([y, rest[:, None]], 1).numpy()
         slack = 1e-6 * float(sq.max())
         _projected_graph(z, exact[s:e].numpy(), include_self, cnt, s, src, int(first[s]), slack)
+    if isotropic:
+        knn_matmul(pos, ptr, count, include_self, src, graphs=isotropic)
 
 
 @jit(parallel=True, boundscheck=False, fastmath={'reassoc', 'contract', 'nsz'})

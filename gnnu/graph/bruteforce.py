@@ -59,8 +59,8 @@ MARGIN = 8
 #: :func:`knn_matmul`, whose products cost less than the projection's set-up there; BENCHMARKS.md).
 PROJECTED_MIN_POINTS = 1024
 #: ... and whose ``lead`` principal axes hold at least this share of the variance (the bound is
-#: loose where they hold little: isotropic random points, 1/8 of it, search 0.65× as fast as
-#: :func:`knn_matmul`; dynamic EdgeConv's features, 0.8–0.93, 1.2–3× faster; BENCHMARKS.md).
+#: loose where they hold little: isotropic random points, 1/8 of it, search 0.47× as fast as
+#: :func:`knn_matmul`; dynamic EdgeConv's features, 0.8–0.93, up to 3× faster; BENCHMARKS.md).
 PROJECTED_MIN_VARIANCE = 0.5
 
 

@@ -31,9 +31,11 @@ float64.
   distance, a point when its z-distance is — and the survivors' true distances are computed in
   float64 from the points as given (the bounds carry a slack of 1e-6 × the graph's largest
   |p − m|² against the projection's rounding). On dynamic EdgeConv's features the lead axes hold
-  most of the variance and a query computes ~70–200 true distances instead of n. The true distances are summed vectorised (``fastmath`` reassociation),
-  so they can differ from knn_exact's in the last bits: points at equal distance up to ~1e-15
-  relative (a near-tie) may be chosen differently; otherwise the result is identical.
+  most of the variance and a query computes ~70–200 true distances instead of n. The true
+  distances are summed vectorised (``fastmath`` reassociation), so they can differ from
+  knn_exact's in the last bits: points at equal distance up to ~1e-15 relative (a near-tie) may
+  be chosen differently; otherwise the result is identical. Both searches share one layout
+  (:func:`_layout`) and one query loop (:func:`_query`).
 
 :func:`knn_features` picks between the last two per graph: the projection for graphs of at least
 :data:`PROJECTED_MIN_POINTS` points whose lead axes hold at least :data:`PROJECTED_MIN_VARIANCE`
@@ -121,6 +123,94 @@ def _visit_order(lo, hi):
     return gap, visit
 
 
+@jit(boundscheck=False)
+def _layout(z):
+    """The bucket layout of the points z [n, L] (float64): (order, starts) of :func:`_buckets`,
+    z_t [L, n] (z by coordinate, points in bucket order), the buckets' boxes lo, hi [B, L], each
+    point's bucket in bucket order (home [n]), the largest bucket, and :func:`_visit_order`."""
+    n, dz = z.shape
+    order, starts = _buckets(z, BLOCK)
+    nb = len(starts) - 1
+    z_t = np.empty((dz, n))
+    for t in range(n):
+        for c in range(dz):
+            z_t[c, t] = z[order[t], c]
+    lo = np.empty((nb, dz))
+    hi = np.empty((nb, dz))
+    home = np.empty(n, np.int64)
+    largest = 0                                   # coincident points can overfill a bucket
+    for b in range(nb):
+        largest = max(largest, starts[b + 1] - starts[b])
+        for c in range(dz):
+            lo[b, c] = z_t[c, starts[b]:starts[b + 1]].min()
+            hi[b, c] = z_t[c, starts[b]:starts[b + 1]].max()
+        home[starts[b]:starts[b + 1]] = b
+    gap, visit = _visit_order(lo, hi)
+    return order, starts, z_t, lo, hi, home, largest, gap, visit
+
+
+@jit(inline="always", boundscheck=False)
+def _query(t, layout, p_o, refine, include_self, count, base, src, first, slack):
+    """The search of the query at bucket position t (see :func:`_exact_graph`); ``refine`` (a
+    constant at each call site, so the compiled kernels keep only their branch): the z-distance
+    is only a lower bound and the distance comes from p_o [n, D] (bucket order)."""
+    order, starts, z_t, lo, hi, home, largest, gap, visit = layout
+    dz, n = z_t.shape
+    dim = p_o.shape[1]
+    i = order[t]
+    best_d = np.full(count, np.inf)
+    best_j = np.full(count, n, np.int64)
+    buf = np.empty(largest)
+    q = z_t[:, t].copy()
+    pq = p_o[t]
+    hb = home[t]
+    last = count - 1
+    filled = 0
+    reject2 = np.inf
+    for r in range(len(starts) - 1):
+        b = visit[hb, r]
+        if gap[hb, b] > reject2:
+            break
+        if r > 0:
+            lb = 0.0
+            for c in range(dz):
+                g = max(lo[b, c] - q[c], q[c] - hi[b, c], 0.0)
+                lb += g * g
+            if lb > reject2:
+                continue
+        b0, m = starts[b], starts[b + 1] - starts[b]
+        for u in range(m):
+            buf[u] = 0.0
+        for c in range(dz):
+            row = z_t[c, b0:b0 + m]
+            qc = q[c]
+            for u in range(m):
+                diff = row[u] - qc
+                buf[u] += diff * diff
+        for u in range(m):
+            d2 = buf[u]
+            if d2 > reject2:
+                continue
+            j = order[b0 + u]
+            if j == i and not include_self:
+                continue
+            if refine:
+                pj = p_o[b0 + u]
+                d2 = 0.0
+                for c in range(dim):
+                    diff = pj[c] - pq[c]
+                    d2 += diff * diff
+            d = np.sqrt(d2)
+            if d > best_d[last] or (d == best_d[last] and j >= best_j[last]):
+                continue
+            filled = _insert(best_d, best_j, filled, last, d, j)
+            if best_d[last] < np.inf:
+                reject2 = best_d[last] * best_d[last] * (1.0 + 1e-9) + slack
+    out = first + i * count
+    for r in range(count):
+        src[out + r] = base + best_j[r]
+
+
 @jit(parallel=True, boundscheck=False)
 def _exact_graph(p, include_self, count, base, src, first):
     """Neighbours of every point of one graph p [n, D] float64 (global index = base + local):
@@ -128,71 +218,25 @@ def _exact_graph(p, include_self, count, base, src, first):
     spatially compact buckets of :data:`BLOCK` (:func:`_buckets`) with bounding boxes; a query
     scans its own bucket, then, nearest box first (:func:`_visit_order`), every bucket whose box
     can still hold a point within the current count-th distance, its squared distances computed
-    together (vectorised)."""
-    n, dim = p.shape
-    order, starts = _buckets(p, BLOCK)
-    nb = len(starts) - 1
-    q_t = np.empty((dim, n))                      # coordinates by row, points in bucket order
-    for t in range(n):
-        for c in range(dim):
-            q_t[c, t] = p[order[t], c]
-    lo = np.empty((nb, dim))
-    hi = np.empty((nb, dim))
-    home = np.empty(n, np.int64)
-    largest = 0                                   # coincident points can overfill a bucket
-    for b in range(nb):
-        largest = max(largest, starts[b + 1] - starts[b])
-        for c in range(dim):
-            lo[b, c] = q_t[c, starts[b]:starts[b + 1]].min()
-            hi[b, c] = q_t[c, starts[b]:starts[b + 1]].max()
-        home[starts[b]:starts[b + 1]] = b
-    gap, visit = _visit_order(lo, hi)
-    for t in prange(n):                           # queries in bucket order (warm caches)
-        i = order[t]
-        best_d = np.full(count, np.inf)
-        best_j = np.full(count, n, np.int64)
-        buf = np.empty(largest)
-        q = q_t[:, t].copy()
-        last = count - 1
-        filled = 0
-        reject2 = np.inf
-        hb = home[t]
-        for r in range(nb):
-            b = visit[hb, r]
-            if gap[hb, b] > reject2:
-                break
-            if r > 0:
-                lb = 0.0
-                for c in range(dim):
-                    g = max(lo[b, c] - q[c], q[c] - hi[b, c], 0.0)
-                    lb += g * g
-                if lb > reject2:
-                    continue
-            b0, m = starts[b], starts[b + 1] - starts[b]
-            for u in range(m):
-                buf[u] = 0.0
-            for c in range(dim):
-                row = q_t[c, b0:b0 + m]
-                qc = q[c]
-                for u in range(m):
-                    diff = row[u] - qc
-                    buf[u] += diff * diff
-            for u in range(m):
-                d2 = buf[u]
-                if d2 > reject2:
-                    continue
-                j = order[b0 + u]
-                if j == i and not include_self:
-                    continue
-                d = np.sqrt(d2)
-                if d > best_d[last] or (d == best_d[last] and j >= best_j[last]):
-                    continue
-                filled = _insert(best_d, best_j, filled, last, d, j)
-                if best_d[last] < np.inf:
-                    reject2 = best_d[last] * best_d[last] * (1.0 + 1e-12) + 1e-300
-        out = first + i * count
-        for r in range(count):
-            src[out + r] = base + best_j[r]
+    together (vectorised), coordinate by coordinate as the k-d tree sums them."""
+    layout = _layout(p)
+    none = np.empty((1, 0))
+    for t in prange(len(p)):                      # queries in bucket order (warm caches)
+        _query(t, layout, none, False, include_self, count, base, src, first, 1e-300)
+
+
+@jit(parallel=True, boundscheck=False, fastmath={"reassoc", "contract", "nsz"})
+def _projected_graph(z, p, include_self, count, base, src, first, slack):
+    """:func:`_exact_graph` with the buckets, boxes and point filter in the lower-bounding space
+    z [n, L + 1] and the distances of the survivors from p [n, D] (float64, summed vectorised);
+    ``slack``: absolute allowance on the bounds' squared rounding."""
+    layout = _layout(z)
+    order = layout[0]
+    p_o = np.empty_like(p)                        # p in bucket order
+    for t in range(len(p)):
+        p_o[t] = p[order[t]]
+    for t in prange(len(p)):
+        _query(t, layout, p_o, True, include_self, count, base, src, first, slack)
 
 
 def _first(ptr: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -259,88 +303,6 @@ def knn_projected(pos, ptr: np.ndarray, count: np.ndarray, include_self: bool, s
         _projected_graph(z, exact[s:e].numpy(), include_self, cnt, s, src, int(first[s]), slack)
     if isotropic:
         knn_matmul(pos, ptr, count, include_self, src, graphs=isotropic)
-
-
-@jit(parallel=True, boundscheck=False, fastmath={'reassoc', 'contract', 'nsz'})
-def _projected_graph(z, p, include_self, count, base, src, first, slack):
-    """:func:`_exact_graph` with the buckets, boxes and point filter in the lower-bounding space
-    z [n, L + 1] and the distances of the survivors in p [n, D] (float64, as _exact_graph). A
-    query's buckets are visited in the order of their boxes' gap to its own bucket's box (one
-    order per bucket, a lower bound of the query's distance to them too, so the scan stops at
-    the first one beyond the current count-th distance)."""
-    n, dz = z.shape
-    dim = p.shape[1]
-    order, starts = _buckets(z, BLOCK)
-    nb = len(starts) - 1
-    z_t = np.empty((dz, n))                       # z by coordinate, points in bucket order
-    p_o = np.empty((n, dim))                      # p in bucket order
-    for t in range(n):
-        for c in range(dz):
-            z_t[c, t] = z[order[t], c]
-        for c in range(dim):
-            p_o[t, c] = p[order[t], c]
-    lo = np.empty((nb, dz))
-    hi = np.empty((nb, dz))
-    home = np.empty(n, np.int64)
-    largest = 0
-    for b in range(nb):
-        largest = max(largest, starts[b + 1] - starts[b])
-        for c in range(dz):
-            lo[b, c] = z_t[c, starts[b]:starts[b + 1]].min()
-            hi[b, c] = z_t[c, starts[b]:starts[b + 1]].max()
-        home[starts[b]:starts[b + 1]] = b
-    gap, visit = _visit_order(lo, hi)
-    for t in prange(n):                           # queries in bucket order (warm caches)
-        i = order[t]
-        best_d = np.full(count, np.inf)
-        best_j = np.full(count, n, np.int64)
-        buf = np.empty(largest)
-        q = z_t[:, t].copy()
-        pq = p_o[t]
-        hb = home[t]
-        last = count - 1
-        filled = 0
-        reject2 = np.inf
-        for r in range(nb):
-            b = visit[hb, r]
-            if gap[hb, b] > reject2:
-                break
-            if r > 0:
-                lb = 0.0
-                for c in range(dz):
-                    d = max(lo[b, c] - q[c], q[c] - hi[b, c], 0.0)
-                    lb += d * d
-                if lb > reject2:
-                    continue
-            b0, m = starts[b], starts[b + 1] - starts[b]
-            for u in range(m):
-                buf[u] = 0.0
-            for c in range(dz):
-                row = z_t[c, b0:b0 + m]
-                qc = q[c]
-                for u in range(m):
-                    diff = row[u] - qc
-                    buf[u] += diff * diff
-            for u in range(m):
-                if buf[u] > reject2:
-                    continue
-                j = order[b0 + u]
-                if j == i and not include_self:
-                    continue
-                pj = p_o[b0 + u]
-                d2 = 0.0
-                for c in range(dim):
-                    diff = pj[c] - pq[c]
-                    d2 += diff * diff
-                d = np.sqrt(d2)
-                if d > best_d[last] or (d == best_d[last] and j >= best_j[last]):
-                    continue
-                filled = _insert(best_d, best_j, filled, last, d, j)
-                if best_d[last] < np.inf:
-                    reject2 = best_d[last] * best_d[last] * (1.0 + 1e-9) + slack
-        out = first + i * count
-        for r in range(count):
-            src[out + r] = base + best_j[r]
 
 
 def knn_matmul(pos, ptr: np.ndarray, count: np.ndarray, include_self: bool, src: np.ndarray,

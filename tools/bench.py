@@ -131,22 +131,18 @@ def simulated_dataset(root: Path, events: int, seed: int) -> Path:
     return root / "graphs"
 
 
-#: ``--nodes-per-event``: when set, the timed batch is the ``--batch`` events whose node counts are
-#: nearest to it (in event order) instead of the first ``--batch`` events.
-NODES_PER_EVENT: float | None = None
-
-
-def first_batch(dataset, batch: int):
-    """The timed batch: the first ``batch`` events, or for graphs with :data:`NODES_PER_EVENT`
-    set the ``batch`` events nearest that node count (~3 k nodes/event was issue 17's size)."""
+def first_batch(dataset, batch: int, nodes_per_event: float | None = None):
+    """The timed batch: the first ``batch`` events, or for graphs with ``nodes_per_event`` set
+    (``--nodes-per-event``) the ``batch`` events nearest that node count, in event order (~3 k
+    nodes/event was issue 17's size)."""
     from torch.utils.data import Subset
 
     from gnnu.graph.dataset import GraphDataset
     from gnnu.train.data import make_loader
 
-    if NODES_PER_EVENT is not None and isinstance(dataset, GraphDataset):
+    if nodes_per_event is not None and isinstance(dataset, GraphDataset):
         sizes = np.array([dataset[i].num_nodes for i in range(len(dataset))])
-        events = np.sort(np.argsort(np.abs(sizes - NODES_PER_EVENT), kind="stable")[:batch])
+        events = np.sort(np.argsort(np.abs(sizes - nodes_per_event), kind="stable")[:batch])
         dataset = Subset(dataset, events.tolist())
     return next(iter(make_loader(dataset, batch, shuffle=False)))
 
@@ -196,7 +192,7 @@ def setup_model(name: str, data: Path, args, device: torch.device) -> dict:
         cfg = load_model_config({**_as_dict(cfg), "params": {**_as_dict(cfg)["params"], "weights": "none"}})
     dataset = open_dataset(data, "train", cfg) if model_inputs(name) == "image" else GraphDataset(data, "train")
     model = create_model(cfg, in_features=len(dataset.feature_names)).to(device)
-    batch = to_device(first_batch(dataset, args.batch), device)
+    batch = to_device(first_batch(dataset, args.batch, args.nodes_per_event), device)
     n = args.batch
     amp = (torch.autocast(device.type, dtype=torch.bfloat16) if args.precision == "bf16"
            else torch.autocast(device.type, enabled=False))
@@ -222,7 +218,7 @@ def setup_model(name: str, data: Path, args, device: torch.device) -> dict:
             "nodes": float(batch.num_nodes) / n if hasattr(batch, "num_nodes") else None,
             "batch": n, "graph_on_device": ("n/a" if model_inputs(name) == "image" else
                                             "no" if name == "edgeconv" else "yes (in the model)"),
-            "infer_fn": infer, "step_fn": step}
+            "infer_fn": infer, "step_fn": step, "model_fn": lambda: model}
 
 
 def _time_rows(rows: list[dict], args, device: torch.device) -> None:
@@ -268,7 +264,7 @@ def bench_models(names: list[str], data: Path, args, device: torch.device, faile
 
 
 def _public(row: dict) -> dict:
-    """A row without its closures (what is printed and written to JSON)."""
+    """A row without its closures and its model (what is printed and written to JSON)."""
     return {k: v for k, v in row.items() if not k.endswith("_fn")}
 
 
@@ -281,7 +277,7 @@ def bench_fast(data: Path, args, device: torch.device, batch_size: int, graphs: 
     cfg = load_model_config(CONFIG_ROOT / "models" / "edgeconv.yaml")
     dataset = GraphDataset(data, "train")
     model = create_model(cfg, in_features=len(dataset.feature_names)).to(device).eval()
-    batch = to_device(first_batch(dataset, batch_size), device)
+    batch = to_device(first_batch(dataset, batch_size, args.nodes_per_event), device)
     n = int(batch.num_graphs)
     use_compile = args.compile == "yes" or (args.compile == "auto" and device.type == "cuda")
     fast = FastEdgeConv(model, graphs=graphs, precision=args.precision, compile=use_compile)
@@ -414,8 +410,6 @@ def main():
                     help="time the GNNs on the --batch events nearest this node count (default: the "
                          "first --batch events); the CNNs' cost does not depend on it")
     args = ap.parse_args()
-    global NODES_PER_EVENT
-    NODES_PER_EVENT = args.nodes_per_event
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and
                                                                 torch.cuda.is_available()) else "cpu")
     print(describe())

@@ -10,8 +10,8 @@ float64.
   arithmetic, so the result equals the tree's exactly. A graph's points are cut into spatially
   compact buckets of :data:`BLOCK` (a k-d tree's leaves, without the tree); a query scans its own
   bucket, then, nearest box first, every bucket whose bounding box may still hold a point within
-  its current count-th distance, the squared distances of a bucket computed together (vectorised). A box's distance
-  is a lower bound of its points' in floating point too (rounding is monotone), so no neighbour is
+  its current count-th distance, the squared distances of a bucket computed together
+  (vectorised). A box's distance is a lower bound of its points' in floating point too (rounding is monotone), so no neighbour is
   missed. In the learnt 4-D space of GravNet this beats the k-d tree, whose per-point descent and
   branches cost more than scanning a bucket (BENCHMARKS.md).
 - :func:`knn_matmul` (more coordinates): squared distances of a graph's points, centred on their
@@ -30,11 +30,11 @@ float64.
   buckets — a bucket is skipped when its box is farther than the query's current count-th true
   distance, a point when its z-distance is — and the survivors' true distances are computed in
   float64 from the points as given (the bounds carry a slack of 1e-6 × the graph's largest
-  |p − m|² against the projection's rounding). On dynamic EdgeConv's features the lead axes hold
-  most of the variance and a query computes ~70–200 true distances instead of n. The true
-  distances are summed vectorised (``fastmath`` reassociation), so they can differ from
-  knn_exact's in the last bits: points at equal distance up to ~1e-15 relative (a near-tie) may
-  be chosen differently; otherwise the result is identical. Both searches share one layout
+  |p − m|² against the projection's rounding). On dynamic EdgeConv's features the lead axes
+  hold most of the variance and a query computes true distances for a small fraction of the n
+  points. The true distances are summed vectorised (``fastmath`` reassociation), so they can
+  differ from knn_exact's in the last bits: points at equal distance up to ~1e-15 relative (a
+  near-tie) may be chosen differently; otherwise the result is identical. Both searches share one layout
   (:func:`_layout`) and one query loop (:func:`_query`).
 
 :func:`knn_features` picks between the last two per graph: the projection for graphs of at least
@@ -58,11 +58,12 @@ EXACT_MAX_DIM = 8
 #: Extra candidates :func:`knn_matmul` keeps from the product's distances before the exact re-rank.
 MARGIN = 8
 #: :func:`knn_features` takes :func:`knn_projected` for graphs of at least this many points (fewer:
-#: :func:`knn_matmul`, whose products cost less than the projection's set-up there; BENCHMARKS.md).
+#: :func:`knn_matmul`, as before; the crossover below it is not measured).
 PROJECTED_MIN_POINTS = 1024
 #: ... and whose ``lead`` principal axes hold at least this share of the variance (the bound is
-#: loose where they hold little: isotropic random points, 1/8 of it, search 0.47× as fast as
-#: :func:`knn_matmul`; dynamic EdgeConv's features, 0.8–0.93, up to 3× faster; BENCHMARKS.md).
+#: loose where they hold little: isotropic random points, 0.16 of it, search 0.53× as fast as
+#: :func:`knn_matmul`; dynamic EdgeConv's features, 0.90–0.96, 1.5–6× faster;
+#: ``tools/bench_knn_features.py``, BENCHMARKS.md).
 PROJECTED_MIN_VARIANCE = 0.5
 
 
@@ -258,6 +259,12 @@ def knn_exact(pos: np.ndarray, ptr: np.ndarray, count: np.ndarray, include_self:
         first += cnt * (e - s)
 
 
+def _graph_float64(pos, s: int, e: int):
+    """Points s…e of the CPU tensor ``pos`` (one graph) as a contiguous float64 tensor: the
+    searches convert graph by graph, so a batch is not converted once per search."""
+    return pos[s:e].detach().double().contiguous()
+
+
 def knn_features(pos, ptr: np.ndarray, count: np.ndarray, include_self: bool, src: np.ndarray) -> None:
     """Neighbours in a feature space (more than :data:`EXACT_MAX_DIM` coordinates), arguments as
     :func:`knn_matmul`: graphs of at least :data:`PROJECTED_MIN_POINTS` points by
@@ -276,8 +283,7 @@ def knn_projected(pos, ptr: np.ndarray, count: np.ndarray, include_self: bool, s
     :data:`PROJECTED_MIN_VARIANCE` of its variance goes to :func:`knn_matmul` instead."""
     import torch
 
-    exact = pos.detach().double().contiguous()
-    dim = exact.shape[1]
+    dim = pos.shape[1]
     lead = min(dim, max(8, dim // 8) if lead is None else lead)
     first = _first(ptr, count)
     isotropic = []
@@ -286,7 +292,8 @@ def knn_projected(pos, ptr: np.ndarray, count: np.ndarray, include_self: bool, s
         cnt = int(count[g])
         if cnt <= 0:
             continue
-        centred = exact[s:e] - exact[s:e].mean(0)
+        exact = _graph_float64(pos, s, e)
+        centred = exact - exact.mean(0)
         c32 = centred.float()                     # the axes need not be optimal, only orthonormal
         variance, axes = torch.linalg.eigh((c32.T @ c32).double())    # ascending
         total = float(variance.sum())
@@ -300,7 +307,7 @@ def knn_projected(pos, ptr: np.ndarray, count: np.ndarray, include_self: bool, s
         rest = (sq - (y * y).sum(1)).clamp_(min=0).sqrt_()
         z = torch.cat([y, rest[:, None]], 1).numpy()
         slack = 1e-6 * float(sq.max())
-        _projected_graph(z, exact[s:e].numpy(), include_self, cnt, s, src, int(first[s]), slack)
+        _projected_graph(z, exact.numpy(), include_self, cnt, s, src, int(first[s]), slack)
     if isotropic:
         knn_matmul(pos, ptr, count, include_self, src, graphs=isotropic)
 
@@ -318,18 +325,17 @@ def knn_matmul(pos, ptr: np.ndarray, count: np.ndarray, include_self: bool, src:
     ``graphs``: the graphs to do (default all)."""
     import torch
 
-    exact = pos.detach().double().contiguous()
-    exact_np = exact.numpy()
     first = _first(ptr, count)
     for g in range(len(ptr) - 1) if graphs is None else graphs:
         s, e = int(ptr[g]), int(ptr[g + 1])
         n, cnt = e - s, int(count[g])
         if cnt <= 0:
             continue
+        exact = _graph_float64(pos, s, e)
         want = min(cnt + MARGIN, n - (0 if include_self else 1))
         # centred on the graph's mean: the product's rounding scales with |p|², not with the
         # distances, so an offset shared by the points would otherwise swamp them
-        pg = (exact[s:e] - exact[s:e].mean(0)).to(pos.dtype)
+        pg = (exact - exact.mean(0)).to(pos.dtype)
         sq = (pg * pg).sum(1).numpy()
         heap_d = np.empty((n, want), dtype=sq.dtype)
         heap_j = np.empty((n, want), np.int64)
@@ -347,7 +353,7 @@ def knn_matmul(pos, ptr: np.ndarray, count: np.ndarray, include_self: bool, src:
                         _update(prod.t().contiguous().numpy(), sq, j0, i0, include_self,
                                 heap_d, heap_j, size)
         out = src[first[s]:first[s] + n * cnt].reshape(n, cnt)
-        _rerank(exact_np[s:e], heap_j, cnt, s, out)
+        _rerank(exact.numpy(), heap_j, cnt, s, out)
 
 
 #: fastmath flags of :func:`_update`: no NaN (finite inputs are checked), so the block minimum

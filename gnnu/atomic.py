@@ -10,7 +10,8 @@ temporary file is removed and the target is left as it was.
 - :func:`atomic_path`: a context manager yielding the temporary path, for writers that need a
   file name (h5py, matplotlib); :class:`AtomicFile` is the same as an object, for writers whose
   lifetime spans several calls (:class:`gnnu.io.hitfile.HitFileWriter`, the shard writer).
-- :func:`write_text_atomic`, :func:`write_json_atomic`: whole text or JSON documents.
+- :func:`write_text_atomic`, :func:`write_json_atomic`: whole text or JSON documents;
+  :func:`write_torch_atomic`: ``torch.save`` (checkpoints, slim weights).
 - One JSON policy (:func:`jsonable`): numpy scalars and arrays become plain numbers and lists,
   NaN and ±inf become ``null``, and non-finite floats never reach the file (``allow_nan=False``):
   every JSON file gnnu writes is strict JSON that any parser reads.
@@ -25,6 +26,9 @@ Faults of the file system (docs/design.md#reliability):
   ``OSError`` that names the *target* (never the temporary name): :func:`atomic_path` and
   :meth:`AtomicFile.commit` re-raise it so, and :func:`output_error_message` is the one
   translation into the line the command lines print ("no space left on PATH", …).
+- torch's writer turns a failed write into ``RuntimeError("unexpected pos …")``;
+  :func:`write_torch_atomic` writes through the same guard as HDF5 (below) so a full disk is
+  the ``OSError`` it is.
 - HDF5 is never handed a failing write: :meth:`AtomicFile.open_hdf5` gives h5py a Python file
   object (:class:`_GuardedIO`) that records the first failed write and drops the later ones, so
   the HDF5 library keeps a consistent state and closes cleanly, and :meth:`AtomicFile.check`
@@ -233,15 +237,21 @@ class AtomicFile:
         self.done = False
         self._guard: _GuardedIO | None = None
 
+    def open_guarded(self) -> io.RawIOBase:
+        """A binary file object writing :attr:`tmp` that never fails a write: the first error is
+        kept and raised (naming :attr:`path`) by :meth:`check` and :meth:`commit`."""
+        try:
+            self._guard = _GuardedIO(self.tmp)
+        except OSError as exc:
+            raise _naming(exc, self.path)
+        return self._guard
+
     def open_hdf5(self, **kwargs):
         """An ``h5py.File`` writing :attr:`tmp` through the guard (module docstring); close it
         before :meth:`commit`. ``kwargs`` go to ``h5py.File`` (``libver``, ``userblock_size`` …)."""
         import h5py
 
-        try:
-            self._guard = _GuardedIO(self.tmp)
-        except OSError as exc:
-            raise _naming(exc, self.path)
+        self.open_guarded()
         try:
             return h5py.File(self._guard, "w", **kwargs)
         except BaseException:
@@ -352,6 +362,24 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def write_torch_atomic(path: str | os.PathLike, obj) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically, through the guard: a full disk is an
+    ``OSError`` naming ``path`` (torch's own writer reports a failed write as a ``RuntimeError``,
+    "unexpected pos …", with no errno). Returns the path."""
+    import torch
+
+    out = AtomicFile(path)
+    try:
+        torch.save(obj, out.open_guarded())
+    except BaseException:
+        error = out._guard.error if out._guard is not None else None
+        out.discard()
+        if error is not None:              # a failed write caused it: say that
+            raise _naming(error, out.path) from None
+        raise
+    return out.commit()
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

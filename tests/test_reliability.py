@@ -162,6 +162,25 @@ def test_hdf5_on_a_full_disk_is_an_oserror_not_a_crash(tmp_path):
         assert os.listdir(fs) == []
 
 
+def test_torch_save_on_a_full_disk_is_an_oserror_naming_the_target(tmp_path):
+    """A checkpoint bigger than the free space (16 MB into a 4 MB tmpfs, as a ResNet18 run's on a
+    full disk): torch's own writer says ``RuntimeError: unexpected pos`` with no errno, so the
+    command lines printed a traceback; write_torch_atomic gives the OSError ENOSPC naming the
+    target, keeps the previous file whole and leaves no temporary file."""
+    import torch
+
+    from gnnu.atomic import write_torch_atomic
+
+    with tmpfs(tmp_path / "fs", "4m") as fs:
+        target = write_torch_atomic(fs / "last.ckpt", {"step": 1})
+        before = digest(target)
+        with pytest.raises(OSError) as err:
+            write_torch_atomic(target, {"step": 2, "weights": torch.zeros(4 << 20)})
+        assert err.value.errno == errno.ENOSPC and err.value.filename == str(target)
+        assert digest(target) == before and torch.load(target)["step"] == 1
+        assert os.listdir(fs) == ["last.ckpt"]
+
+
 def test_sim_on_a_full_disk_then_space_freed(tmp_path):
     """gnnu-sim into a 1 MB tmpfs: one line "no space left on OUT", exit 2, nothing left on the
     disk; once the disk is larger the same command writes a valid file."""

@@ -23,6 +23,7 @@ import json
 import os
 from pathlib import Path
 
+from ..atomic import write_text_atomic, write_torch_atomic
 from ..errors import InputError
 
 PREFIX = "pretrained:"
@@ -65,8 +66,6 @@ def slim_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, card: dict |
     with ``weights_only=True`` by gnnu-eval and ``gnnu-train --init-from``; with ``card`` also
     ``dst`` with suffix ``.json``; ``graph``: the graph record (``gnnu.graph``, for gnnu-predict
     and gnnu-export) to add where the checkpoint predates it. Written atomically."""
-    import torch
-
     from .checkpoint import checkpoint_meta, load_checkpoint
 
     ckpt = load_checkpoint(src)
@@ -76,11 +75,7 @@ def slim_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, card: dict |
     state = {k: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + f".tmp-{os.getpid()}")
-    torch.save({"state_dict": state, "gnnu": meta}, tmp)
-    os.replace(tmp, dst)
+    write_torch_atomic(dst, {"state_dict": state, "gnnu": meta})
     if card is not None:
-        tmp = dst.with_name(dst.stem + f".json.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
-        os.replace(tmp, dst.with_suffix(".json"))
+        write_text_atomic(dst.with_suffix(".json"), json.dumps(card, indent=1, ensure_ascii=False) + "\n")
     return dst

@@ -16,7 +16,7 @@ stopping, best checkpoint): the state it saves already includes their updates.
 so a resumed run's history is complete (``run.json`` stores it).
 
 :class:`AtomicCheckpointIO` writes every checkpoint (``best.ckpt`` and ``last.ckpt``) through
-:func:`gnnu.atomic.atomic_path`: a full disk or an interrupt leaves the previous checkpoint
+:func:`gnnu.atomic.write_torch_atomic`: a full disk or an interrupt leaves the previous checkpoint
 whole (Lightning's own writer truncates the file in place). :class:`GracefulInterrupt` makes
 Ctrl-C (SIGINT) behave as SIGTERM: the run stops at the next batch boundary and ``last.ckpt`` is
 saved (a second Ctrl-C stops at once, without saving).
@@ -35,7 +35,7 @@ from lightning.pytorch.callbacks import Callback, Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from ..atomic import atomic_path
+from ..atomic import write_torch_atomic
 
 #: Prefixes of the logged metrics the history keeps.
 HISTORY_PREFIXES = ("val/", "train/epoch_", "train/events_per_s")
@@ -47,8 +47,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO takes no storage_options")
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+        write_torch_atomic(path, checkpoint)
 
 
 class GracefulInterrupt:

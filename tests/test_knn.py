@@ -345,21 +345,25 @@ def _features(n, dim, rank, seed, offset=0.0):
 
 @pytest.mark.parametrize("dim,rank", [(16, 3), (64, 6), (128, 10)])
 @pytest.mark.parametrize("include_self", [False, True])
-def test_projected_search_equals_the_exact_search(dim, rank, include_self):
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_projected_search_equals_the_exact_search(dim, rank, include_self, dtype):
     """knn_projected (dynamic EdgeConv's features in graphs of ≥ PROJECTED_MIN_POINTS points)
     prunes on principal-axis projections, a lower bound of the distance, and computes the
     survivors' distances in float64: the same neighbours in the same order as the exact bucketed
     search (knn_exact) and the numpy reference, on features with an offset shared by all points,
-    in a batch of two graphs, a graph smaller than k included."""
+    in a batch of two graphs, a graph smaller than k included; for float32 features (the model's)
+    and bfloat16 ones (under autocast) those of their values in float64."""
     from gnnu.graph import bruteforce
 
-    pos = np.concatenate([_features(1500, dim, rank, dim, offset=5.0), _features(1100, dim, rank, dim + 1),
-                          _features(10, dim, rank, dim + 2)])
+    features = torch.from_numpy(np.concatenate([_features(1500, dim, rank, dim, offset=5.0),
+                                                _features(1100, dim, rank, dim + 1),
+                                                _features(10, dim, rank, dim + 2)])).to(dtype)
+    pos = features.double().numpy()
     batch = np.repeat([0, 1, 2], [1500, 1100, 10])
     ptr = np.array([0, 1500, 2600, 2610])
     count = np.array([16, 16, 10 if include_self else 9])          # the small graph: all its points
     got, exact = (np.empty(int(np.dot(count, np.diff(ptr))), np.int64) for _ in range(2))
-    bruteforce.knn_projected(torch.from_numpy(pos), ptr, count, include_self, got)
+    bruteforce.knn_projected(features, ptr, count, include_self, got)
     bruteforce.knn_exact(pos, ptr, count, include_self, exact)
     np.testing.assert_array_equal(got, exact)
     if dim == 64:

@@ -372,12 +372,9 @@ def write_torch_atomic(path: str | os.PathLike, obj) -> Path:
 
     out = AtomicFile(path)
     try:
-        torch.save(obj, out.open_guarded())
+        torch.save(obj, out.open_guarded())       # a failed write is kept by the guard, raised by commit
     except BaseException:
-        error = out._guard.error if out._guard is not None else None
         out.discard()
-        if error is not None:              # a failed write caused it: say that
-            raise _naming(error, out.path) from None
         raise
     return out.commit()
 
